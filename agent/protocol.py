@@ -1,0 +1,294 @@
+"""Wire protocol v1: MQTT topics and the typed report messages shared by agent and collector.
+
+This module imports only msgspec and the standard library, so the collector can use it without
+the agent's probe dependencies (psutil, speedtest-cli).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+PROTOCOL_VERSION: Final = 1
+TOPIC_ROOT: Final = "edugap/v1"
+#: Every report payload is at most this many bytes of UTF-8 JSON.
+MAX_PAYLOAD_BYTES: Final = 64 * 1024
+KINDS: Final = ("inventory", "bandwidth", "heartbeat", "status")
+ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+_ID_RE = re.compile(ID_PATTERN)
+
+Kind = Literal["inventory", "bandwidth", "heartbeat", "status"]
+Id = Annotated[str, Meta(pattern=ID_PATTERN, description="letters, digits, '-' and '_'")]
+UtcTime = Annotated[datetime, Meta(tz=True, description="RFC 3339 time, UTC")]
+NonNeg = Annotated[float, Meta(ge=0)]
+NonNegInt = Annotated[int, Meta(ge=0)]
+Percent = Annotated[float, Meta(ge=0, le=100)]
+ShortStr = Annotated[str, Meta(max_length=256)]
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow protocol v1; `reason` names the rule it broke."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+# --- pieces of reports -------------------------------------------------------------------
+
+
+class OsInfo(Struct, forbid_unknown_fields=False):
+    """Operating system name and version, and whether its vendor still supports it."""
+
+    name: ShortStr
+    version: ShortStr
+    end_of_support: str | None = None  # ISO date from the lifecycle table, when known
+    out_of_support: bool | None = None
+
+
+class CpuInfo(Struct):
+    """Processor model and counts."""
+
+    model: ShortStr
+    cores: NonNegInt
+    threads: NonNegInt
+
+
+class Disk(Struct):
+    """One mounted fixed disk."""
+
+    mount: ShortStr
+    total_gb: NonNeg
+    free_gb: NonNeg
+
+
+class NetInterface(Struct):
+    """One network interface; no MAC address travels."""
+
+    name: ShortStr
+    kind: Literal["wired", "wifi", "other"]
+    speed_mbps: NonNeg
+    up: bool
+
+
+class Battery(Struct):
+    """Battery charge and, where the OS gives it, health (full charge over design capacity)."""
+
+    percent: Percent
+    health_pct: Annotated[float, Meta(ge=0, le=200)] | None = None
+
+
+class TargetCheck(Struct):
+    """Availability of one target over a heartbeat period."""
+
+    target: ShortStr
+    checks: NonNegInt
+    ok: NonNegInt
+    latency_ms: NonNeg | None = None
+
+
+# --- reports -----------------------------------------------------------------------------
+
+
+class Report(Struct, kw_only=True, tag_field="schema"):
+    """Fields every report carries."""
+
+    report_id: Annotated[str, Meta(min_length=8, max_length=64)]
+    school_id: Id
+    device_id: Id
+    measured_at: UtcTime
+    agent_version: ShortStr
+
+    @property
+    def kind(self) -> Kind:
+        raise NotImplementedError
+
+
+class Inventory(Report, kw_only=True, tag="edugap.inventory/1"):
+    """What one computer is: hardware, OS, disks, network, battery."""
+
+    os: OsInfo
+    cpu: CpuInfo
+    memory_mb: NonNegInt
+    disks: Annotated[list[Disk], Meta(max_length=64)]
+    net: Annotated[list[NetInterface], Meta(max_length=64)]
+    battery: Battery | None
+    boot_time: UtcTime | None
+    machine_kind: Literal["desktop", "laptop", "server", "unknown"]
+    bios_date: str | None = None
+    chassis_type: ShortStr | None = None
+    system_disk_free_pct: Percent | None = None
+    # sha256 over hardware identifiers, for duplicate detection only; never the device id
+    hardware_hash: ShortStr | None = None
+
+    @property
+    def kind(self) -> Kind:
+        return "inventory"
+
+
+class Bandwidth(Report, kw_only=True, tag="edugap.bandwidth/1"):
+    """One speed test: its speeds, or the error that stopped it, or why it was skipped."""
+
+    download_mbps: NonNeg | None = None
+    upload_mbps: NonNeg | None = None
+    latency_ms: NonNeg | None = None
+    jitter_ms: NonNeg | None = None
+    bytes_used: NonNegInt = 0
+    backend: ShortStr
+    server: ShortStr
+    error: Annotated[str, Meta(max_length=2048)] | None = None
+    skipped: bool = False
+    # how busy the school's link was while the test ran (traffic probe), in Mbps
+    link_rx_mbps: NonNeg | None = None
+    link_tx_mbps: NonNeg | None = None
+
+    @property
+    def kind(self) -> Kind:
+        return "bandwidth"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None and not self.skipped and self.download_mbps is not None
+
+
+class Heartbeat(Report, kw_only=True, tag="edugap.heartbeat/1"):
+    """Availability probe summary and outbox health since the previous heartbeat."""
+
+    latency_ms: NonNeg | None
+    reachable: bool
+    period_seconds: NonNegInt = 0
+    checks: NonNegInt = 0
+    checks_ok: NonNegInt = 0
+    loss_pct: Percent | None = None
+    targets: Annotated[list[TargetCheck], Meta(max_length=32)] = []
+    queue_depth: NonNegInt
+    dropped_reports: NonNegInt
+    link_rx_mbps: NonNeg | None = None
+    link_tx_mbps: NonNeg | None = None
+
+    @property
+    def kind(self) -> Kind:
+        return "heartbeat"
+
+
+class Status(Report, kw_only=True, tag="edugap.status/1"):
+    """Retained presence: online at connect, offline by the last will."""
+
+    state: Literal["online", "offline"]
+
+    @property
+    def kind(self) -> Kind:
+        return "status"
+
+
+AnyReport = Inventory | Bandwidth | Heartbeat | Status
+REPORT_TYPES: Final[dict[str, type[Report]]] = {
+    "inventory": Inventory,
+    "bandwidth": Bandwidth,
+    "heartbeat": Heartbeat,
+    "status": Status,
+}
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyReport)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def new_report_id() -> str:
+    """A fresh report id (UUID4, hex with dashes)."""
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    """The current time in UTC (timezone-aware)."""
+    return datetime.now(UTC)
+
+
+def valid_id(value: str) -> bool:
+    """True when `value` may be a school or device id (a single topic level)."""
+    return bool(_ID_RE.match(value))
+
+
+def topic_for(school_id: str, device_id: str, kind: str) -> str:
+    """The topic a report of `kind` from this device is published on."""
+    return f"{TOPIC_ROOT}/{school_id}/{device_id}/{kind}"
+
+
+def parse_topic(topic: str) -> tuple[str, str, str]:
+    """Split a v1 topic into (school_id, device_id, kind) or raise ProtocolError('bad_topic')."""
+    parts = topic.split("/")
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT:
+        raise ProtocolError("bad_topic", f"topic {topic!r} is not {TOPIC_ROOT}/<school>/<device>/<kind>")
+    _, _, school_id, device_id, kind = parts
+    if kind not in KINDS:
+        raise ProtocolError("bad_topic", f"unknown kind {kind!r} in topic {topic!r}")
+    if not valid_id(school_id) or not valid_id(device_id):
+        raise ProtocolError("bad_topic", f"bad school or device level in topic {topic!r}")
+    return school_id, device_id, kind
+
+
+def encode(report: Report) -> bytes:
+    """Serialise a report to its wire form (compact UTF-8 JSON with the `schema` field)."""
+    return _encoder.encode(report)
+
+
+def to_builtins(report: Report) -> dict[str, Any]:
+    """The report as plain JSON-compatible Python objects."""
+    value = msgspec.to_builtins(report)
+    assert isinstance(value, dict)
+    return value
+
+
+def decode(topic: str, payload: bytes) -> AnyReport:
+    """Validate one MQTT message and return its report, or raise ProtocolError with a reason.
+
+    Reasons: too_large, bad_topic, not_utf8, bad_json, unknown_schema, invalid, topic_mismatch.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    school_id, device_id, kind = parse_topic(topic)
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProtocolError("not_utf8", str(e)) from None
+    try:
+        report = _decoder.decode(payload)
+    except msgspec.ValidationError as e:
+        text = str(e)
+        if "`$.schema`" in text or "missing required field `schema`" in text.lower():
+            raise ProtocolError("unknown_schema", text) from None
+        raise ProtocolError("invalid", text) from None
+    except msgspec.DecodeError as e:
+        raise ProtocolError("bad_json", str(e)) from None
+    if report.kind != kind:
+        raise ProtocolError("topic_mismatch", f"schema {report.kind!r} on a {kind!r} topic")
+    if report.school_id != school_id or report.device_id != device_id:
+        raise ProtocolError(
+            "topic_mismatch",
+            f"payload {report.school_id}/{report.device_id} on topic {school_id}/{device_id}",
+        )
+    return report
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema documents for each report kind, keyed by file name."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind, cls in REPORT_TYPES.items():
+        (schema,), components = msgspec.json.schema_components([cls], ref_template="#/$defs/{name}")
+        doc: dict[str, Any] = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"https://edugap.example/schema/edugap.{kind}.v1.json",
+            "title": f"edugap.{kind}/1",
+            **schema,
+            "$defs": components,
+        }
+        out[f"edugap.{kind}.v1.json"] = doc
+    return out

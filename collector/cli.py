@@ -1,0 +1,67 @@
+"""The `edugap` command: one sub-command module each under collector/commands/, registered here."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from collector import __version__
+
+# name -> module under collector.commands; each module has `register(subparsers)` which adds
+# its parser and sets `func=handler(args) -> int` as the default.
+COMMANDS: dict[str, str] = {
+    "serve": "collector.commands.serve",
+    "schools": "collector.commands.schools",
+    "policy": "collector.commands.policy",
+    "export": "collector.commands.export",
+    "rejects": "collector.commands.rejects",
+    "simulate": "collector.commands.simulate",
+    "demo": "collector.commands.demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered command that can be imported."""
+    parser = argparse.ArgumentParser(
+        prog="edugap",
+        description="edugap collector: ingest school agents' reports over MQTT, compute "
+        "shortfalls against the policy, serve Prometheus metrics, a coverage page and "
+        "shortage lists.",
+    )
+    parser.add_argument("--version", action="version", version=f"edugap {__version__}")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log verbosity (default: INFO)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name == module_name:
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `edugap`."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

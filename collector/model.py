@@ -1,0 +1,239 @@
+"""Shared types of the collector: registry rows, stored facts, the Store seam and the snapshot.
+
+Ingest writes through `Store`; the policy reads facts from `Store` and computes a `Snapshot`;
+metrics, the HTTP API and the exports read only the `Snapshot`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from agent.protocol import AnyReport
+
+Connectivity = Literal["good", "moderate", "bad", "unknown"]
+Monitoring = Literal["live", "at_risk", "drop_off", "never"]
+CONNECTIVITY_CLASSES: tuple[Connectivity, ...] = ("good", "moderate", "bad", "unknown")
+MONITORING_STATES: tuple[Monitoring, ...] = ("live", "at_risk", "drop_off", "never")
+#: Kinds of `edugap_school_shortfall{kind}`; a school has each one or not.
+SHORTFALL_KINDS: tuple[str, ...] = (
+    "bandwidth",  # 7-day median download below the required Mbps
+    "computers",  # fewer usable computers than required
+    "availability",  # uptime during school hours below the target
+    "isp_contract",  # measured below the compliance share of the contracted Mbps
+    "os_upgrade",  # computers running an OS out of vendor support
+    "not_monitored",  # monitoring status is drop_off or never
+)
+
+
+class StoreError(RuntimeError):
+    """A store operation failed; the message names the store and the operation."""
+
+
+@dataclass(frozen=True, slots=True)
+class School:
+    """One row of the school registry."""
+
+    school_id: str
+    name: str
+    province: str
+    commune: str
+    level: str
+    lat: float
+    lon: float
+    students: int
+    computers_required: int | None = None
+    contracted_mbps: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A validated report as ingest hands it to the store."""
+
+    report: AnyReport
+    received_at: datetime
+    # measured_at was in the future beyond the allowed skew and was clamped to received_at
+    clamped: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A message that ingest refused, kept (bounded) for operators to inspect."""
+
+    received_at: datetime
+    topic: str
+    reason: str
+    detail: str
+    payload_excerpt: str  # at most 512 characters, undecodable bytes replaced
+
+
+@dataclass(frozen=True, slots=True)
+class BandwidthRow:
+    """One stored speed test (successful, failed or skipped)."""
+
+    school_id: str
+    device_id: str
+    measured_at: datetime
+    download_mbps: float | None
+    upload_mbps: float | None
+    latency_ms: float | None
+    error: str | None
+    skipped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    """The latest inventory of one device, and when the device was last heard from."""
+
+    school_id: str
+    device_id: str
+    inventory_at: datetime | None  # None: heard from, but no inventory yet
+    last_seen: datetime
+    memory_mb: int | None
+    cpu_cores: int | None
+    os_name: str | None
+    os_version: str | None
+    out_of_support: bool | None
+    machine_kind: str | None
+    hardware_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatHour:
+    """Heartbeats of one school summed over one UTC hour (enough for uptime and 7-day stats)."""
+
+    school_id: str
+    hour: datetime  # start of the hour, UTC
+    heartbeats: int
+    checks: int
+    checks_ok: int
+
+
+class Store(Protocol):
+    """Where the collector keeps the registry and the reports. Two backends: SQLite, PostgreSQL."""
+
+    url: str  # without password
+
+    def save_batch(self, batch: list[Received]) -> list[bool]:
+        """Store a batch in one transaction; per item True if stored, False if a duplicate.
+
+        Returns only once the batch is durable. Raises StoreError.
+        """
+        ...
+
+    def save_rejects(self, rejects: list[Reject]) -> None:
+        """Keep rejected messages, pruning to the newest few thousand."""
+        ...
+
+    def recent_rejects(self, limit: int = 100) -> list[Reject]: ...
+
+    def upsert_schools(self, schools: list[School]) -> int:
+        """Insert or update registry rows by school_id; returns how many rows were written."""
+        ...
+
+    def schools(self) -> list[School]: ...
+
+    def reporting_school_ids(self) -> set[str]:
+        """Every school_id that has sent at least one stored report (registered or not)."""
+        ...
+
+    def last_report_per_school(self) -> dict[str, datetime]:
+        """The newest measured_at of any stored report, per school."""
+        ...
+
+    def bandwidth_since(self, since: datetime) -> list[BandwidthRow]: ...
+
+    def devices(self) -> list[DeviceRow]: ...
+
+    def heartbeat_hours_since(self, since: datetime) -> list[HeartbeatHour]: ...
+
+    def prune(self, before: datetime) -> int:
+        """Delete raw rows (bandwidth, heartbeat hours, report ids) older than `before`."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SchoolStatus:
+    """Everything the policy concludes about one school."""
+
+    school_id: str
+    registered: bool
+    name: str
+    province: str  # "" when unregistered
+    commune: str
+    level: str
+    lat: float | None
+    lon: float | None
+    students: int | None
+    required_mbps: float | None
+    download_mbps: float | None  # the policy statistic (default: 7-day median) of successful tests
+    upload_mbps: float | None
+    latency_ms: float | None
+    tests_7d: int
+    connectivity: Connectivity
+    uptime_pct: float | None  # during school hours, from heartbeats; None without heartbeats
+    contracted_mbps: float | None
+    isp_compliant: bool | None  # None when there is no contract or no measurement
+    monitoring: Monitoring
+    last_report: datetime | None
+    devices_reporting: int
+    computers_usable: int
+    computers_required: int | None
+    computers_gap: int
+    os_out_of_support: int
+    bandwidth_gap_mbps: float
+    shortfalls: tuple[str, ...]
+    priority: float  # higher first
+
+
+@dataclass(frozen=True, slots=True)
+class AreaSummary:
+    """Counts and gap totals for one province (commune None) or one commune."""
+
+    province: str
+    commune: str | None
+    schools: int
+    by_connectivity: dict[str, int]
+    by_monitoring: dict[str, int]
+    shortfalls: dict[str, int]
+    bandwidth_gap_mbps: float
+    computers_gap: int
+    computers_usable: int
+    computers_required: int
+    os_out_of_support: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The policy's view of every school at one moment; what metrics, API and exports read."""
+
+    generated_at: datetime
+    schools: dict[str, SchoolStatus]  # registered and unregistered, by school_id
+    provinces: list[AreaSummary]
+    communes: list[AreaSummary]
+
+    def by_priority(self) -> list[SchoolStatus]:
+        """Schools sorted by priority, highest first, then by school_id."""
+        return sorted(self.schools.values(), key=lambda s: (-s.priority, s.school_id))
+
+
+@dataclass
+class IngestStats:
+    """Counters that ingest updates and metrics read; one lock, cheap increments."""
+
+    messages: Counter[str] = field(default_factory=Counter)  # result -> count
+    store_errors: int = 0
+    batches: int = 0
+    last_lag_seconds: float = 0.0  # received_at - measured_at of the last stored report
+    last_batch_at: datetime | None = None
+    connected: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, result: str, n: int = 1) -> None:
+        with self.lock:
+            self.messages[result] += n

@@ -1,0 +1,78 @@
+"""Wire protocol v1: round trips, rejections by reason, and the committed JSON Schemas."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agent import protocol as p
+from agent.schemagen import render
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPIC = "edugap/v1/79-001/dev-1/bandwidth"
+
+
+def bandwidth(**kw: object) -> p.Bandwidth:
+    fields: dict[str, object] = dict(
+        report_id=p.new_report_id(), school_id="79-001", device_id="dev-1",
+        measured_at=datetime(2026, 11, 2, 3, 4, 5, tzinfo=UTC), agent_version="0.1.0",
+        download_mbps=18.5, upload_mbps=4.25, latency_ms=31.0, bytes_used=25_000_000,
+        backend="selfhosted", server="https://collector.example/speedtest",
+    )
+    fields.update(kw)
+    return p.Bandwidth(**fields)  # type: ignore[arg-type]
+
+
+def test_round_trip_keeps_every_field() -> None:
+    report = bandwidth()
+    assert p.decode(TOPIC, p.encode(report)) == report
+
+
+def test_wire_form_names_schema_and_rfc3339_utc() -> None:
+    data = p.to_builtins(bandwidth())
+    assert data["schema"] == "edugap.bandwidth/1"
+    assert data["measured_at"] == "2026-11-02T03:04:05Z"
+
+
+def test_unknown_fields_are_accepted_within_v1() -> None:
+    raw = p.encode(bandwidth()).replace(b'"backend"', b'"new_field":[1,2],"backend"')
+    assert p.decode(TOPIC, raw).download_mbps == 18.5
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        (TOPIC, b"x" * (p.MAX_PAYLOAD_BYTES + 1), "too_large"),
+        ("edugap/v1/79-001/dev-1", b"{}", "bad_topic"),
+        ("edugap/v1/79-001/dev-1/weather", b"{}", "bad_topic"),
+        (TOPIC, b'{"schema":"edugap.bandwidth/1","server":"\xff"}', "not_utf8"),
+        (TOPIC, b'{"schema":"edugap.bandwidth/1",', "bad_json"),
+        (TOPIC, p.encode(bandwidth()).replace(b"18.5", b"NaN"), "bad_json"),
+        (TOPIC, p.encode(bandwidth()).replace(b"bandwidth/1", b"bandwidth/9"), "unknown_schema"),
+        (TOPIC, p.encode(bandwidth()).replace(b"18.5", b'"fast"'), "invalid"),
+        (TOPIC, p.encode(bandwidth()).replace(b"18.5", b"-3"), "invalid"),
+        (TOPIC, p.encode(bandwidth()).replace(b"2026-11-02T03:04:05Z", b"2026-11-02T03:04:05"),
+         "invalid"),
+        ("edugap/v1/79-002/dev-1/bandwidth", p.encode(bandwidth()), "topic_mismatch"),
+        ("edugap/v1/79-001/dev-1/heartbeat", p.encode(bandwidth()), "topic_mismatch"),
+    ],
+)
+def test_bad_messages_are_rejected_with_reason(topic: str, payload: bytes, reason: str) -> None:
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode(topic, payload)
+    assert info.value.reason == reason
+
+
+def test_committed_json_schemas_match_the_code() -> None:
+    rendered = render()
+    committed = {f.name: f.read_text(encoding="utf-8") for f in (ROOT / "docs/schema").glob("*.json")}
+    assert committed == rendered, "protocol changed: run `python -m agent.schemagen` and commit"
+
+
+def test_protocol_doc_names_every_field() -> None:
+    doc = (ROOT / "docs/protocol.md").read_text(encoding="utf-8")
+    for cls in p.REPORT_TYPES.values():
+        for name in cls.__struct_fields__:
+            assert f"`{name}`" in doc, f"docs/protocol.md does not describe {cls.__name__}.{name}"
