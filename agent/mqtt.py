@@ -61,18 +61,24 @@ def parse_broker_url(url: str, **extra: object) -> BrokerSettings:
     )
 
 
-ClientFactory = Callable[[BrokerSettings, str, bool], mqtt.Client]
+ClientFactory = Callable[..., mqtt.Client]
 
 
-def new_client(settings: BrokerSettings, client_id: str, clean_start: bool = True) -> mqtt.Client:
+def new_client(
+    settings: BrokerSettings, client_id: str, clean_start: bool = True, manual_ack: bool = False
+) -> mqtt.Client:
     """A configured but unconnected paho client (callback API v2, MQTT 5 unless asked for 3.1.1).
 
     With `clean_start=False` the broker keeps the session (subscriptions and queued QoS 1
-    messages) while the client is away.
+    messages) while the client is away. With `manual_ack=True` QoS 1 messages are acknowledged
+    only when the caller calls `client.ack(mid, qos)` (after its write is durable).
     """
     if settings.mqtt_version == 5:
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=manual_ack,
         )
     else:
         client = mqtt.Client(
@@ -80,6 +86,7 @@ def new_client(settings: BrokerSettings, client_id: str, clean_start: bool = Tru
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv311,
             clean_session=clean_start,
+            manual_ack=manual_ack,
         )
     if settings.username:
         client.username_pw_set(settings.username, settings.password)
@@ -103,7 +110,7 @@ def connect_properties(settings: BrokerSettings, clean_start: bool) -> dict[str,
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 0 if clean_start else 7 * 24 * 3600
         kwargs["clean_start"] = clean_start
         kwargs["properties"] = props

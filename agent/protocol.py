@@ -226,7 +226,9 @@ def parse_topic(topic: str) -> tuple[str, str, str]:
     """Split a v1 topic into (school_id, device_id, kind) or raise ProtocolError('bad_topic')."""
     parts = topic.split("/")
     if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT:
-        raise ProtocolError("bad_topic", f"topic {topic!r} is not {TOPIC_ROOT}/<school>/<device>/<kind>")
+        raise ProtocolError(
+            "bad_topic", f"topic {topic!r} is not {TOPIC_ROOT}/<school>/<device>/<kind>"
+        )
     _, _, school_id, device_id, kind = parts
     if kind not in KINDS:
         raise ProtocolError("bad_topic", f"unknown kind {kind!r} in topic {topic!r}")
@@ -260,7 +262,7 @@ def decode(topic: str, payload: bytes) -> AnyReport:
     except UnicodeDecodeError as e:
         raise ProtocolError("not_utf8", str(e)) from None
     try:
-        report = _decoder.decode(payload)
+        report: AnyReport = _decoder.decode(payload)
     except msgspec.ValidationError as e:
         text = str(e)
         if "`$.schema`" in text or "missing required field `schema`" in text.lower():

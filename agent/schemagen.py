@@ -1,4 +1,4 @@
-"""Write the protocol's JSON Schema files: `python -m agent.schemagen [DIR]` (default docs/schema)."""
+"""Write the JSON Schema files: `python -m agent.schemagen [DIR]` (default docs/schema)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from agent.protocol import json_schemas
 
 def render() -> dict[str, str]:
     """File name -> file text, exactly as committed."""
-    return {name: json.dumps(doc, indent=2, sort_keys=True) + "\n" for name, doc in json_schemas().items()}
+    return {
+        name: json.dumps(doc, indent=2, sort_keys=True) + "\n"
+        for name, doc in json_schemas().items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

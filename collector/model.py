@@ -228,6 +228,7 @@ class IngestStats:
 
     messages: Counter[str] = field(default_factory=Counter)  # result -> count
     store_errors: int = 0
+    clamped: int = 0  # reports whose measured_at was in the future and was clamped
     batches: int = 0
     last_lag_seconds: float = 0.0  # received_at - measured_at of the last stored report
     last_batch_at: datetime | None = None

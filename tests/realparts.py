@@ -85,8 +85,7 @@ class Mosquitto:
             "max_inflight_messages 1000\n"
             "set_tcp_nodelay true\n"
             f"log_dest file {self.log}\n"
-            "log_type error\nlog_type warning\nlog_type notice\n"
-            + extra_config
+            "log_type error\nlog_type warning\nlog_type notice\n" + extra_config
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -16,10 +16,17 @@ TOPIC = "edugap/v1/79-001/dev-1/bandwidth"
 
 def bandwidth(**kw: object) -> p.Bandwidth:
     fields: dict[str, object] = dict(
-        report_id=p.new_report_id(), school_id="79-001", device_id="dev-1",
-        measured_at=datetime(2026, 11, 2, 3, 4, 5, tzinfo=UTC), agent_version="0.1.0",
-        download_mbps=18.5, upload_mbps=4.25, latency_ms=31.0, bytes_used=25_000_000,
-        backend="selfhosted", server="https://collector.example/speedtest",
+        report_id=p.new_report_id(),
+        school_id="79-001",
+        device_id="dev-1",
+        measured_at=datetime(2026, 11, 2, 3, 4, 5, tzinfo=UTC),
+        agent_version="0.1.0",
+        download_mbps=18.5,
+        upload_mbps=4.25,
+        latency_ms=31.0,
+        bytes_used=25_000_000,
+        backend="selfhosted",
+        server="https://collector.example/speedtest",
     )
     fields.update(kw)
     return p.Bandwidth(**fields)  # type: ignore[arg-type]
@@ -53,8 +60,11 @@ def test_unknown_fields_are_accepted_within_v1() -> None:
         (TOPIC, p.encode(bandwidth()).replace(b"bandwidth/1", b"bandwidth/9"), "unknown_schema"),
         (TOPIC, p.encode(bandwidth()).replace(b"18.5", b'"fast"'), "invalid"),
         (TOPIC, p.encode(bandwidth()).replace(b"18.5", b"-3"), "invalid"),
-        (TOPIC, p.encode(bandwidth()).replace(b"2026-11-02T03:04:05Z", b"2026-11-02T03:04:05"),
-         "invalid"),
+        (
+            TOPIC,
+            p.encode(bandwidth()).replace(b"2026-11-02T03:04:05Z", b"2026-11-02T03:04:05"),
+            "invalid",
+        ),
         ("edugap/v1/79-002/dev-1/bandwidth", p.encode(bandwidth()), "topic_mismatch"),
         ("edugap/v1/79-001/dev-1/heartbeat", p.encode(bandwidth()), "topic_mismatch"),
     ],
@@ -67,7 +77,9 @@ def test_bad_messages_are_rejected_with_reason(topic: str, payload: bytes, reaso
 
 def test_committed_json_schemas_match_the_code() -> None:
     rendered = render()
-    committed = {f.name: f.read_text(encoding="utf-8") for f in (ROOT / "docs/schema").glob("*.json")}
+    committed = {
+        f.name: f.read_text(encoding="utf-8") for f in (ROOT / "docs/schema").glob("*.json")
+    }
     assert committed == rendered, "protocol changed: run `python -m agent.schemagen` and commit"
 
 
