@@ -1,0 +1,242 @@
+"""The store on both backends (SQLite file, real PostgreSQL): what ingest writes, policy reads."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from collector.model import Reject, School, Store, StoreError
+from collector.store import open_store, redact, sqlite_path
+from tests.collector.reports import T0, bandwidth, heartbeat, inventory, received, status
+
+
+@pytest.fixture
+def store(db_url: str) -> Store:
+    s = open_store(db_url)
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def school(sid: str, name: str = "Trường Tiểu học Nguyễn Trãi", **kw: object) -> School:
+    base: dict[str, object] = dict(
+        name=name,
+        province="Hà Nội",
+        commune="Phường Ba Đình",
+        level="primary",
+        lat=21.03,
+        lon=105.85,
+        students=600,
+    )
+    base.update(kw)
+    return School(school_id=sid, **base)  # type: ignore[arg-type]
+
+
+def test_a_redelivered_report_is_a_duplicate_and_stored_once(store: Store) -> None:
+    first = bandwidth(down=30.0)
+    assert store.save_batch([received(first)]) == [True]
+    again = bandwidth(down=99.0, report_id=first.report_id)
+    other = bandwidth(down=40.0)
+    # the same id twice inside one batch, and an id stored by an earlier batch
+    assert store.save_batch([received(again), received(other), received(other)]) == [
+        False,
+        True,
+        False,
+    ]
+    rows = store.bandwidth_since(T0 - timedelta(days=1))
+    assert sorted(r.download_mbps or 0 for r in rows) == [30.0, 40.0]
+
+
+def test_registry_upsert_updates_rows_and_round_trips_vietnamese(store: Store) -> None:
+    assert store.upsert_schools([school("A"), school("B", students=100)]) == 2
+    store.upsert_schools([school("B", name="Trường THCS Lê Quý Đôn", contracted_mbps=50.0)])
+    by_id = {s.school_id: s for s in store.schools()}
+    assert set(by_id) == {"A", "B"}
+    assert by_id["A"].name == "Trường Tiểu học Nguyễn Trãi"
+    assert by_id["A"].province == "Hà Nội" and by_id["A"].commune == "Phường Ba Đình"
+    assert by_id["B"].name == "Trường THCS Lê Quý Đôn"
+    assert by_id["B"].students == 600 and by_id["B"].contracted_mbps == 50.0
+    assert by_id["B"].computers_required is None
+
+
+def test_devices_keep_the_newest_inventory_and_last_seen(store: Store) -> None:
+    newer = inventory(at=T0 + timedelta(hours=2), memory_mb=16384, os_version="11")
+    older = inventory(at=T0, memory_mb=2048, os_version="7")
+    later_heartbeat = heartbeat(at=T0 + timedelta(hours=5))
+    store.save_batch([received(newer)])
+    # an older inventory delivered late from the outbox must not replace the newer one
+    store.save_batch([received(older), received(later_heartbeat)])
+    store.save_batch([received(heartbeat(at=T0 - timedelta(days=3)))])
+    store.save_batch([received(inventory(school="SCH-2", device="dev-1", memory_mb=4096))])
+    devices = {(d.school_id, d.device_id): d for d in store.devices()}
+    assert set(devices) == {("SCH-1", "dev-1"), ("SCH-2", "dev-1")}
+    d = devices["SCH-1", "dev-1"]
+    assert d.memory_mb == 16384 and d.os_version == "11" and d.cpu_cores == 4
+    assert d.inventory_at == T0 + timedelta(hours=2)
+    assert d.last_seen == T0 + timedelta(hours=5)
+    assert d.out_of_support is False and d.machine_kind == "desktop"
+    assert devices["SCH-2", "dev-1"].memory_mb == 4096
+
+
+def test_a_device_heard_from_without_inventory_is_listed(store: Store) -> None:
+    store.save_batch([received(status(device="dev-9", at=T0))])
+    (d,) = store.devices()
+    assert d.device_id == "dev-9" and d.inventory_at is None and d.memory_mb is None
+    assert d.last_seen == T0
+
+
+def test_heartbeats_are_summed_per_school_and_hour(store: Store) -> None:
+    batch = [
+        heartbeat(device="a", at=T0 + timedelta(minutes=1), checks=10, ok=9),
+        heartbeat(device="b", at=T0 + timedelta(minutes=59), checks=10, ok=10),
+        heartbeat(device="a", at=T0 + timedelta(minutes=61), reachable=False),  # no checks
+        heartbeat(school="SCH-2", at=T0 + timedelta(minutes=5), reachable=True),
+    ]
+    store.save_batch([received(batch[0]), received(batch[1])])
+    store.save_batch([received(h) for h in batch[2:]])
+    store.save_batch([received(heartbeat(at=T0 + timedelta(minutes=2), checks=5, ok=5))])
+    hours = {(h.school_id, h.hour): h for h in store.heartbeat_hours_since(T0)}
+    h = hours["SCH-1", T0]
+    assert (h.heartbeats, h.checks, h.checks_ok) == (3, 25, 24)
+    h = hours["SCH-1", T0 + timedelta(hours=1)]
+    assert (h.heartbeats, h.checks, h.checks_ok) == (1, 1, 0)
+    h = hours["SCH-2", T0]
+    assert (h.heartbeats, h.checks, h.checks_ok) == (1, 1, 1)
+    later = store.heartbeat_hours_since(T0 + timedelta(hours=1, minutes=30))
+    assert [(h.school_id, h.hour) for h in later] == [("SCH-1", T0 + timedelta(hours=1))]
+
+
+def test_bandwidth_since_returns_raw_tests_including_failures(store: Store) -> None:
+    store.save_batch(
+        [
+            received(bandwidth(at=T0 - timedelta(days=8), down=1.0)),
+            received(bandwidth(at=T0, down=22.5)),
+            received(bandwidth(at=T0 + timedelta(hours=1), error="server unreachable")),
+        ]
+    )
+    rows = store.bandwidth_since(T0 - timedelta(days=7))
+    assert [(r.download_mbps, r.error) for r in rows] == [
+        (22.5, None),
+        (None, "server unreachable"),
+    ]
+    assert rows[0].measured_at == T0 and rows[0].upload_mbps == 5.0 and not rows[0].skipped
+
+
+def test_last_report_per_school_and_unregistered_reporters(store: Store) -> None:
+    store.upsert_schools([school("REG"), school("SILENT")])
+    store.save_batch(
+        [
+            received(bandwidth(school="REG", at=T0)),
+            received(heartbeat(school="REG", at=T0 + timedelta(hours=3))),
+            received(status(school="GHOST", at=T0 + timedelta(hours=1))),
+        ]
+    )
+    # a late, older report does not move the last report back
+    store.save_batch([received(bandwidth(school="REG", at=T0 - timedelta(days=2)))])
+    assert store.reporting_school_ids() == {"REG", "GHOST"}
+    assert store.last_report_per_school() == {
+        "REG": T0 + timedelta(hours=3),
+        "GHOST": T0 + timedelta(hours=1),
+    }
+
+
+def test_rejects_are_kept_newest_first_and_bounded(db_url: str) -> None:
+    store = open_store(db_url, rejects_kept=50)
+    try:
+        for n in range(3):
+            store.save_rejects(
+                [
+                    Reject(T0, f"edugap/v1/S/d/{n}-{i}", "bad_json", "oops", "{\x00 Trư")
+                    for i in range(30)
+                ]
+            )
+        got = store.recent_rejects(limit=1000)
+        assert len(got) == 50
+        assert got[0].topic == "edugap/v1/S/d/2-29" and got[0].reason == "bad_json"
+        assert got[0].payload_excerpt.endswith(" Trư")
+        assert len(store.recent_rejects(limit=5)) == 5
+    finally:
+        store.close()
+
+
+def test_prune_deletes_old_raw_rows_and_keeps_recent(store: Store) -> None:
+    old = bandwidth(at=T0 - timedelta(days=40))
+    store.save_batch(
+        [
+            received(old, at=T0 - timedelta(days=40)),
+            received(heartbeat(at=T0 - timedelta(days=40)), at=T0 - timedelta(days=40)),
+            received(bandwidth(at=T0)),
+            received(heartbeat(at=T0)),
+        ]
+    )
+    deleted = store.prune(T0 - timedelta(days=30))
+    assert deleted == 4  # one bandwidth row, one heartbeat hour, two report ids
+    assert [r.measured_at for r in store.bandwidth_since(T0 - timedelta(days=90))] == [T0]
+    assert [h.hour for h in store.heartbeat_hours_since(T0 - timedelta(days=90))] == [T0]
+    # devices and last reports are state, not raw rows: they stay
+    assert store.reporting_school_ids() == {"SCH-1"}
+
+
+def test_migrations_rerun_safely_on_an_existing_database(db_url: str) -> None:
+    first = open_store(db_url)
+    first.upsert_schools([school("A")])
+    first.save_batch([received(bandwidth())])
+    version = first.schema_version()  # type: ignore[attr-defined]
+    first.close()
+    second = open_store(db_url)
+    try:
+        assert second.schema_version() == version >= 1  # type: ignore[attr-defined]
+        assert [s.school_id for s in second.schools()] == ["A"]
+        assert len(second.bandwidth_since(T0 - timedelta(days=1))) == 1
+    finally:
+        second.close()
+
+
+def test_readers_see_writes_while_a_writer_thread_commits(store: Store) -> None:
+    errors: list[BaseException] = []
+    seen: list[int] = []
+
+    def write() -> None:
+        try:
+            for i in range(20):
+                store.save_batch(
+                    [received(bandwidth(at=T0 + timedelta(seconds=i * 50 + j))) for j in range(50)]
+                )
+        except BaseException as e:
+            errors.append(e)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    while writer.is_alive():
+        seen.append(len(store.bandwidth_since(T0)))
+    writer.join()
+    assert not errors
+    assert seen == sorted(seen)  # each reader saw whole batches in commit order
+    assert len(store.bandwidth_since(T0)) == 1000
+
+
+def test_text_with_nul_characters_is_stored(store: Store) -> None:
+    weird = bandwidth(error="timeout\x00 after 30 s", report_id="nul\x00-report-id")
+    assert store.save_batch([received(weird)]) == [True]
+    (row,) = store.bandwidth_since(T0)
+    assert row.error is not None and row.error.startswith("timeout")
+
+
+def test_open_store_names_the_url_on_failure(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no-such-dir"):
+        open_store(str(tmp_path / "no-such-dir" / "x.db"))
+    with pytest.raises(StoreError, match="unknown scheme 'mysql'"):
+        open_store("mysql://u:secret@h/db")
+    with pytest.raises(StoreError) as caught:
+        open_store("postgresql://edugap:hunter2@127.0.0.1:1/nothing")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_url_forms() -> None:
+    assert redact("postgresql://u:pw@h:5432/db") == "postgresql://u@h:5432/db"
+    assert redact("postgresql://h/db") == "postgresql://h/db"
+    assert sqlite_path("sqlite:////var/lib/edugap.db") == "/var/lib/edugap.db"
+    assert sqlite_path("sqlite:///edugap.db") == "edugap.db"
+    assert sqlite_path("/tmp/x.db") == "/tmp/x.db"
