@@ -1,0 +1,332 @@
+"""Apply the shortfall policy to the stored facts: one `Snapshot` of every school and area.
+
+`compute` is pure (rows in, snapshot out) so it can be tested and benchmarked without a store;
+`evaluate` reads the rows it needs from a `Store` and calls it. The rules and the priority
+formula are documented in docs/policy.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from collector.model import (
+    CONNECTIVITY_CLASSES,
+    MONITORING_STATES,
+    SHORTFALL_KINDS,
+    AreaSummary,
+    BandwidthRow,
+    Connectivity,
+    DeviceRow,
+    HeartbeatHour,
+    Monitoring,
+    School,
+    SchoolStatus,
+    Snapshot,
+    Store,
+)
+from collector.policy import Policy
+
+
+def statistic(values: Sequence[float], name: str) -> float:
+    """median, mean or pNN (linear interpolation between ranks) of non-empty `values`."""
+    if name == "mean":
+        return math.fsum(values) / len(values)
+    q = 0.5 if name == "median" else int(name[1:]) / 100
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+@dataclass(slots=True)
+class _Tests:
+    """Successful speed tests of one school inside the window."""
+
+    down: list[float] = field(default_factory=list)
+    up: list[float] = field(default_factory=list)
+    latency: list[float] = field(default_factory=list)
+    newest: datetime | None = None
+
+
+@dataclass(slots=True)
+class _Devices:
+    reporting: int = 0
+    usable: int = 0
+    out_of_support: int = 0
+
+
+def _group_tests(rows: Iterable[BandwidthRow], since: datetime) -> dict[str, _Tests]:
+    tests: dict[str, _Tests] = defaultdict(_Tests)
+    for r in rows:
+        down = r.download_mbps
+        if down is None or r.skipped or r.error is not None or r.measured_at < since:
+            continue
+        t = tests[r.school_id]
+        t.down.append(down)
+        if r.upload_mbps is not None:
+            t.up.append(r.upload_mbps)
+        if r.latency_ms is not None:
+            t.latency.append(r.latency_ms)
+        if t.newest is None or r.measured_at > t.newest:
+            t.newest = r.measured_at
+    return tests
+
+
+def _group_devices(
+    rows: Iterable[DeviceRow], live_since: datetime, p: Policy
+) -> dict[str, _Devices]:
+    devices: dict[str, _Devices] = defaultdict(_Devices)
+    min_memory = p.min_memory_mb
+    for d in rows:
+        if d.last_seen < live_since:
+            continue  # not live: neither reporting nor usable
+        g = devices[d.school_id]
+        g.reporting += 1
+        if (d.memory_mb or 0) >= min_memory and (d.cpu_cores or 0) >= p.min_cores:
+            g.usable += 1
+        if d.out_of_support:
+            g.out_of_support += 1
+    return devices
+
+
+def _uptime(rows: Iterable[HeartbeatHour], since: datetime, p: Policy) -> dict[str, float]:
+    """Per school: 100 x checks_ok / checks over the hours that start within school hours."""
+    zone, (start, end), days = p.zone, p.hours, p.weekdays
+    in_school: dict[datetime, bool] = {}  # a week has 168 distinct hours: decide each once
+    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for h in rows:
+        if h.hour < since or h.checks <= 0:
+            continue
+        counted = in_school.get(h.hour)
+        if counted is None:
+            local = h.hour.astimezone(zone)
+            counted = local.weekday() in days and start <= local.time() < end
+            in_school[h.hour] = counted
+        if counted:
+            s = sums[h.school_id]
+            s[0] += min(h.checks_ok, h.checks)
+            s[1] += h.checks
+    return {school: 100.0 * ok / checks for school, (ok, checks) in sums.items()}
+
+
+def _monitoring(last: datetime | None, now: datetime, p: Policy) -> Monitoring:
+    if last is None:
+        return "never"
+    age = now - last
+    if age <= timedelta(days=p.live_days):
+        return "live"
+    if age <= timedelta(days=p.drop_off_days):
+        return "at_risk"
+    return "drop_off"
+
+
+def _school_status(
+    school: School | None,
+    school_id: str,
+    tests: _Tests | None,
+    devices: _Devices | None,
+    uptime: float | None,
+    last: datetime | None,
+    p: Policy,
+    now: datetime,
+) -> SchoolStatus:
+    students = school.students if school else None
+    # an unregistered school's size is unknown: hold it to the per-school floor
+    required = p.required_mbps(students or 0)
+    download = upload = latency = None
+    connectivity: Connectivity = "unknown"
+    if tests is not None and tests.down:
+        download = statistic(tests.down, p.statistic)
+        upload = statistic(tests.up, p.statistic) if tests.up else None
+        latency = statistic(tests.latency, p.statistic) if tests.latency else None
+        fresh = tests.newest is not None and now - tests.newest <= timedelta(
+            days=p.unknown_after_days
+        )
+        if fresh:
+            if download >= required:
+                connectivity = "good"
+            elif download >= p.bad_below_mbps:
+                connectivity = "moderate"
+            else:
+                connectivity = "bad"
+    if connectivity == "unknown" or download is None:
+        gap = required if p.unknown_gap == "full" else 0.0
+    else:
+        gap = max(0.0, required - download)
+
+    contracted = school.contracted_mbps if school else None
+    compliant = None
+    if contracted is not None and download is not None and connectivity != "unknown":
+        compliant = download >= p.compliance_share * contracted
+
+    monitoring = _monitoring(last, now, p)
+    dev = devices or _Devices()
+    computers_required: int | None = None
+    if school is not None:
+        computers_required = (
+            school.computers_required
+            if school.computers_required is not None
+            else math.ceil(school.students / p.students_per_computer)
+        )
+    computers_gap = max(0, (computers_required or 0) - dev.usable)
+
+    kinds = {
+        "bandwidth": connectivity in ("moderate", "bad"),
+        "computers": computers_gap > 0,
+        "availability": uptime is not None and uptime < p.target_pct,
+        "isp_contract": compliant is False,
+        "os_upgrade": dev.out_of_support > 0,
+        "not_monitored": monitoring in ("drop_off", "never"),
+    }
+    shortfalls = tuple(k for k in SHORTFALL_KINDS if kinds.get(k))
+
+    need = (
+        p.bandwidth * (gap / required if required > 0 else 0.0)
+        + p.computers * (computers_gap / computers_required if computers_required else 0.0)
+        + p.availability
+        * (max(0.0, p.target_pct - uptime) / p.target_pct if uptime is not None else 0.0)
+        + p.os_upgrade * (dev.out_of_support / dev.reporting if dev.reporting else 0.0)
+        + p.not_monitored * (1.0 if kinds["not_monitored"] else 0.0)
+    )
+    priority = round(100.0 * need * max(students or 1, 1) ** p.students_exponent, 2)
+
+    return SchoolStatus(
+        school_id=school_id,
+        registered=school is not None,
+        name=school.name if school else "",
+        province=school.province if school else "",
+        commune=school.commune if school else "",
+        level=school.level if school else "",
+        lat=school.lat if school else None,
+        lon=school.lon if school else None,
+        students=students,
+        required_mbps=required,
+        download_mbps=download,
+        upload_mbps=upload,
+        latency_ms=latency,
+        tests_7d=len(tests.down) if tests else 0,
+        connectivity=connectivity,
+        uptime_pct=uptime,
+        contracted_mbps=contracted,
+        isp_compliant=compliant,
+        monitoring=monitoring,
+        last_report=last,
+        devices_reporting=dev.reporting,
+        computers_usable=dev.usable,
+        computers_required=computers_required,
+        computers_gap=computers_gap,
+        os_out_of_support=dev.out_of_support,
+        bandwidth_gap_mbps=gap,
+        shortfalls=shortfalls,
+        priority=priority,
+    )
+
+
+@dataclass(slots=True)
+class _Area:
+    schools: int = 0
+    by_connectivity: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(CONNECTIVITY_CLASSES, 0)
+    )
+    by_monitoring: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(MONITORING_STATES, 0)
+    )
+    shortfalls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SHORTFALL_KINDS, 0))
+    bandwidth_gap: float = 0.0
+    computers_gap: int = 0
+    computers_usable: int = 0
+    computers_required: int = 0
+    os_out_of_support: int = 0
+
+    def add(self, s: SchoolStatus) -> None:
+        self.schools += 1
+        self.by_connectivity[s.connectivity] += 1
+        self.by_monitoring[s.monitoring] += 1
+        for kind in s.shortfalls:
+            self.shortfalls[kind] += 1
+        self.bandwidth_gap += s.bandwidth_gap_mbps
+        self.computers_gap += s.computers_gap
+        self.computers_usable += s.computers_usable
+        self.computers_required += s.computers_required or 0
+        self.os_out_of_support += s.os_out_of_support
+
+    def summary(self, province: str, commune: str | None) -> AreaSummary:
+        return AreaSummary(
+            province=province,
+            commune=commune,
+            schools=self.schools,
+            by_connectivity=self.by_connectivity,
+            by_monitoring=self.by_monitoring,
+            shortfalls=self.shortfalls,
+            bandwidth_gap_mbps=round(self.bandwidth_gap, 3),
+            computers_gap=self.computers_gap,
+            computers_usable=self.computers_usable,
+            computers_required=self.computers_required,
+            os_out_of_support=self.os_out_of_support,
+        )
+
+
+def compute(
+    schools: Iterable[School],
+    last_reports: dict[str, datetime],
+    bandwidth: Iterable[BandwidthRow],
+    devices: Iterable[DeviceRow],
+    heartbeat_hours: Iterable[HeartbeatHour],
+    policy: Policy,
+    now: datetime,
+    reporting: Iterable[str] = (),
+) -> Snapshot:
+    """The snapshot at `now` of the registry plus every school that reported (pure function)."""
+    window_start = now - timedelta(days=policy.window_days)
+    tests = _group_tests(bandwidth, window_start)
+    devs = _group_devices(devices, now - timedelta(days=policy.live_days), policy)
+    uptime = _uptime(heartbeat_hours, window_start, policy)
+    registry = {s.school_id: s for s in schools}
+    ids = set(registry)
+    ids.update(last_reports, tests, devs, uptime, reporting)
+
+    statuses: dict[str, SchoolStatus] = {}
+    provinces: dict[str, _Area] = defaultdict(_Area)
+    communes: dict[tuple[str, str], _Area] = defaultdict(_Area)
+    for school_id in sorted(ids):
+        school = registry.get(school_id)
+        status = _school_status(
+            school,
+            school_id,
+            tests.get(school_id),
+            devs.get(school_id),
+            uptime.get(school_id),
+            last_reports.get(school_id),
+            policy,
+            now,
+        )
+        statuses[school_id] = status
+        if school is not None:  # an unregistered school has no place to be counted in
+            provinces[school.province].add(status)
+            communes[(school.province, school.commune)].add(status)
+    return Snapshot(
+        generated_at=now,
+        schools=statuses,
+        provinces=[provinces[p].summary(p, None) for p in sorted(provinces)],
+        communes=[communes[k].summary(k[0], k[1]) for k in sorted(communes)],
+    )
+
+
+def evaluate(store: Store, policy: Policy, now: datetime) -> Snapshot:
+    """Read what the policy needs from `store` and compute the snapshot at `now`."""
+    since = now - timedelta(days=max(policy.window_days, policy.unknown_after_days))
+    return compute(
+        schools=store.schools(),
+        last_reports=store.last_report_per_school(),
+        bandwidth=store.bandwidth_since(since),
+        devices=store.devices(),
+        heartbeat_hours=store.heartbeat_hours_since(since),
+        policy=policy,
+        now=now,
+        reporting=store.reporting_school_ids(),
+    )

@@ -1,0 +1,153 @@
+"""Vietnam's provinces and communes (2025 two-tier structure) from the `vietnam-provinces` package.
+
+Names are matched the way people type them: case, accents, spacing and the administrative
+prefix ("Thành phố", "Tỉnh", "TP.", "Phường", "Xã", "Đặc khu") do not matter, so "ha noi",
+"TP Hà Nội" and "Thành phố Hà Nội" are the same province. An exact (accented) match wins over
+an accent-insensitive one, because two communes of one province may differ only by a tone mark.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+# Longest first, so "thanh pho" is removed before a shorter prefix could match.
+_PREFIXES = ("thanh pho ", "dac khu ", "phuong ", "tinh ", "tp. ", "tp.", "tp ", "xa ")
+_SPACES = re.compile(r"[\s_]+")
+# Common short forms that no prefix rule can derive; folded alias -> folded official key.
+ALIASES = {
+    "hcm": "ho chi minh",
+    "tphcm": "ho chi minh",
+    "tp.hcm": "ho chi minh",
+    "sai gon": "ho chi minh",
+    "hn": "ha noi",
+}
+
+
+def fold(name: str) -> str:
+    """Lower-case, accent-free, single-spaced form of a name ("Đắk  Lắk" -> "dak lak")."""
+    decomposed = unicodedata.normalize("NFD", name.replace("Đ", "D").replace("đ", "d"))
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _SPACES.sub(" ", bare).strip().casefold()
+
+
+def _exact(name: str) -> str:
+    """Accent-keeping key: NFC, case-folded, single-spaced."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFC", name)).strip().casefold()
+
+
+def strip_prefix(folded: str) -> str:
+    """Drop the administrative prefix from a folded name ("thanh pho ha noi" -> "ha noi")."""
+    for prefix in _PREFIXES:
+        if folded.startswith(prefix) and len(folded) > len(prefix):
+            return folded[len(prefix) :].strip()
+    return folded
+
+
+def key(name: str) -> str:
+    """The accent-, case- and prefix-insensitive key used to compare place names."""
+    return strip_prefix(fold(name))
+
+
+def key_with_accents(name: str) -> str:
+    """The name without its administrative prefix, accents kept ("Phường Ba Đình" -> "Ba Đình")."""
+    words = name.split()
+    folded_words = [fold(w) for w in words]
+    for prefix in _PREFIXES:
+        n = len(prefix.split())
+        if " ".join(folded_words[:n]) + " " == prefix and len(words) > n:
+            return " ".join(words[n:])
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Commune:
+    """One commune (xã, phường or đặc khu) with its official name and code."""
+
+    name: str
+    code: int
+    province: str
+
+
+@dataclass(slots=True)
+class Province:
+    """One province or centrally governed city, with its communes."""
+
+    name: str
+    code: int
+    communes: list[Commune] = field(default_factory=list)
+    _by_exact: dict[str, Commune] = field(default_factory=dict, repr=False)
+    _by_key: dict[str, list[Commune]] = field(default_factory=dict, repr=False)
+
+    def add(self, commune: Commune) -> None:
+        self.communes.append(commune)
+        for exact in {_exact(commune.name), _exact(key_with_accents(commune.name))}:
+            self._by_exact.setdefault(exact, commune)
+        for k in {fold(commune.name), key(commune.name)}:
+            self._by_key.setdefault(k, []).append(commune)
+
+    def commune(self, name: str) -> Commune | None:
+        """The commune called `name` in this province, or None if unknown or ambiguous."""
+        found = self._by_exact.get(_exact(name))
+        if found is not None:
+            return found
+        for k in (fold(name), key(name)):
+            candidates = self._by_key.get(k, [])
+            if len(candidates) == 1:
+                return candidates[0]
+        return None
+
+
+class Places:
+    """Lookup of provinces and communes by name."""
+
+    def __init__(self, provinces: list[Province]) -> None:
+        self.provinces = provinces
+        self._by_exact: dict[str, Province] = {}
+        self._by_key: dict[str, Province] = {}
+        for p in provinces:
+            self._by_exact[_exact(p.name)] = p
+            self._by_exact[_exact(key_with_accents(p.name))] = p
+            self._by_key[fold(p.name)] = p
+            self._by_key[key(p.name)] = p
+
+    def province(self, name: str) -> Province | None:
+        """The province called `name` (any case, accents, prefix), or None."""
+        return (
+            self._by_exact.get(_exact(name))
+            or self._by_key.get(fold(name))
+            or self._by_key.get(key(name))
+            or self._by_key.get(ALIASES.get(key(name), ""))
+        )
+
+    def commune(self, province: str, name: str) -> Commune | None:
+        """The commune called `name` in the province called `province`, or None."""
+        p = self.province(province)
+        return p.commune(name) if p is not None else None
+
+    @property
+    def commune_count(self) -> int:
+        return sum(len(p.communes) for p in self.provinces)
+
+    @classmethod
+    def from_json(cls, path: Path) -> Places:
+        """Load the package's nested-divisions JSON (provinces with their `wards`)."""
+        provinces: list[Province] = []
+        for item in json.loads(path.read_text(encoding="utf-8")):
+            province = Province(name=item["name"], code=int(item["code"]))
+            for ward in item.get("wards", []):
+                province.add(Commune(ward["name"], int(ward["code"]), province.name))
+            provinces.append(province)
+        return cls(provinces)
+
+
+@cache
+def default_places() -> Places:
+    """The official 2025 list shipped by `vietnam-provinces` (loaded once, ~50 ms)."""
+    from vietnam_provinces import NESTED_DIVISIONS_JSON_PATH
+
+    return Places.from_json(Path(NESTED_DIVISIONS_JSON_PATH))
