@@ -1,0 +1,172 @@
+"""`edugap schools import|list`: load the registry from CSV; list registered or unknown schools."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from collector.config import default_db_url
+from collector.model import School, Store, StoreError
+from collector.places import key
+from collector.registry import ParseResult, RegistryError, decode, parse
+
+
+def add_db_argument(parser: argparse.ArgumentParser) -> None:
+    """--db with the same default as `edugap serve` ($EDUGAP_DB, else ./edugap.db)."""
+    parser.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="store: SQLite file path or postgresql:// URL (default: $EDUGAP_DB, else edugap.db)",
+    )
+
+
+def db_url(args: argparse.Namespace) -> str:
+    return str(args.db) if args.db else default_db_url()
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "schools", help="import and list the school registry", description=__doc__
+    )
+    sub = parser.add_subparsers(dest="schools_command", metavar="ACTION", required=True)
+
+    imp = sub.add_parser(
+        "import",
+        help="upsert schools from a UTF-8 CSV file",
+        description="Upsert schools from CSV. Required columns: school_id, name, province, "
+        "commune, level, lat, lon, students; optional: computers_required, contracted_mbps. "
+        "Bad rows are reported with their line number and skipped; the exit code is 1 if any "
+        "row failed, 2 if the file could not be read.",
+    )
+    imp.add_argument("file", type=Path, help="CSV file (UTF-8, with or without BOM)")
+    add_db_argument(imp)
+    imp.add_argument("--dry-run", action="store_true", help="check the file, write nothing")
+    imp.set_defaults(func=import_command)
+
+    ls = sub.add_parser("list", help="list registered schools, or unregistered reporters")
+    add_db_argument(ls)
+    ls.add_argument("--province", help="only this province (accents and case ignored)")
+    ls.add_argument("--commune", help="only this commune (accents and case ignored)")
+    ls.add_argument("--level", help="only this level")
+    ls.add_argument(
+        "--unregistered",
+        action="store_true",
+        help="list schools that send reports but are not in the registry",
+    )
+    ls.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    ls.set_defaults(func=list_command)
+
+
+def open_store(url: str) -> Store:
+    """The store at `url` (imported late so `edugap --help` stays fast)."""
+    from collector.store import open_store as _open_store
+
+    return _open_store(url)
+
+
+def import_command(args: argparse.Namespace) -> int:
+    try:
+        result = parse(decode(args.file.read_bytes(), str(args.file)))
+    except OSError as e:
+        print(f"error: cannot read {args.file}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except RegistryError as e:
+        print(f"error: {args.file}: {e}", file=sys.stderr)
+        return 2
+    report(result, str(args.file), sys.stderr)
+    written = 0
+    if result.schools and not args.dry_run:
+        try:
+            store = open_store(db_url(args))
+            try:
+                written = store.upsert_schools(result.schools)
+            finally:
+                store.close()
+        except StoreError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    verb = "checked" if args.dry_run else "imported"
+    count = len(result.schools) if args.dry_run else written
+    print(
+        f"{verb} {count} schools; {len(result.errors)} rows failed; "
+        f"{len(result.warnings)} warnings",
+        file=sys.stderr,
+    )
+    return 1 if result.errors else 0
+
+
+def report(result: ParseResult, source: str, out: TextIO) -> None:
+    """Print every error and warning, one line each, naming the file and line."""
+    for problem in result.errors:
+        print(f"error: {source} {problem}", file=out)
+    for problem in result.warnings:
+        print(f"warning: {source} {problem}", file=out)
+
+
+def select(
+    schools: Sequence[School],
+    province: str | None = None,
+    commune: str | None = None,
+    level: str | None = None,
+) -> list[School]:
+    """Schools matching every given filter (places compared accent- and case-insensitively)."""
+    p, c = (key(province) if province else None), (key(commune) if commune else None)
+    lv = level.casefold() if level else None
+    return [
+        s
+        for s in schools
+        if (p is None or key(s.province) == p)
+        and (c is None or key(s.commune) == c)
+        and (lv is None or s.level.casefold() == lv)
+    ]
+
+
+COLUMNS = ("school_id", "name", "province", "commune", "level", "lat", "lon", "students")
+
+
+def list_command(args: argparse.Namespace) -> int:
+    try:
+        store = open_store(db_url(args))
+        try:
+            if args.unregistered:
+                registered = {s.school_id for s in store.schools()}
+                last = store.last_report_per_school()
+                ids = sorted(store.reporting_school_ids() - registered)
+                rows: list[list[object]] = [
+                    [i, last[i].isoformat() if i in last else ""] for i in ids
+                ]
+                header: Sequence[str] = ("school_id", "last_report")
+            else:
+                chosen = select(store.schools(), args.province, args.commune, args.level)
+                rows = [[getattr(s, c) for c in COLUMNS] for s in chosen]
+                header = COLUMNS
+        finally:
+            store.close()
+    except StoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    write_rows(header, rows, args.format, sys.stdout)
+    return 0
+
+
+def write_rows(header: Sequence[str], rows: list[list[object]], fmt: str, out: TextIO) -> None:
+    if fmt == "json":
+        json.dump([dict(zip(header, r, strict=True)) for r in rows], out, ensure_ascii=False)
+        out.write("\n")
+    elif fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    else:
+        cells = [[str(v) for v in r] for r in rows]
+        widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
+        print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), file=out)
+        for r in cells:
+            print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)), file=out)
+        print(f"({len(rows)} schools)", file=out)
