@@ -79,16 +79,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--now", type=_utc_time, help="pretend it is this UTC time (for repeatable payloads)"
     )
     p.add_argument(
+        "--connect-timeout",
+        type=_non_negative,
+        default=15.0,
+        help="give up when the broker does not answer within this many seconds (15)",
+    )
+    p.add_argument(
         "--no-publish", action="store_true", help="generate and count the reports, publish none"
     )
     p.set_defaults(func=run)
 
 
-def _say(err: TextIO, text: str) -> None:
-    print(f"simulate: {text}", file=err, flush=True)
+def _say(err: TextIO | None, text: str) -> None:
+    print(f"simulate: {text}", file=err or sys.stderr, flush=True)
 
 
-def run(args: argparse.Namespace, err: TextIO = sys.stderr) -> int:
+def run(args: argparse.Namespace, err: TextIO | None = None) -> int:
     """Build the fleet, write the registry, publish (or count) the reports."""
     if args.devices_per_school < 1:
         _say(err, f"--devices-per-school must be at least 1, got {args.devices_per_school}")
@@ -127,7 +133,7 @@ def run(args: argparse.Namespace, err: TextIO = sys.stderr) -> int:
         )
 
     try:
-        with Publisher(settings) as publisher:
+        with Publisher(settings, connect_timeout=args.connect_timeout) as publisher:
             result = publisher.publish_all(messages, rate=args.rate, progress=progress)
     except PublishError as e:
         _say(err, str(e))
