@@ -1,0 +1,210 @@
+"""Shortage exports: one row per school, sorted by priority, in a format registered by name.
+
+Each format is one module here exposing `EXPORTER`, an object with one method,
+`write(rows, out) -> int`; adding a format is one module and one line in FORMATS. The CLI
+(`edugap export shortages`) and the HTTP API both call `write_shortages`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO, Protocol
+
+from collector.model import SHORTFALL_KINDS, SchoolStatus, Snapshot
+from collector.places import key
+
+Cell = str | int | float | bool | datetime | None
+Row = tuple[Cell, ...]
+
+#: The columns of every format, in order.
+COLUMNS: tuple[str, ...] = (
+    "school_id",
+    "name",
+    "province",
+    "commune",
+    "level",
+    "students",
+    "lat",
+    "lon",
+    "registered",
+    "connectivity",
+    "download_mbps",
+    "upload_mbps",
+    "latency_ms",
+    "tests_7d",
+    "required_mbps",
+    "bandwidth_gap_mbps",
+    "uptime_pct",
+    "contracted_mbps",
+    "isp_compliant",
+    "monitoring",
+    "last_report",
+    "devices_reporting",
+    "computers_usable",
+    "computers_required",
+    "computers_gap",
+    "os_out_of_support",
+    "shortfalls",
+    "priority",
+)
+COLUMN = {name: i for i, name in enumerate(COLUMNS)}
+KIND_ANY = "any"  # filter: at least one shortfall
+
+
+class Exporter(Protocol):
+    """Writes rows (aligned with COLUMNS) to a binary stream; returns how many were written."""
+
+    def write(self, rows: Iterable[Row], out: BinaryIO) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    """A registered format: its module, and what an HTTP response or a file name needs."""
+
+    name: str
+    module: str
+    media_type: str
+    extension: str
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("csv", "collector.export.csv_format", "text/csv; charset=utf-8", "csv"),
+        Format(
+            "xlsx",
+            "collector.export.xlsx_format",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "xlsx",
+        ),
+        Format("geojson", "collector.export.geojson_format", "application/geo+json", "geojson"),
+        Format("json", "collector.export.json_format", "application/json", "json"),
+    )
+}
+
+
+class ExportError(ValueError):
+    """An unknown format or filter value; the message names it and the accepted values."""
+
+
+def exporter(fmt: str) -> Exporter:
+    """The exporter registered as `fmt`."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+    found: Exporter = importlib.import_module(FORMATS[fmt].module).EXPORTER
+    return found
+
+
+#: Prefixes that make a spreadsheet treat a text cell as a formula (CWE-1236).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """Text that a spreadsheet will show as text, never run as a formula."""
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Which schools to export; None matches everything."""
+
+    province: str | None = None
+    commune: str | None = None
+    level: str | None = None
+    kind: str | None = None  # a SHORTFALL_KINDS member, or "any"
+
+
+def filter_schools(
+    snapshot: Snapshot,
+    province: str | None = None,
+    commune: str | None = None,
+    level: str | None = None,
+    kind: str | None = None,
+) -> list[SchoolStatus]:
+    """Schools matching every given filter, highest priority first.
+
+    Province and commune compare accent-, case- and prefix-insensitively ("ha noi" matches
+    "Thành phố Hà Nội"); level compares case-insensitively; kind is a shortfall kind or "any".
+    """
+    if kind is not None and kind != KIND_ANY and kind not in SHORTFALL_KINDS:
+        raise ExportError(
+            f"unknown shortfall kind {kind!r} (known: {', '.join((*SHORTFALL_KINDS, KIND_ANY))})"
+        )
+    p = key(province) if province else None
+    c = key(commune) if commune else None
+    lv = level.casefold() if level else None
+    return [
+        s
+        for s in snapshot.by_priority()
+        if (p is None or key(s.province) == p)
+        and (c is None or key(s.commune) == c)
+        and (lv is None or s.level.casefold() == lv)
+        and (kind is None or (bool(s.shortfalls) if kind == KIND_ANY else kind in s.shortfalls))
+    ]
+
+
+def _r(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def row(s: SchoolStatus) -> Row:
+    """One school as a row aligned with COLUMNS (rates rounded to 0.01)."""
+    return (
+        s.school_id,
+        s.name,
+        s.province,
+        s.commune,
+        s.level,
+        s.students,
+        s.lat,
+        s.lon,
+        s.registered,
+        s.connectivity,
+        _r(s.download_mbps),
+        _r(s.upload_mbps),
+        _r(s.latency_ms),
+        s.tests_7d,
+        _r(s.required_mbps),
+        round(s.bandwidth_gap_mbps, 2),
+        _r(s.uptime_pct),
+        s.contracted_mbps,
+        s.isp_compliant,
+        s.monitoring,
+        s.last_report,
+        s.devices_reporting,
+        s.computers_usable,
+        s.computers_required,
+        s.computers_gap,
+        s.os_out_of_support,
+        ";".join(s.shortfalls),
+        s.priority,
+    )
+
+
+Progress = Callable[[int, int], None]  # (rows done, rows total)
+
+
+def _with_progress(rows: Sequence[SchoolStatus], progress: Progress | None) -> Iterator[Row]:
+    total = len(rows)
+    step = max(1_000, min(10_000, total // 10))  # about ten lines of progress per export
+    for i, s in enumerate(rows, 1):
+        yield row(s)
+        if progress is not None and (i % step == 0 or i == total):
+            progress(i, total)
+
+
+def write_shortages(
+    snapshot: Snapshot,
+    fmt: str,
+    out: BinaryIO,
+    filters: Filters | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Write the filtered schools of `snapshot` as `fmt` to `out`; returns the row count."""
+    f = filters or Filters()
+    chosen = exporter(fmt)
+    schools = filter_schools(snapshot, f.province, f.commune, f.level, f.kind)
+    return chosen.write(_with_progress(schools, progress), out)
