@@ -1,0 +1,284 @@
+"""MQTT ingest: shared subscription in, validated batches to the store, acks only once durable.
+
+paho's network thread only queues each message. One writer thread decodes, batches, saves and
+then acknowledges, so a message is acknowledged to the broker only after the store has it; if
+the collector dies first, the broker (persistent session) sends it again and the store's report
+id check makes the second copy a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from agent.mqtt import BrokerSettings, ClientFactory, connect_properties, new_client
+from agent.protocol import MAX_PAYLOAD_BYTES, TOPIC_ROOT, ProtocolError, decode, utcnow
+from collector.model import IngestStats, Received, Reject, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+# (topic, payload, mid, qos, connection generation)
+Item = tuple[str, bytes, int, int, int]
+EXCERPT_CHARS = 512
+# MQTT 5 Receive Maximum is a 16-bit number
+_RECEIVE_MAX_LIMIT = 65535
+
+
+class Ingest:
+    """Subscribes to every agent report and writes them to the store in batches."""
+
+    def __init__(
+        self,
+        store: Store,
+        broker: BrokerSettings,
+        *,
+        group: str = "edugap",
+        client_id: str = "edugap-collector",
+        batch_max: int = 2000,
+        batch_seconds: float = 0.2,
+        max_future_skew_s: float = 600.0,
+        clock: Callable[[], datetime] = utcnow,
+        client_factory: ClientFactory = new_client,
+        stats: IngestStats | None = None,
+        retry_max_seconds: float = 30.0,
+    ) -> None:
+        if batch_max < 1:
+            raise ValueError(f"batch_max must be at least 1, got {batch_max}")
+        if batch_seconds <= 0:
+            raise ValueError(f"batch_seconds must be above 0, got {batch_seconds}")
+        self.store = store
+        self.broker = broker
+        self.topic = f"$share/{group}/{TOPIC_ROOT}/+/+/+"
+        self.client_id = client_id
+        self.batch_max = batch_max
+        self.batch_seconds = batch_seconds
+        self.max_future_skew_s = max_future_skew_s
+        self.clock = clock
+        self.stats = stats if stats is not None else IngestStats()
+        self.retry_max_seconds = retry_max_seconds
+        # persistent session + manual ack: the broker keeps what we have not acknowledged
+        self.client = client_factory(broker, client_id, clean_start=False, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self._queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self._pending = 0  # queued or in a batch not yet acknowledged
+        self._idle = threading.Condition()
+        self._generation = 0  # bumped per connection: a mid is only valid on its connection
+        self._ready = False
+        self._stopping = threading.Event()
+        self._drain_until = float("inf")
+        self._writer = threading.Thread(target=self._run, name="edugap-ingest", daemon=True)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background and start the writer; returns at once."""
+        kwargs: dict[str, Any] = connect_properties(self.broker, clean_start=False)
+        props = kwargs.get("properties")
+        if props is not None:
+            # Without this Mosquitto sends at most max_inflight_messages (default 20)
+            # unacknowledged messages, and batches could never fill while acks wait on them.
+            props.ReceiveMaximum = min(_RECEIVE_MAX_LIMIT, max(2 * self.batch_max, 100))
+        self._writer.start()
+        self.client.connect_async(self.broker.host, self.broker.port, **kwargs)
+        self.client.loop_start()
+
+    def stop(self, drain_seconds: float = 10.0) -> None:
+        """Store and acknowledge what is queued, then disconnect (the session stays).
+
+        Messages still arriving after `drain_seconds` are left unacknowledged: the broker keeps
+        them for the next start.
+        """
+        self._drain_until = time.monotonic() + drain_seconds
+        self._stopping.set()
+        if self._writer.is_alive():
+            self._writer.join()
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.stats.connected = False
+
+    def ready(self) -> bool:
+        """True while connected and subscribed."""
+        return self._ready
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every received message is stored (or rejected) and acknowledged."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    # --- paho callbacks (network thread: hand over only) ---------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, flags: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        if reason.is_failure:
+            log.warning("broker %s refused the collector: %s", self.broker.url, reason)
+            return
+        self._generation += 1
+        self.stats.connected = True
+        log.info("connected to %s (session present: %s)", self.broker.url, flags.session_present)
+        if self.broker.mqtt_version == 5:
+            client.subscribe(self.topic, options=SubscribeOptions(qos=1))
+        else:
+            client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Any
+    ) -> None:
+        failed = [c for c in codes if c.is_failure]
+        if failed:
+            log.error("broker refused subscription %s: %s", self.topic, failed)
+            return
+        self._ready = True
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        self._ready = False
+        self.stats.connected = False
+        if not self._stopping.is_set():
+            log.warning("disconnected from %s: %s; reconnecting", self.broker.url, reason)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # brokers check this; never let it kill the network thread
+            topic = message._topic.decode("utf-8", "replace")
+        payload = message.payload
+        if not isinstance(payload, bytes):
+            payload = bytes(payload)
+        with self._idle:
+            self._pending += 1
+        self._queue.put((topic, payload, message.mid, message.qos, self._generation))
+
+    # --- writer thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            batch = self._collect()
+            if batch:
+                try:
+                    self._process(batch)
+                except Exception:  # a bug must not stop ingest; the broker redelivers
+                    log.exception("ingest batch of %d messages failed", len(batch))
+                finally:
+                    with self._idle:
+                        self._pending -= len(batch)
+                        self._idle.notify_all()
+            if self._stopping.is_set() and (not batch or time.monotonic() > self._drain_until):
+                return
+
+    def _collect(self) -> list[Item]:
+        """Wait for a first message, then gather until batch_max or batch_seconds pass."""
+        try:
+            first = self._queue.get(timeout=0.05 if self._stopping.is_set() else 0.5)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.batch_seconds
+        while len(batch) < self.batch_max:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stopping.is_set():
+                break
+            try:
+                batch.append(self._queue.get(timeout=left))
+            except queue.Empty:
+                break
+        return batch
+
+    def _process(self, batch: list[Item]) -> None:
+        received_at = self.clock()
+        valid: list[Received] = []
+        rejects: list[Reject] = []
+        for topic, payload, _mid, _qos, _gen in batch:
+            outcome = self._check(topic, payload, received_at)
+            if isinstance(outcome, Reject):
+                rejects.append(outcome)
+            else:
+                valid.append(outcome)
+        if valid:
+            stored = self._save(valid)
+            if stored is None:
+                return  # stopping while the store is down: not acknowledged, broker resends
+            n_stored = sum(stored)
+            self.stats.count("stored", n_stored)
+            self.stats.count("duplicate", len(stored) - n_stored)
+            newest = max(r.report.measured_at for r in valid)
+            self.stats.last_lag_seconds = max(0.0, (received_at - newest).total_seconds())
+        if rejects:
+            for r in rejects:
+                self.stats.count(f"rejected_{r.reason}")
+            try:
+                self.store.save_rejects(rejects)
+            except Exception as e:  # losing the record of a bad message is acceptable
+                self.stats.store_errors += 1
+                log.error("cannot keep %d rejected messages: %s", len(rejects), e)
+        with self.stats.lock:
+            self.stats.batches += 1
+            self.stats.last_batch_at = received_at
+        self._ack(batch)
+
+    def _check(self, topic: str, payload: bytes, received_at: datetime) -> Received | Reject:
+        """Decode one message into a Received, or the Reject saying why not."""
+        if len(payload) > MAX_PAYLOAD_BYTES:  # before decoding anything
+            return _reject(received_at, topic, "too_large", f"{len(payload)} bytes", payload)
+        try:
+            report = decode(topic, payload)
+        except ProtocolError as e:
+            return _reject(received_at, topic, e.reason, e.detail, payload)
+        except Exception as e:
+            return _reject(received_at, topic, "invalid", f"{type(e).__name__}: {e}", payload)
+        skew = (report.measured_at - received_at).total_seconds()
+        if skew > self.max_future_skew_s:
+            with self.stats.lock:
+                self.stats.clamped += 1
+            report = msgspec.structs.replace(report, measured_at=received_at)
+            return Received(report=report, received_at=received_at, clamped=True)
+        return Received(report=report, received_at=received_at)
+
+    def _save(self, valid: list[Received]) -> list[bool] | None:
+        """save_batch, retried with backoff until it works; None if asked to stop meanwhile."""
+        delay = 0.2
+        while True:
+            try:
+                return self.store.save_batch(valid)
+            except Exception as e:
+                with self.stats.lock:
+                    self.stats.store_errors += 1
+                if not isinstance(e, StoreError):
+                    log.exception("store failed unexpectedly on a batch of %d", len(valid))
+                else:
+                    log.error("%s; retrying in %.1f s", e, delay)
+            if self._stopping.wait(delay):
+                return None
+            delay = min(delay * 2, self.retry_max_seconds)
+
+    def _ack(self, batch: list[Item]) -> None:
+        generation = self._generation
+        for _topic, _payload, mid, qos, gen in batch:
+            # a mid from an earlier connection may now name another message: leave it, the
+            # broker already resent the old one on the new connection
+            if qos > 0 and gen == generation:
+                self.client.ack(mid, qos)
+
+
+def _reject(at: datetime, topic: str, reason: str, detail: str, payload: bytes) -> Reject:
+    excerpt = payload[: EXCERPT_CHARS * 4].decode("utf-8", "replace")[:EXCERPT_CHARS]
+    return Reject(at, topic, reason, detail[:2000], excerpt)

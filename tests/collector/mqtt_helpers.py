@@ -1,0 +1,51 @@
+"""Helpers for ingest tests: a real paho publisher, and waiting for a condition with a deadline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import paho.mqtt.client as mqtt
+
+from agent.mqtt import connect_properties, new_client, parse_broker_url
+from agent.protocol import AnyReport, encode, new_report_id, topic_for
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+    """Poll `condition` until true; fail naming `what` after `timeout` (a hang guard only)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+
+
+@contextmanager
+def publisher(broker_url: str, client_id: str | None = None) -> Iterator[mqtt.Client]:
+    """A connected paho client (MQTT 5) for publishing test traffic at QoS 1."""
+    settings = parse_broker_url(broker_url)
+    client = new_client(settings, client_id or f"test-pub-{new_report_id()[:8]}")
+    client.max_inflight_messages_set(1000)
+    client.connect(settings.host, settings.port, **connect_properties(settings, True))  # type: ignore[arg-type]
+    client.loop_start()
+    try:
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def publish(client: mqtt.Client, reports: list[AnyReport]) -> None:
+    """Publish reports on their topics at QoS 1 and wait until the broker has them all."""
+    infos = [
+        client.publish(topic_for(r.school_id, r.device_id, r.kind), encode(r), qos=1)
+        for r in reports
+    ]
+    for info in infos:
+        info.wait_for_publish(timeout=30)
+
+
+def publish_raw(client: mqtt.Client, topic: str, payload: bytes) -> None:
+    client.publish(topic, payload, qos=1).wait_for_publish(timeout=30)
