@@ -1,0 +1,206 @@
+"""The self-hosted speed-test endpoint: the collector's side of the contract in docs/protocol.md.
+
+Routes (relative to where the app is mounted, normally `/speedtest`):
+
+- `GET latency.txt` -> `test=test`
+- `GET random{N}x{N}.jpg` -> 2*N*N incompressible bytes, streamed (never held in memory)
+- `POST upload.php` -> reads and discards the body, answers `size=<bytes received>`
+
+Every request is bounded: download bodies over `max_download_bytes` are 404 (as a static server
+without that file would answer), upload bodies over `max_upload_bytes` are 413. The app counts
+the bytes it served and received, for tests and metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Final, Protocol
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+DEFAULT_MAX_DOWNLOAD_BYTES: Final = 2 * 4000 * 4000  # random4000x4000.jpg, speedtest.net's largest
+DEFAULT_MAX_UPLOAD_BYTES: Final = 8 * 1024 * 1024
+CHUNK_BYTES: Final = 64 * 1024
+_NO_CACHE: Final = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
+
+
+class Pacer(Protocol):
+    """Called before each chunk goes out or after each chunk comes in; may wait or raise."""
+
+    async def take(self, nbytes: int) -> None: ...
+
+
+class SpeedtestApp(Starlette):
+    """The endpoint's ASGI app, with byte and request counters."""
+
+    bytes_served: int = 0
+    bytes_received: int = 0
+    downloads: int = 0
+    uploads: int = 0
+    rejected: int = 0
+
+
+def speedtest_app(
+    *,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+    chunk_bytes: int = CHUNK_BYTES,
+    download_pacer: Pacer | None = None,
+    upload_pacer: Pacer | None = None,
+) -> SpeedtestApp:
+    """Build the endpoint; mount it with `Mount("/speedtest", app=speedtest_app())`.
+
+    The pacers are how a test or benchmark shapes the endpoint (a rate limit, a failure after
+    some bytes); production runs without them.
+    """
+    if max_upload_bytes <= 0 or max_download_bytes <= 0 or chunk_bytes <= 0:
+        raise ValueError("speed-test limits must be positive byte counts")
+    # One random block, repeated: incompressible, so no proxy or codec can shrink the test.
+    block = os.urandom(chunk_bytes)
+
+    async def latency(request: Request) -> Response:
+        return PlainTextResponse("test=test", headers=_NO_CACHE)
+
+    async def download(request: Request) -> Response:
+        width: int = request.path_params["width"]
+        height: int = request.path_params["height"]
+        size = 2 * width * height
+        if width != height or width < 1 or size > max_download_bytes:
+            app.rejected += 1
+            return PlainTextResponse(
+                f"no such file: random{width}x{height}.jpg (square, at most "
+                f"{max_download_bytes} bytes)\n",
+                status_code=404,
+                headers=_NO_CACHE,
+            )
+        app.downloads += 1
+
+        async def body() -> AsyncIterator[bytes]:
+            remaining = size
+            while remaining > 0:
+                n = min(chunk_bytes, remaining)
+                if download_pacer is not None:
+                    await download_pacer.take(n)
+                yield block if n == chunk_bytes else block[:n]
+                app.bytes_served += n
+                remaining -= n
+
+        headers = {**_NO_CACHE, "Content-Length": str(size)}
+        return StreamingResponse(body(), media_type="image/jpeg", headers=headers)
+
+    async def upload(request: Request) -> Response:
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                app.rejected += 1
+                return PlainTextResponse(f"bad Content-Length {declared[:40]!r}\n", status_code=400)
+            if int(declared) > max_upload_bytes:
+                app.rejected += 1
+                return _too_large(max_upload_bytes)
+        received = 0
+        try:
+            async for chunk in request.stream():
+                received += len(chunk)
+                app.bytes_received += len(chunk)
+                if received > max_upload_bytes:
+                    app.rejected += 1
+                    return _too_large(max_upload_bytes)
+                if upload_pacer is not None and chunk:
+                    await upload_pacer.take(len(chunk))
+        except ClientDisconnect:
+            # the client's upload time ran out mid-body: normal for a time-bounded test
+            return Response(status_code=400)
+        app.uploads += 1
+        return PlainTextResponse(f"size={received}", headers=_NO_CACHE)
+
+    async def index(request: Request) -> Response:
+        return PlainTextResponse(
+            "edugap speed-test endpoint: latency.txt, random{N}x{N}.jpg, upload.php\n",
+            headers=_NO_CACHE,
+        )
+
+    app = SpeedtestApp(
+        routes=[
+            Route("/", index),
+            Route("/latency.txt", latency),
+            Route("/random{width:int}x{height:int}.jpg", download),
+            Route("/upload.php", upload, methods=["POST"]),
+        ]
+    )
+    return app
+
+
+def _too_large(limit: int) -> Response:
+    return PlainTextResponse(
+        f"upload body over {limit} bytes\n",
+        status_code=413,
+        headers={**_NO_CACHE, "Connection": "close"},
+    )
+
+
+class TokenBucket:
+    """A pacer that holds traffic to `mbps` (all connections together), like a link would."""
+
+    def __init__(self, mbps: float, *, burst_seconds: float = 0.02) -> None:
+        if mbps <= 0:
+            raise ValueError(f"rate {mbps!r} Mbps must be > 0")
+        self.bytes_per_second = mbps * 1e6 / 8
+        self.burst_seconds = burst_seconds
+        self._next = 0.0  # when the link is free again (monotonic seconds)
+
+    async def take(self, nbytes: int) -> None:
+        import asyncio
+
+        now = time.monotonic()
+        start = max(self._next, now - self.burst_seconds)
+        self._next = start + nbytes / self.bytes_per_second
+        delay = self._next - now - self.burst_seconds
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+@contextmanager
+def serve_in_thread(
+    app: Starlette, *, host: str = "127.0.0.1", port: int = 0, rcvbuf: int | None = None
+) -> Iterator[str]:
+    """Serve `app` with uvicorn on a background thread; yields its base URL (http://host:port).
+
+    `rcvbuf` fixes the listening socket's receive buffer (inherited by accepted connections),
+    which keeps kernel buffering from hiding a shaped upload rate in benchmarks.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this on Linux: without it, a small response written in two
+    # pieces waits for the client's delayed ACK and every latency sample reads ~40 ms.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.bind((host, port))
+    sock.listen(128)
+    bound_port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="speedtest-server", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"speed-test server did not start on {host}:{bound_port}")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{bound_port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
