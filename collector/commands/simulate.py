@@ -56,6 +56,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="broker URL (default mqtt://127.0.0.1:1883)",
     )
     p.add_argument(
+        "--mqtt-version",
+        type=int,
+        choices=(5, 3),
+        default=5,
+        help="5 (default), or 3 for MQTT 3.1.1 brokers",
+    )
+    p.add_argument(
         "--rate", type=_non_negative, default=0.0, help="reports per second at most (0: no limit)"
     )
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
@@ -100,7 +107,7 @@ def run(args: argparse.Namespace, err: TextIO | None = None) -> int:
         _say(err, f"--devices-per-school must be at least 1, got {args.devices_per_school}")
         return 2
     try:
-        settings = parse_broker_url(args.broker)
+        settings = parse_broker_url(args.broker, mqtt_version=args.mqtt_version)
     except BrokerUrlError as e:
         _say(err, f"--broker: {e}")
         return 2
