@@ -1,0 +1,413 @@
+"""`edugap-agent`: run the agent service, or look at what it would report and how it is doing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import queue
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent import __version__, protocol, state
+from agent.config import AgentConfig, ConfigError, config_path, load, load_zone
+
+log = logging.getLogger("agent")
+
+EXIT_CONFIG = 2
+ONCE_PROBES = ("inventory", "heartbeat", "bandwidth")
+NOT_INSTALLED = "not-installed"
+
+DESCRIPTION = """\
+The edugap school agent measures this computer and the school's Internet link and reports
+over MQTT to the edugap collector.
+
+commands:
+  run           the service: inventory, heartbeats and speed tests on schedule, delivered
+                through an on-disk outbox that survives broker outages and restarts
+  once          take every measurement now and print the reports as JSON; sends nothing,
+                needs no config file (the school is then shown as "unenrolled")
+  speedtest     run one speed test now with a progress display and a summary; sends nothing
+  status        outbox depth, dropped reports, last successful publish, broker reachable
+  check-config  validate the config file and environment; non-zero exit on any bad key
+
+The config file is TOML (see docs/agent.md); every key can be overridden by an environment
+variable EDUGAP_AGENT_<SECTION>_<KEY>, e.g. EDUGAP_AGENT_SCHEDULE_HEARTBEAT_MINUTES=5.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML config file (default: $EDUGAP_AGENT_CONFIG, else /etc/edugap/agent.toml on "
+        "Linux, %%ProgramData%%\\edugap\\agent.toml on Windows)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="edugap-agent",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edugap-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("run", parents=[common], help="run the agent service (until stopped)")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser(
+        "once", parents=[common], help="measure now and print the reports as JSON; send nothing"
+    )
+    p.add_argument(
+        "--probe",
+        choices=ONCE_PROBES,
+        help="only this measurement (default: all; bandwidth only when bandwidth.role is true)",
+    )
+    p.set_defaults(func=cmd_once)
+    p = sub.add_parser("speedtest", parents=[common], help="one speed test now, with progress")
+    p.add_argument("--backend", choices=("selfhosted", "speedtest.net"), help="override backend")
+    p.add_argument("--server-url", help="override bandwidth.server_url")
+    p.add_argument("--json", action="store_true", help="also print the report as JSON")
+    p.set_defaults(func=cmd_speedtest)
+    p = sub.add_parser(
+        "status", parents=[common], help="outbox, dropped reports, last publish, broker reachable"
+    )
+    p.add_argument("--timeout", type=float, default=5.0, help="broker check timeout (s)")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("check-config", parents=[common], help="validate the configuration")
+    p.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
+
+
+def _load(args: argparse.Namespace) -> AgentConfig | None:
+    path, named = config_path(args.config)
+    try:
+        return load(path, required=named)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"edugap-agent: {problem}", file=sys.stderr)
+        return None
+
+
+def _logging(config: AgentConfig) -> None:
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# --- run -----------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_CONFIG
+    _logging(config)
+    from agent.service import Service
+
+    try:
+        service = Service(config)
+    except OSError as e:
+        log.error("cannot use state directory %s: %s", config.state_dir, e)
+        return 1
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        service.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return service.run()
+
+
+# --- once ----------------------------------------------------------------------------------
+
+
+def _identity(config: AgentConfig) -> Any:
+    from agent.service import identity_for
+
+    device = state.read_device_id(Path(config.state_dir)) or NOT_INSTALLED
+    return identity_for(config, device)
+
+
+def _outbox_counts(config: AgentConfig) -> tuple[int, int]:
+    """(depth, dropped_pending) of the service's outbox, read-only; zeros when there is none."""
+    from agent.outbox import FILE_NAME
+
+    path = Path(config.state_dir) / FILE_NAME
+    if not path.exists():
+        return 0, 0
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            (depth,) = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()
+            (dropped,) = conn.execute(
+                "SELECT value FROM meta WHERE key = 'dropped_pending'"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0, 0
+    return int(depth), int(dropped or 0)
+
+
+def _bandwidth_probe(
+    config: AgentConfig, backend: str | None = None, url: str | None = None
+) -> Any:
+    from agent.probes import BandwidthProbe, TrafficProbe
+
+    return BandwidthProbe(
+        backend=backend or config.bandwidth.backend,  # type: ignore[arg-type]
+        server_url=url or config.bandwidth.server_url,
+        timeout_s=config.bandwidth.timeout_seconds,
+        traffic=TrafficProbe(),
+    )
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_CONFIG
+    _logging(config)
+    identity = _identity(config)
+    wanted = (
+        [args.probe]
+        if args.probe
+        else [p for p in ONCE_PROBES if p != "bandwidth" or config.bandwidth.role]
+    )
+    reports: list[protocol.Report] = []
+    failed = False
+    for name in wanted:
+        try:
+            reports.append(_once_probe(name, config, identity))
+        except Exception as e:
+            log.error("%s probe failed: %s", name, e)
+            failed = True
+    json.dump([protocol.to_builtins(r) for r in reports], sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 1 if failed else 0
+
+
+def _once_probe(name: str, config: AgentConfig, identity: Any) -> protocol.Report:
+    if name == "inventory":
+        from agent.probes import InventoryProbe
+
+        report: protocol.Report = InventoryProbe().collect(identity)
+        return report
+    if name == "bandwidth":
+        bandwidth: protocol.Report = _bandwidth_probe(config).collect(identity)
+        return bandwidth
+    from agent.probes import AvailabilityProbe, TrafficProbe
+
+    availability = AvailabilityProbe(
+        list(config.availability.targets), timeout_s=config.availability.timeout_seconds
+    )
+    traffic = TrafficProbe()
+    traffic.rates()
+    availability.check()
+    summary = availability.summary()
+    rx, tx = traffic.rates()
+    depth, dropped = _outbox_counts(config)
+    return protocol.Heartbeat(
+        report_id=protocol.new_report_id(),
+        school_id=identity.school_id,
+        device_id=identity.device_id,
+        measured_at=protocol.utcnow(),
+        agent_version=identity.agent_version,
+        latency_ms=summary.latency_ms,
+        reachable=summary.reachable,
+        period_seconds=summary.period_seconds,
+        checks=summary.checks,
+        checks_ok=summary.checks_ok,
+        loss_pct=summary.loss_pct,
+        targets=summary.targets,
+        queue_depth=depth,
+        dropped_reports=dropped,
+        link_rx_mbps=rx,
+        link_tx_mbps=tx,
+    )
+
+
+# --- speedtest -----------------------------------------------------------------------------
+
+
+def cmd_speedtest(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_CONFIG
+    _logging(config)
+    backend = args.backend or config.bandwidth.backend
+    url = args.server_url or config.bandwidth.server_url
+    if backend == "selfhosted" and not url:
+        print(
+            "edugap-agent: the selfhosted backend needs --server-url or bandwidth.server_url",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    probe = _bandwidth_probe(config, backend, url)
+    print(
+        f"speed test: {backend} {url or ''} (at most {config.bandwidth.timeout_seconds:g} s)",
+        file=sys.stderr,
+    )
+    interactive = sys.stderr.isatty()
+
+    def progress(stage: str, fraction: float) -> None:
+        line = f"  {stage:<9} {fraction * 100:5.1f}%"
+        if interactive:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+        elif fraction in (0.0, 1.0):
+            print(line, file=sys.stderr)
+
+    report = probe.collect(_identity(config), progress=progress)
+    if interactive:
+        print(file=sys.stderr)
+
+    def mbps(value: float | None) -> str:
+        return f"{value:.1f} Mbps" if value is not None else "-"
+
+    print(f"download:  {mbps(report.download_mbps)}")
+    print(f"upload:    {mbps(report.upload_mbps)}")
+    latency = f"{report.latency_ms:.1f} ms" if report.latency_ms is not None else "-"
+    print(f"latency:   {latency}")
+    print(f"data used: {report.bytes_used / 1e6:.1f} MB")
+    print(f"server:    {report.server}")
+    if report.error:
+        print(f"error:     {report.error}")
+    if args.json:
+        print(json.dumps(protocol.to_builtins(report), indent=2))
+    return 1 if report.error else 0
+
+
+# --- status --------------------------------------------------------------------------------
+
+
+def broker_check(config: AgentConfig, device_id: str, timeout: float) -> tuple[bool, str]:
+    """Connect once with the agent's credentials (its own client id); (reachable, detail)."""
+    from agent.mqtt import connect_properties, new_client
+
+    settings = config.broker.settings()
+    # a different client id: reusing the service's would disconnect the running service
+    client = new_client(settings, client_id=f"edugap-agent-{device_id}-status")
+    results: queue.Queue[str] = queue.Queue()
+    client.on_connect = lambda c, u, f, rc, p: results.put("" if not rc.is_failure else str(rc))
+    started = time.monotonic()
+    try:
+        client.connect_async(
+            settings.host,
+            settings.port,
+            **connect_properties(settings, True),  # type: ignore[arg-type]
+        )
+        client.loop_start()
+        outcome = results.get(timeout=timeout)
+    except queue.Empty:
+        return False, f"no answer from {settings.url} within {timeout:g} s"
+    except (OSError, ValueError) as e:
+        return False, f"{settings.url}: {e}"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if outcome:
+        return False, f"{settings.url} refused the connection: {outcome}"
+    return True, f"{settings.url} (connected in {(time.monotonic() - started) * 1000:.0f} ms)"
+
+
+def _ago(stamp: float | None) -> str:
+    if stamp is None:
+        return "never"
+    when = datetime.fromtimestamp(float(stamp), UTC).isoformat(timespec="seconds")
+    return f"{when} ({max(0.0, time.time() - float(stamp)):.0f} s ago)"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_CONFIG
+    from agent.outbox import FILE_NAME, Outbox
+
+    state_dir = Path(config.state_dir)
+    device = state.read_device_id(state_dir) or NOT_INSTALLED
+    print(f"config:        {config.source}")
+    print(f"school:        {config.school_id}{'' if config.enrolled else ' (not enrolled)'}")
+    print(f"device:        {device}")
+    print(f"state dir:     {state_dir}")
+    path = state_dir / FILE_NAME
+    if path.exists():
+        try:
+            outbox = Outbox(path)
+            stats = outbox.stats()
+            outbox.close()
+        except (OSError, sqlite3.Error) as e:
+            print(f"outbox:        cannot read {path}: {e}")
+        else:
+            oldest = f", oldest measured {stats.oldest_measured_at}" if stats.depth else ""
+            print(
+                f"outbox:        {stats.depth} report(s) waiting "
+                f"({stats.size_bytes / 1024:.1f} KiB){oldest}"
+            )
+            print(
+                f"dropped:       {stats.dropped_pending} not yet reported, "
+                f"{stats.dropped_total} in total"
+            )
+            print(f"delivered:     {stats.acked_total} report(s)")
+            print(f"last publish:  {_ago(stats.last_ack_at)}")
+            print(f"last report:   {_ago(stats.last_enqueued_at)}")
+    else:
+        print(f"outbox:        none yet ({path} does not exist: has the service run?)")
+    today = datetime.now(load_zone(config.schedule.timezone)).date()
+    usage = state.read_usage(state_dir, today)
+    print(
+        f"speed tests:   {usage.tests} today, {usage.bytes_used / 1e6:.0f} MB of "
+        f"{config.bandwidth.daily_budget_mb:g} MB budget"
+        + ("" if config.bandwidth.role else " (bandwidth role off)")
+    )
+    reachable, detail = broker_check(config, device, args.timeout)
+    print(f"broker:        {'reachable' if reachable else 'NOT reachable'}: {detail}")
+    return 0 if reachable else 1
+
+
+# --- check-config --------------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path, named = config_path(args.config)
+    config = _load(args)
+    if config is None:
+        return EXIT_CONFIG
+    if not named and not path.exists():
+        print(f"note: no config file at {path}; using defaults and the environment")
+    print(f"config OK: {config.source}")
+    print(
+        f"  school {config.school_id}{'' if config.enrolled else ' (not enrolled)'}, "
+        f"broker {config.broker.settings().url} (MQTT {config.broker.mqtt_version})"
+    )
+    s = config.schedule
+    print(
+        f"  inventory every {s.inventory_hours:g} h, heartbeat every {s.heartbeat_minutes:g} "
+        f"min, availability every {s.availability_minutes:g} min"
+    )
+    if config.bandwidth.role:
+        hours = "-".join(t.strftime("%H:%M") for t in s.school_hours)
+        print(
+            f"  {s.speedtests_per_day} speed test(s) a day ({config.bandwidth.backend}) "
+            f"{hours} {','.join(s.school_days)} {s.timezone}, budget "
+            f"{config.bandwidth.daily_budget_mb:g} MB"
+        )
+    else:
+        print("  bandwidth role off: no speed tests")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Durable outbox: every report is written here first and leaves only when the broker acked it.
+
+SQLite in WAL mode in the state directory. Rows are kept in the order they were made (`seq`).
+The outbox is bounded by rows and payload bytes; when full, the oldest rows are dropped and the
+count is kept (persisted) until a heartbeat claims it, so the collector learns what was lost.
+
+One Outbox object is used from one thread; other processes (`edugap-agent status`) open their
+own connection, which WAL allows while the service writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent import protocol
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "outbox.sqlite3"
+
+_MIGRATIONS = (
+    """
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        report_id TEXT NOT NULL UNIQUE,
+        topic TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        measured_at TEXT NOT NULL,
+        claimed_dropped INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value);
+    INSERT INTO meta (key, value) VALUES ('dropped_pending', 0), ('dropped_total', 0),
+        ('acked_total', 0), ('last_ack_at', NULL), ('last_enqueued_at', NULL);
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One report waiting for delivery."""
+
+    seq: int
+    report_id: str
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """What `edugap-agent status` shows about the outbox."""
+
+    depth: int
+    size_bytes: int
+    dropped_pending: int
+    dropped_total: int
+    acked_total: int
+    last_ack_at: float | None
+    last_enqueued_at: float | None
+    oldest_measured_at: str | None
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (and migrate) the outbox database with the durability settings it needs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a report the agent made must survive a power cut, not only a crash
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return conn
+
+
+class Outbox:
+    """Reports waiting for the broker, in order, bounded by rows and bytes."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_rows: int = 20000,
+        max_bytes: int = 50 * 1024 * 1024,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._db = connect(path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, report: protocol.Report) -> int:
+        """Store one report; returns its sequence number."""
+        return self._insert(report, claimed=0)
+
+    def add_claiming_dropped(self, build: Callable[[int, int], protocol.Report]) -> protocol.Report:
+        """Store the report `build(queue_depth, dropped)` makes, in the transaction that resets
+        the dropped count, so a drop is reported exactly once even across a crash."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            depth = self._count()[0]
+            dropped = self._meta_int("dropped_pending")
+            report = build(depth, dropped)
+            self._insert_row(report, claimed=dropped)
+            self._db.execute("UPDATE meta SET value = 0 WHERE key = 'dropped_pending'")
+            self._enforce_caps()
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return report
+
+    def _insert(self, report: protocol.Report, claimed: int) -> int:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            seq = self._insert_row(report, claimed)
+            self._enforce_caps()
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return seq
+
+    def _insert_row(self, report: protocol.Report, claimed: int) -> int:
+        payload = protocol.encode(report)
+        topic = protocol.topic_for(report.school_id, report.device_id, report.kind)
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO outbox (report_id, topic, payload, size, measured_at,"
+            " claimed_dropped) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                report.report_id,
+                topic,
+                payload,
+                len(payload),
+                report.measured_at.isoformat(),
+                claimed,
+            ),
+        )
+        self._db.execute(
+            "UPDATE meta SET value = ? WHERE key = 'last_enqueued_at'", (self._clock(),)
+        )
+        return cursor.lastrowid or 0
+
+    def _enforce_caps(self) -> None:
+        """Drop the oldest rows until the outbox fits; count them (and what they claimed)."""
+        rows, size = self._count()
+        if rows <= self.max_rows and size <= self.max_bytes:
+            return
+        dropped = claimed = 0
+        excess_rows, excess_bytes = rows - self.max_rows, size - self.max_bytes
+        # never drop the newest row: it is the one just made, and the reason we are here
+        for seq, row_size, row_claimed in self._db.execute(
+            "SELECT seq, size, claimed_dropped FROM outbox ORDER BY seq LIMIT ?", (rows - 1,)
+        ).fetchall():
+            if excess_rows <= 0 and excess_bytes <= 0:
+                break
+            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            excess_rows -= 1
+            excess_bytes -= row_size
+            dropped += 1
+            claimed += row_claimed
+        self._db.execute(
+            "UPDATE meta SET value = value + ? WHERE key = 'dropped_pending'", (dropped + claimed,)
+        )
+        self._db.execute(
+            "UPDATE meta SET value = value + ? WHERE key = 'dropped_total'", (dropped,)
+        )
+        log.warning("outbox full: dropped %d oldest report(s)", dropped)
+
+    def pending(self, after_seq: int = 0, limit: int = 20) -> list[Row]:
+        """Up to `limit` rows after `after_seq`, oldest first."""
+        return [
+            Row(*r)
+            for r in self._db.execute(
+                "SELECT seq, report_id, topic, payload FROM outbox WHERE seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
+        ]
+
+    def ack(self, seqs: Iterable[int]) -> int:
+        """Remove rows the broker acknowledged, in one transaction; returns how many went."""
+        batch = [(s,) for s in seqs]
+        if not batch:
+            return 0
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            before = self._db.total_changes
+            self._db.executemany("DELETE FROM outbox WHERE seq = ?", batch)
+            removed = self._db.total_changes - before
+            self._db.execute(
+                "UPDATE meta SET value = value + ? WHERE key = 'acked_total'", (removed,)
+            )
+            self._db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'last_ack_at'", (self._clock(),)
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return removed
+
+    def depth(self) -> int:
+        return self._count()[0]
+
+    def stats(self) -> OutboxStats:
+        rows, size = self._count()
+        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        (oldest,) = self._db.execute(
+            "SELECT measured_at FROM outbox ORDER BY seq LIMIT 1"
+        ).fetchone() or (None,)
+        return OutboxStats(
+            depth=rows,
+            size_bytes=size,
+            dropped_pending=int(meta["dropped_pending"]),
+            dropped_total=int(meta["dropped_total"]),
+            acked_total=int(meta["acked_total"]),
+            last_ack_at=meta["last_ack_at"],
+            last_enqueued_at=meta["last_enqueued_at"],
+            oldest_measured_at=oldest,
+        )
+
+    def _count(self) -> tuple[int, int]:
+        rows, size = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox"
+        ).fetchone()
+        return int(rows), int(size)
+
+    def _meta_int(self, key: str) -> int:
+        (value,) = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(value or 0)

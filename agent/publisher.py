@@ -1,0 +1,244 @@
+"""MQTT publisher: one paho v2 connection, and the drain that moves outbox rows to the broker.
+
+paho's callbacks run on its network thread; here they only turn what happened into an Event on
+a queue. The service's thread reads the queue and owns the outbox, so SQLite is touched from
+one thread only. QoS 1 messages handed to paho stay in paho's own queue across reconnects and
+are re-sent by it, so the drain hands each row to paho once per process (no duplicates from
+us); a restart re-sends what was never acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
+
+from agent import protocol
+from agent.mqtt import BrokerSettings, connect_properties, new_client
+from agent.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+# CONNACK "Unsupported protocol version": an MQTT 3.1.1-only broker refusing our MQTT 5 CONNECT
+_UNSUPPORTED_VERSION = 132
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something the broker connection reports to the service thread."""
+
+    kind: str  # connected, refused, disconnected, published
+    mid: int = 0
+    ok: bool = True
+    reason: str = ""
+
+
+class Publisher:
+    """One MQTT connection for one device, with its presence (`status`) and last will."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        identity: tuple[str, str, str],  # school_id, device_id, agent_version
+        events: queue.Queue[Any],
+        *,
+        reconnect: tuple[int, int] = (1, 120),
+        max_inflight: int = 20,
+        client_factory: Callable[..., mqtt.Client] = new_client,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.school_id, self.device_id, self.agent_version = identity
+        self.events = events
+        self.reconnect = reconnect
+        self.max_inflight = max_inflight
+        self._factory = client_factory
+        self._rng = rng or random.Random()
+        self.connected = False
+        self._fresh_failure = True
+        self.client = self._new_client()
+
+    @property
+    def status_topic(self) -> str:
+        return protocol.topic_for(self.school_id, self.device_id, "status")
+
+    def _status(self, state: str) -> bytes:
+        return protocol.encode(
+            protocol.Status(
+                report_id=protocol.new_report_id(),
+                school_id=self.school_id,
+                device_id=self.device_id,
+                measured_at=protocol.utcnow(),
+                agent_version=self.agent_version,
+                state=state,  # type: ignore[arg-type]
+            )
+        )
+
+    def _new_client(self) -> mqtt.Client:
+        # a stable client id lets the broker take over a stale session of this same device
+        client = self._factory(self.settings, client_id=f"edugap-agent-{self.device_id}")
+        client.max_inflight_messages_set(self.max_inflight)
+        client.reconnect_delay_set(*self.reconnect)
+        client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    def start(self) -> None:
+        """Connect in the background; paho reconnects by itself from here on."""
+        log.info("connecting to %s (MQTT %s)", self.settings.url, self.settings.mqtt_version)
+        self.client.connect_async(
+            self.settings.host,
+            self.settings.port,
+            **connect_properties(self.settings, clean_start=True),  # type: ignore[arg-type]
+        )
+        self.client.loop_start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Say offline (retained), disconnect cleanly, stop paho's thread."""
+        if self.connected:
+            info = self.client.publish(self.status_topic, self._status("offline"), 1, retain=True)
+            deadline = time.monotonic() + timeout
+            while not info.is_published() and time.monotonic() < deadline and self.connected:
+                time.sleep(0.02)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected = False
+
+    def fall_back_to_mqtt3(self) -> None:
+        """Replace the client with an MQTT 3.1.1 one (the broker refused MQTT 5)."""
+        from dataclasses import replace
+
+        log.warning("broker %s refused MQTT 5; falling back to MQTT 3.1.1", self.settings.url)
+        self.client.loop_stop()
+        self.client.disconnect()
+        self.settings = replace(self.settings, mqtt_version=3)
+        self.client = self._new_client()
+        self.start()
+
+    def announce_online(self) -> None:
+        """Retained `status` online, sent right after each successful connect."""
+        self.client.publish(self.status_topic, self._status("online"), 1, retain=True)
+
+    def publish(self, topic: str, payload: bytes) -> int | None:
+        """Hand one QoS 1 message to paho; its mid, or None when paho would not take it."""
+        info = self.client.publish(topic, payload, qos=1)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            log.warning("paho did not queue a message: %s", mqtt.error_string(info.rc))
+            return None
+        return info.mid
+
+    # --- paho callbacks (paho's thread): decode and hand over ----------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        if rc.is_failure:
+            kind = "refused"
+            if rc.value == _UNSUPPORTED_VERSION and self.settings.mqtt_version == 5:
+                kind = "refused_version"
+            self.events.put(Event(kind, ok=False, reason=str(rc)))
+            return
+        self.connected = True
+        self._fresh_failure = True
+        self.events.put(Event("connected"))
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        self.connected = False
+        if self._fresh_failure:
+            # jitter: after a broker restart, thousands of agents must not return in one second
+            low, high = self.reconnect
+            client.reconnect_delay_set(self._rng.randint(low, max(low, min(high, low * 4))), high)
+            self._fresh_failure = False
+        # a fresh will for the next connection, so each offline status has its own report id;
+        # set here because paho reconnects on this thread right after this callback returns
+        client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
+        self.events.put(Event("disconnected", ok=False, reason=str(rc)))
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any
+    ) -> None:
+        self.events.put(Event("published", mid=mid, ok=not rc.is_failure, reason=str(rc)))
+
+
+class Drain:
+    """Moves outbox rows to the publisher in order: bounded inflight, optional rate limit."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        publisher: Publisher,
+        *,
+        max_inflight: int = 20,
+        per_second: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.outbox = outbox
+        self.publisher = publisher
+        self.max_inflight = max_inflight
+        self.per_second = per_second
+        self._clock = clock
+        self.inflight: dict[int, int] = {}  # mid -> seq
+        self.cursor = 0  # highest seq handed to paho by this process
+        self._tokens = float(max_inflight)
+        self._refilled = clock()
+        self._acked: list[int] = []
+        self.delivered = 0
+        self.failed = 0
+
+    def on_published(self, mid: int, ok: bool, reason: str) -> None:
+        seq = self.inflight.pop(mid, None)
+        if seq is None:
+            return  # the status message, or a row already dropped by the outbox cap
+        if ok:
+            self._acked.append(seq)
+        else:
+            # kept in the outbox: a refusal (e.g. not authorised) may be fixed by an operator;
+            # it is tried again at the next start, and the outbox cap bounds what waits
+            self.failed += 1
+            log.warning("broker refused report seq %d: %s", seq, reason)
+
+    def commit_acks(self) -> int:
+        """Remove acknowledged rows in one transaction (one fsync for a whole batch)."""
+        removed = self.outbox.ack(self._acked)
+        self.delivered += len(self._acked)
+        self._acked.clear()
+        return removed
+
+    def pump(self) -> float | None:
+        """Hand rows to paho while allowed; returns seconds until the rate limit allows more."""
+        if not self.publisher.connected:
+            return None
+        room = self.max_inflight - len(self.inflight)
+        if room <= 0:
+            return None
+        if self.per_second > 0:
+            now = self._clock()
+            self._tokens = min(
+                float(self.max_inflight), self._tokens + (now - self._refilled) * self.per_second
+            )
+            self._refilled = now
+            room = min(room, int(self._tokens))
+            if room <= 0:
+                return (1 - self._tokens) / self.per_second
+        sent = 0
+        for row in self.outbox.pending(self.cursor, room):
+            mid = self.publisher.publish(row.topic, row.payload)
+            if mid is None:
+                break
+            self.inflight[mid] = row.seq
+            self.cursor = row.seq
+            sent += 1
+        if self.per_second > 0:
+            self._tokens -= sent
+        return None
