@@ -7,6 +7,7 @@ the whole group of any child that does not stop in time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -92,10 +93,8 @@ class Child:
             except subprocess.TimeoutExpired:
                 pass
         # Whatever it started (and left) goes with it.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         if self.proc.poll() is None:
             self.proc.wait(5)
         if self._log:
