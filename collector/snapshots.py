@@ -38,7 +38,7 @@ class SnapshotHolder:
         self._info: SnapshotInfo | None = None
         self._lock = threading.Lock()
         self.errors = 0  # evaluations that raised
-        self._listeners: list[Callable[[SnapshotInfo], None]] = []
+        self._listeners: list[Callable[[SnapshotInfo], object]] = []
 
     @property
     def info(self) -> SnapshotInfo | None:
@@ -49,7 +49,7 @@ class SnapshotHolder:
         info = self._info
         return info.snapshot if info else None
 
-    def on_new(self, listener: Callable[[SnapshotInfo], None]) -> None:
+    def on_new(self, listener: Callable[[SnapshotInfo], object]) -> None:
         """Call `listener` (on the refresher's thread) after each new snapshot."""
         self._listeners.append(listener)
 

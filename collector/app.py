@@ -1,0 +1,191 @@
+"""Wiring of `edugap serve`: store, ingest, snapshot refresher, metrics and the HTTP server.
+
+Start order: policy (fails fast), store (fails fast), ingest (connects in the background and
+keeps retrying), refresher (first snapshot at once), HTTP. Stop order is the reverse: uvicorn
+handles SIGTERM/SIGINT and drains requests, then ingest stores and acknowledges what it holds,
+then the store closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from agent.protocol import utcnow
+from collector.config import CollectorConfig
+from collector.evaluate import evaluate
+from collector.http import HttpDeps, build_app
+from collector.ingest import Ingest
+from collector.metrics import Exposition
+from collector.model import IngestStats, Store
+from collector.policy import Policy, load_policy
+from collector.snapshots import SnapshotHolder, SnapshotRefresher
+from collector.speedtest_server import speedtest_app
+from collector.store import open_store, redact
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, saying where it listens once the socket is bound."""
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            log.info("listening on http://%s:%d", self.config.host, self.config.port)
+
+
+class StartupError(RuntimeError):
+    """The collector cannot start with these settings; the message says which and why."""
+
+
+@dataclass
+class Parts:
+    """Factories for each part; tests and benchmarks replace one, production uses these."""
+
+    open_store: Callable[[str], Store] = open_store
+    load_policy: Callable[[str | None], Policy] = load_policy
+    evaluate: Callable[[Store, Policy, datetime], Any] = evaluate
+    ingest: Callable[..., Ingest] = Ingest
+    clock: Callable[[], datetime] = utcnow
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class CollectorApp:
+    """One running collector: call start(), then serve() (blocks until a signal), or stop()."""
+
+    def __init__(self, config: CollectorConfig, parts: Parts | None = None) -> None:
+        self.config = config
+        self.parts = parts or Parts()
+        self.stats = IngestStats()
+        self.holder = SnapshotHolder()
+        self.exposition = Exposition(self.holder, self.stats, clock=self.parts.clock)
+        # render the metrics text on the refresher's thread, not on the first scrape
+        self.holder.on_new(lambda _info: self.exposition.prepare())
+        self.store: Store | None = None
+        self.ingest: Ingest | None = None
+        self.refresher: SnapshotRefresher | None = None
+        self.http: Starlette | None = None
+
+    def start(self) -> Starlette:
+        """Open everything; raises StartupError naming the setting that is wrong."""
+        c = self.config
+        try:
+            policy = self.parts.load_policy(c.policy_file)
+        except ValueError as e:
+            raise StartupError(f"config key 'policy.file' has value {c.policy_file!r}: {e}") from e
+        try:
+            store = self.parts.open_store(c.db_url)
+        except Exception as e:
+            raise StartupError(
+                f"config key 'db.url' has value {redact(c.db_url)!r}: cannot open the store: {e}"
+            ) from e
+        self.store = store
+        log.info("store %s open", store.url)
+        self.ingest = self.parts.ingest(
+            store,
+            c.broker_settings(),
+            group=c.ingest_group,
+            client_id=c.ingest_client_id,
+            batch_max=c.ingest_batch_max,
+            batch_seconds=c.ingest_batch_seconds,
+            max_future_skew_s=c.ingest_max_future_skew_seconds,
+            clock=self.parts.clock,
+            stats=self.stats,
+        )
+        self.ingest.start()
+        log.info(
+            "connecting to broker %s as %r, group %r",
+            c.broker_settings().url,
+            c.ingest_client_id,
+            c.ingest_group,
+        )
+        self.refresher = SnapshotRefresher(
+            lambda now: self.parts.evaluate(store, policy, now),
+            self.holder,
+            c.snapshot_interval_seconds,
+            prune=store.prune,
+            retention=timedelta(days=c.db_retention_days),
+            clock=self.parts.clock,
+        )
+        self.refresher.start()
+        self.http = build_app(
+            HttpDeps(
+                holder=self.holder,
+                exposition=self.exposition,
+                rejects=store,
+                readiness=self.readiness,
+                api_token=c.http_api_token,
+                metrics_token=c.http_metrics_token,
+                speedtest=speedtest_app(),
+            )
+        )
+        return self.http
+
+    def readiness(self) -> dict[str, bool]:
+        """Store reachable, ingest connected and subscribed, first snapshot done."""
+        store_ok = False
+        if self.store is not None:
+            try:
+                self.store.recent_rejects(1)
+                store_ok = True
+            except Exception as e:
+                log.warning("readiness: store %s unreachable: %s", self.store.url, e)
+        return {
+            "store": store_ok,
+            "ingest": self.ingest is not None and self.ingest.ready(),
+            "snapshot": self.holder.current is not None,
+        }
+
+    def serve(self) -> int:
+        """Run the HTTP server until SIGTERM/SIGINT, then stop everything. Returns exit code."""
+        app = self.http or self.start()
+        server = _Server(
+            uvicorn.Config(
+                app,
+                host=self.config.listen_host,
+                port=self.config.listen_port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=10,
+            )
+        )
+        received: list[int] = []
+        if threading.current_thread() is threading.main_thread():
+            # uvicorn re-raises the signal it caught once it has shut down; with the default
+            # SIGTERM handler that would kill the process before ingest drains. Record it instead.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda signum, _frame: received.append(signum))
+        try:
+            server.run()
+        finally:
+            if received or server.should_exit:
+                log.info("shutting down")
+            self.stop()
+        if not server.started:
+            log.error("could not listen on %s", self.config.http_listen)
+            return 1
+        return 0
+
+    def stop(self) -> None:
+        """Stop the refresher, drain ingest, close the store. Safe to call twice."""
+        if self.refresher is not None:
+            self.refresher.stop()
+            self.refresher = None
+        if self.ingest is not None:
+            log.info("stopping ingest: storing and acknowledging what is queued")
+            self.ingest.stop()
+            self.ingest = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        log.info("collector stopped")
