@@ -12,7 +12,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 # Longest first, so "thanh pho" is removed before a shorter prefix could match.
@@ -48,6 +48,7 @@ def strip_prefix(folded: str) -> str:
     return folded
 
 
+@lru_cache(maxsize=16384)  # exports compare 60,000 schools' places; names repeat
 def key(name: str) -> str:
     """The accent-, case- and prefix-insensitive key used to compare place names."""
     return strip_prefix(fold(name))
@@ -143,6 +144,12 @@ class Places:
                 province.add(Commune(ward["name"], int(ward["code"]), province.name))
             provinces.append(province)
         return cls(provinces)
+
+
+def province_key(name: str) -> str:
+    """key() of the official name when `name` is a known province ("TP HCM"), else key(name)."""
+    found = default_places().province(name)
+    return key(found.name) if found is not None else key(name)
 
 
 @cache

@@ -12,7 +12,7 @@ from typing import TextIO
 
 from collector.config import default_db_url
 from collector.model import School, Store, StoreError
-from collector.places import key
+from collector.places import key, province_key
 from collector.registry import ParseResult, RegistryError, decode, parse
 
 
@@ -116,7 +116,7 @@ def select(
     level: str | None = None,
 ) -> list[School]:
     """Schools matching every given filter (places compared accent- and case-insensitively)."""
-    p, c = (key(province) if province else None), (key(commune) if commune else None)
+    p, c = (province_key(province) if province else None), (key(commune) if commune else None)
     lv = level.casefold() if level else None
     return [
         s

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import BinaryIO, Protocol
 
 from collector.model import SHORTFALL_KINDS, SchoolStatus, Snapshot
-from collector.places import key
+from collector.places import key, province_key
 
 Cell = str | int | float | bool | datetime | None
 Row = tuple[Cell, ...]
@@ -133,7 +133,7 @@ def filter_schools(
         raise ExportError(
             f"unknown shortfall kind {kind!r} (known: {', '.join((*SHORTFALL_KINDS, KIND_ANY))})"
         )
-    p = key(province) if province else None
+    p = province_key(province) if province else None
     c = key(commune) if commune else None
     lv = level.casefold() if level else None
     return [
