@@ -2,6 +2,11 @@
 
 Run as `python -m collector.amqtt_broker --port N`; stops cleanly on SIGTERM or SIGINT. Only
 the demo uses it: production runs Mosquitto (see deploy/).
+
+amqtt does not implement shared subscriptions, which the collector's ingest uses
+(`$share/<group>/edugap/v1/+/+/+`). With one collector a shared subscription delivers exactly
+what the plain filter does, so this broker strips the `$share/<group>/` prefix. Several
+collectors in one group would each get every message here: scale-out needs Mosquitto.
 """
 
 from __future__ import annotations
@@ -25,11 +30,36 @@ def broker_config(host: str, port: int) -> dict[str, Any]:
     }
 
 
-async def serve(host: str, port: int) -> None:
-    """Run the broker until SIGTERM or SIGINT."""
+def plain_filter(topic_filter: str) -> str:
+    """`$share/group/a/b` -> `a/b`; any other filter unchanged."""
+    if topic_filter.startswith("$share/"):
+        parts = topic_filter.split("/", 2)
+        if len(parts) == 3 and parts[2]:
+            return parts[2]
+    return topic_filter
+
+
+def _broker_class() -> Any:
     from amqtt.broker import Broker
 
-    broker = Broker(broker_config(host, port))
+    class SharingBroker(Broker):  # type: ignore[misc]
+        """amqtt's broker, treating a shared subscription as the plain one (single member)."""
+
+        async def add_subscription(self, subscription: tuple[str, int], session: Any) -> int:
+            topic_filter, qos = subscription
+            code: int = await super().add_subscription((plain_filter(topic_filter), qos), session)
+            return code
+
+        def _del_subscription(self, a_filter: str, session: Any) -> int:
+            removed: int = super()._del_subscription(plain_filter(a_filter), session)
+            return removed
+
+    return SharingBroker
+
+
+async def serve(host: str, port: int) -> None:
+    """Run the broker until SIGTERM or SIGINT."""
+    broker = _broker_class()(broker_config(host, port))
     await broker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -33,7 +33,7 @@ MONITORING_MIX: tuple[tuple[SimMonitoring, float], ...] = (
     ("drop_off", 0.07),  # last report 22 to 40 days ago
     ("never", 0.07),
 )
-EQUIPMENT_MIX: tuple[tuple[Equipment, float], ...] = (("ok", 0.65), ("few", 0.2), ("old", 0.15))
+EQUIPMENT_MIX: tuple[tuple[Equipment, float], ...] = (("ok", 0.72), ("few", 0.16), ("old", 0.12))
 LEVEL_MIX: tuple[tuple[str, float], ...] = (
     ("primary", 0.5),
     ("lower_secondary", 0.35),
@@ -209,7 +209,7 @@ def _profile(rng: random.Random, students: int) -> Profile:
         download = rng.uniform(0.15, 0.8)
         latency = rng.uniform(80, 600)
     monitoring = _pick(rng, MONITORING_MIX)
-    downtime = 0.0 if rng.random() < 0.7 else rng.uniform(0.02, 0.2)
+    downtime = 0.0 if rng.random() < 0.8 else rng.uniform(0.01, 0.2)
     return Profile(
         connectivity=connectivity,  # type: ignore[arg-type]
         monitoring=monitoring,  # type: ignore[arg-type]
@@ -260,7 +260,7 @@ def build_fleet(
         names.add((place.commune, name))
         scale = 1.4 if place.urban else 0.75
         students = int(
-            _clamp(LEVEL_STUDENTS[level] * scale * rng.lognormvariate(0, 0.45), (40, 3500))
+            _clamp(LEVEL_STUDENTS[level] * scale * rng.lognormvariate(0, 0.45), (40, 3000))
         )
         profile = _profile(rng, students)
         if profile.equipment == "few":
