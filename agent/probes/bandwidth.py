@@ -33,6 +33,8 @@ BACKENDS: tuple[Backend, ...] = ("selfhosted", "speedtest.net")
 SPEEDTEST_NET_ESTIMATE_BYTES = 300_000_000
 #: Headroom over the last measured speed when estimating the next test's bytes.
 _ESTIMATE_HEADROOM = 1.5
+#: Latency probes, upload answers and the like: small bodies on top of the test payload.
+_OVERHEAD_BYTES = 64 * 1024
 
 
 class BandwidthProbe:
@@ -85,12 +87,13 @@ class BandwidthProbe:
                 self.plan.max_upload_bytes() if self.upload else 0
             )
             seconds = self.plan.seconds
+        cap += _OVERHEAD_BYTES
         if self._last_mbps is None:
             return cap
         down, up = self._last_mbps
         rate_mbps = down + (up if self.upload else 0.0)
         by_rate = rate_mbps * _ESTIMATE_HEADROOM * 1e6 / 8 * seconds
-        return min(cap, math.ceil(by_rate) + 1_000_000)
+        return min(cap, math.ceil(by_rate) + _OVERHEAD_BYTES)
 
     # --- reports -------------------------------------------------------------------------
 

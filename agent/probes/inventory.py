@@ -209,15 +209,15 @@ class InventoryProbe:
         for name, stats in sorted(psutil.net_if_stats().items()):
             out.append(
                 NetInterface(
-                    name=_scrub_name(name, macs)[:256],
-                    kind=self._interface_kind(name, "loopback" in (stats.flags or "")),
+                    name=scrub_interface_name(name, macs)[:256],
+                    kind=self.interface_kind(name, "loopback" in (stats.flags or "")),
                     speed_mbps=float(max(0, stats.speed)),
                     up=bool(stats.isup),
                 )
             )
         return out[:64]
 
-    def _interface_kind(self, name: str, loopback: bool) -> NetKind:
+    def interface_kind(self, name: str, loopback: bool) -> NetKind:
         if loopback or name == "lo" or "loopback" in name.lower():
             return "other"
         if self._platform.startswith("linux"):
@@ -260,7 +260,7 @@ def _mac_hexes() -> set[str]:
     return macs
 
 
-def _scrub_name(name: str, macs: set[str]) -> str:
+def scrub_interface_name(name: str, macs: set[str]) -> str:
     """Interface name without an embedded MAC address (systemd's `enx<mac>` names)."""
     lowered = name.lower()
     for mac in macs:

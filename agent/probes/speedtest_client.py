@@ -113,6 +113,12 @@ class _CountingResponse:
             self._log.error(f"reading {self._url}: {_describe(e)}")
             return b""
         self._log.add(received=len(chunk))
+        if not chunk and n != 0:
+            # http.client's read(amt) answers b"" when the connection closes before
+            # Content-Length bytes arrived, instead of raising IncompleteRead.
+            missing = getattr(self._response, "length", None)
+            if isinstance(missing, int) and missing > 0:
+                self._log.error(f"reading {self._url}: connection closed {missing} bytes early")
         return chunk
 
     def __getattr__(self, name: str) -> Any:
