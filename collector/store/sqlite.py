@@ -62,8 +62,11 @@ def _dt_or_none(ts: float | None) -> datetime | None:
 class SqliteStore:
     """The SQLite backend of `collector.model.Store`."""
 
-    def __init__(self, url: str, *, rejects_kept: int = REJECTS_KEPT) -> None:
+    def __init__(
+        self, url: str, *, rejects_kept: int = REJECTS_KEPT, busy_timeout_ms: int = 10000
+    ) -> None:
         self.url = url
+        self.busy_timeout_ms = busy_timeout_ms
         self.path = sqlite_path(url)
         self.rejects_kept = rejects_kept
         self._lock = threading.Lock()  # the one writer connection
@@ -87,7 +90,7 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         # another process (an `edugap schools import` beside `edugap serve`) may hold the lock
-        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: the report id index stays in memory
         with self._conns_lock:
             self._all.append(conn)
