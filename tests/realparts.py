@@ -77,7 +77,10 @@ class Mosquitto:
         self.log = workdir / "mosquitto.log"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            # started as root, mosquitto switches to user 'mosquitto', which cannot write the
+            # test's private directory: no persistence file, no log. Stay as the caller.
+            + ("user root\n" if hasattr(os, "geteuid") and os.geteuid() == 0 else "")
+            + "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {workdir}/\n"
             "autosave_interval 1\n"
