@@ -133,6 +133,8 @@ def filter_schools(
         raise ExportError(
             f"unknown shortfall kind {kind!r} (known: {', '.join((*SHORTFALL_KINDS, KIND_ANY))})"
         )
+    if not (province or commune or level or kind):
+        return snapshot.by_priority()
     p = province_key(province) if province else None
     c = key(commune) if commune else None
     lv = level.casefold() if level else None
@@ -146,12 +148,10 @@ def filter_schools(
     ]
 
 
-def _r(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
-
-
 def row(s: SchoolStatus) -> Row:
     """One school as a row aligned with COLUMNS (rates rounded to 0.01)."""
+    # inline rounding: this runs once per school per export
+    down, up, lat, up_pct = s.download_mbps, s.upload_mbps, s.latency_ms, s.uptime_pct
     return (
         s.school_id,
         s.name,
@@ -163,13 +163,13 @@ def row(s: SchoolStatus) -> Row:
         s.lon,
         s.registered,
         s.connectivity,
-        _r(s.download_mbps),
-        _r(s.upload_mbps),
-        _r(s.latency_ms),
+        None if down is None else round(down, 2),
+        None if up is None else round(up, 2),
+        None if lat is None else round(lat, 2),
         s.tests_7d,
-        _r(s.required_mbps),
+        None if s.required_mbps is None else round(s.required_mbps, 2),
         round(s.bandwidth_gap_mbps, 2),
-        _r(s.uptime_pct),
+        None if up_pct is None else round(up_pct, 2),
         s.contracted_mbps,
         s.isp_compliant,
         s.monitoring,

@@ -5,14 +5,41 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
-from collector.export import COLUMNS, Cell, Row, neutralise
+from collector.export import COLUMN, COLUMNS, FORMULA_PREFIXES, Cell, Row, neutralise
+
+# Cells are converted by column, not by inspecting every value: the rows come from
+# collector.export.row(), whose column types are fixed, and this is the export's hot loop.
+_TEXT = tuple(
+    COLUMN[c]
+    for c in (
+        "school_id",
+        "name",
+        "province",
+        "commune",
+        "level",
+        "connectivity",
+        "monitoring",
+        "shortfalls",
+    )
+)
+_BOOL = (COLUMN["registered"], COLUMN["isp_compliant"])
+_TIME = COLUMN["last_report"]
+_FIRST = frozenset(p[0] for p in FORMULA_PREFIXES)
+_ZERO = timedelta(0)
+
+
+def utc_text(value: datetime) -> str:
+    """RFC 3339 UTC, whole seconds: 2026-11-25T11:00:00Z."""
+    if value.utcoffset() != _ZERO:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
 
 def text_cell(value: Cell) -> str | int | float:
-    """A cell as CSV writes it: numbers as numbers, text neutralised, times in RFC 3339 UTC."""
+    """Any cell as CSV writes it: numbers as numbers, text neutralised, times in UTC."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -20,27 +47,44 @@ def text_cell(value: Cell) -> str | int | float:
     if isinstance(value, str):
         return neutralise(value)
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return utc_text(value)
     return value
 
 
-def _cells(rows: Iterable[Row]) -> Iterator[list[str | int | float]]:
+def _cells(rows: Iterable[Row]) -> Iterator[list[Cell]]:
     for r in rows:
-        yield [text_cell(v) for v in r]
+        cells = list(r)
+        for i in _TEXT:
+            v = cells[i]
+            if v and v[0] in _FIRST:  # type: ignore[index]
+                cells[i] = "'" + v  # type: ignore[operator]
+        for i in _BOOL:
+            v = cells[i]
+            if v is not None:
+                cells[i] = "true" if v else "false"
+        t = cells[_TIME]
+        if t is not None:
+            cells[_TIME] = utc_text(t)  # type: ignore[arg-type]
+        yield cells  # None is written as an empty cell by csv itself
 
 
 class CsvExporter:
     """One header line with COLUMNS, then one line per school."""
 
     def write(self, rows: Iterable[Row], out: BinaryIO) -> int:
-        text = io.TextIOWrapper(out, encoding="utf-8-sig", newline="", write_through=False)
+        text = io.TextIOWrapper(out, encoding="utf-8-sig", newline="")
+        count = 0
+
+        def counted() -> Iterator[list[Cell]]:
+            nonlocal count
+            for cells in _cells(rows):
+                count += 1
+                yield cells
+
         try:
             writer = csv.writer(text, lineterminator="\r\n")
             writer.writerow(COLUMNS)
-            count = 0
-            for cells in _cells(rows):
-                writer.writerow(cells)
-                count += 1
+            writer.writerows(counted())
             text.flush()
         finally:
             text.detach()  # leave `out` open for the caller
