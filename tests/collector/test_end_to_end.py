@@ -69,7 +69,7 @@ def bandwidth(school: str, device: str, down: float, minutes_ago: int) -> Bandwi
 
 def inventory(
     school: str, device: str, memory_mb: int, os_out_of_support: bool = False
-) -> Inventory:  # noqa: E501
+) -> Inventory:
     return Inventory(
         report_id=new_report_id(), school_id=school, device_id=device,
         measured_at=utcnow() - timedelta(minutes=5), agent_version="e2e",
