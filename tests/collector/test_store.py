@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -240,3 +241,35 @@ def test_url_forms() -> None:
     assert sqlite_path("sqlite:////var/lib/edugap.db") == "/var/lib/edugap.db"
     assert sqlite_path("sqlite:///edugap.db") == "edugap.db"
     assert sqlite_path("/tmp/x.db") == "/tmp/x.db"
+
+
+def test_rejects_command_lists_the_newest_with_reasons(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from collector.cli import main
+
+    store = open_store(db_url)
+    store.save_rejects(
+        [
+            Reject(T0, "edugap/v1/S/d/bandwidth", "bad_json", "truncated at byte 12", '{"sch'),
+            Reject(T0, "edugap/v1/S/d/heartbeat", "too_large", "70000 bytes", "{ "),
+        ]
+    )
+    store.close()
+    assert main(["rejects", "--db", db_url, "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "too_large" in out and "70000 bytes" in out and "bad_json" not in out
+    assert main(["rejects", "--db", db_url, "--json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["reason"] for line in lines] == ["too_large", "bad_json"]
+
+
+def test_rejects_command_refuses_a_missing_sqlite_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from collector.cli import main
+
+    missing = tmp_path / "typo.db"
+    assert main(["rejects", "--db", str(missing)]) == 2
+    assert "no store at" in capsys.readouterr().err
+    assert not missing.exists()

@@ -1,0 +1,91 @@
+"""`edugap rejects`: the latest messages ingest refused, newest first, with the reason."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from collector.config import default_db_url
+from collector.model import Reject, StoreError
+from collector.store import open_store, redact, scheme_of, sqlite_path
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "rejects",
+        help="list the latest rejected messages and why",
+        description="List the latest messages that ingest rejected (newest first): when, the "
+        "topic, the reason (bad_json, invalid, too_large, not_utf8, unknown_schema, "
+        "topic_mismatch, bad_topic), the detail and the start of the payload. The store keeps "
+        "the newest 5000.",
+    )
+    parser.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="store: SQLite file path or postgresql:// URL (default: $EDUGAP_DB, else edugap.db)",
+    )
+    parser.add_argument(
+        "--limit", type=_positive, default=20, metavar="N", help="how many (default: 20)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.set_defaults(func=rejects_command)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--limit {text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--limit {value} must be at least 1")
+    return value
+
+
+def rejects_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout  # looked up per call: tests and callers may replace sys.stdout
+    url = str(args.db) if args.db else default_db_url()
+    # a read-only command must not create an empty database where the operator mistyped a path
+    if scheme_of(url) == "sqlite" and not Path(sqlite_path(url)).exists():
+        print(f"edugap rejects: no store at {url} (give --db or set EDUGAP_DB)", file=sys.stderr)
+        return 2
+    try:
+        store = open_store(url)
+        try:
+            rejects = store.recent_rejects(limit=args.limit)
+        finally:
+            store.close()
+    except StoreError as e:
+        print(f"edugap rejects: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        for r in rejects:
+            out.write(json.dumps(_as_dict(r), ensure_ascii=False) + "\n")
+    elif not rejects:
+        out.write(f"no rejected messages in {redact(url)}\n")
+    else:
+        for r in rejects:
+            out.write(
+                f"{r.received_at:%Y-%m-%dT%H:%M:%SZ}  {r.reason:<15} {r.topic}\n"
+                f"    {_one_line(r.detail, 200)}\n"
+                f"    payload: {_one_line(r.payload_excerpt, 120)}\n"
+            )
+    return 0
+
+
+def _as_dict(r: Reject) -> dict[str, str]:
+    return {
+        "received_at": r.received_at.isoformat(),
+        "topic": r.topic,
+        "reason": r.reason,
+        "detail": r.detail,
+        "payload_excerpt": r.payload_excerpt,
+    }
+
+
+def _one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
