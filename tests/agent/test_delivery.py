@@ -1,0 +1,125 @@
+"""Durable delivery, end to end: the real `edugap-agent run` against a real Mosquitto."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent import protocol
+from tests.agent.agentproc import AgentProcess, Listener, listener, run_agent, wait_for
+
+__all__ = ["listener", "run_agent"]  # fixtures used by the tests below
+
+SCHOOL = "79000001"
+
+
+def device_of(agent: AgentProcess) -> str:
+    path = agent.state_dir / "device_id"
+    return wait_for(lambda: path.exists() and path.read_text().strip(), what="device id file")
+
+
+def retained_status(url: str, name: str) -> protocol.Status | None:
+    """What a newcomer sees on the status topics: the retained presence message."""
+    fresh = Listener(url, "edugap/v1/+/+/status", client_id=name)
+    try:
+        wait_for(lambda: fresh.poll(), timeout=5, what="retained status")
+        statuses = [r for r in fresh.reports() if isinstance(r, protocol.Status)]
+        return statuses[-1] if statuses else None
+    finally:
+        fresh.close()
+
+
+def test_reports_arrive_on_documented_topics_and_presence_is_retained(
+    run_agent: Any, listener: Listener, broker: Any
+) -> None:
+    agent = run_agent()
+    device = device_of(agent)
+    wait_for(
+        lambda: len(listener.reports("heartbeat")) >= 2 and listener.reports("inventory"),
+        what="an inventory and two heartbeats",
+    )
+    for topic, payload, _ in listener.poll():
+        report = protocol.decode(topic, payload)  # raises if the collector would reject it
+        assert topic == protocol.topic_for(SCHOOL, device, report.kind)
+        assert (report.school_id, report.device_id) == (SCHOOL, device)
+    heartbeat = listener.reports("heartbeat")[-1]
+    assert isinstance(heartbeat, protocol.Heartbeat)
+    assert heartbeat.reachable is True  # its availability target is the broker itself
+    assert heartbeat.dropped_reports == 0
+
+    status = retained_status(broker.url, "newcomer-1")
+    assert status is not None and status.state == "online"
+
+    agent.kill()  # no clean disconnect: only the last will can say offline
+    wait_for(
+        lambda: (
+            (s := retained_status(broker.url, "newcomer-2")) is not None and s.state == "offline"
+        ),
+        what="retained offline status from the last will",
+    )
+
+
+def test_reports_made_while_broker_is_down_arrive_once_and_in_order(
+    run_agent: Any, listener: Listener, broker: Any
+) -> None:
+    agent = run_agent()
+    wait_for(lambda: listener.reports("heartbeat"), what="a first heartbeat")
+    broker.stop()
+    waiting = wait_for(lambda: agent.outbox_at_least(6), what="reports piling up in the outbox")
+    made_during_outage = {report_id for report_id, _ in waiting}
+    broker.start()
+
+    def delivered() -> set[str]:
+        return {r.report_id for r in listener.reports()}
+
+    wait_for(lambda: made_during_outage <= delivered(), what="every report made during the outage")
+    reports = [r for r in listener.reports() if r.kind != "status"]
+    ids = [r.report_id for r in reports]
+    assert len(ids) == len(set(ids)), "a report arrived twice"
+    times = [r.measured_at for r in reports]
+    assert times == sorted(times), "reports arrived out of the order they were made"
+    assert "disconnected from broker" in agent.log_text()
+
+
+def test_nothing_is_lost_when_the_agent_is_killed_with_a_full_outbox(
+    run_agent: Any, listener: Listener, broker: Any
+) -> None:
+    broker.stop()
+    agent = run_agent()
+    before_kill = wait_for(lambda: agent.outbox_at_least(5), what="an outbox holding reports")
+    agent.kill()
+    ids = {report_id for report_id, _ in agent.outbox()}
+    assert {report_id for report_id, _ in before_kill} <= ids  # kill -9 kept every row
+    agent.start()  # same state dir: same device, same outbox
+    wait_for(lambda: len(agent.outbox()) > len(ids), what="the restarted agent adding reports")
+    broker.start()
+    wait_for(
+        lambda: ids <= {r.report_id for r in listener.reports()},
+        what="every report from before the kill",
+    )
+    wait_for(lambda: not agent.outbox(), what="an empty outbox")
+    devices = {r.device_id for r in listener.reports()}
+    assert len(devices) == 1, "the restarted agent must keep its device id"
+
+
+def test_full_outbox_drops_the_oldest_and_the_next_heartbeat_says_how_many(
+    run_agent: Any, listener: Listener, broker: Any
+) -> None:
+    broker.stop()
+    agent = run_agent(outbox={"max_rows": 5})
+    wait_for(lambda: agent.meta().get("dropped_total", 0) >= 4, what="the outbox dropping reports")
+    broker.start()
+    wait_for(
+        lambda: any(
+            isinstance(r, protocol.Heartbeat) and r.dropped_reports for r in listener.reports()
+        ),
+        what="a heartbeat reporting dropped reports",
+    )
+    wait_for(lambda: not agent.outbox(), what="an empty outbox")
+    agent.stop()
+    counts = agent.meta()
+    reported = sum(r.dropped_reports for r in listener.reports("heartbeat"))  # type: ignore[union-attr]
+    # every drop is reported exactly once: by a delivered heartbeat, or still pending
+    assert reported + counts["dropped_pending"] == counts["dropped_total"]
+    assert reported > 0
+    # the oldest went first: the inventory made at start never arrived
+    assert not listener.reports("inventory")
