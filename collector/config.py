@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent.mqtt import BrokerSettings, BrokerUrlError, parse_broker_url
 
@@ -78,12 +79,24 @@ def _positive_float(raw: object) -> float:
     return value
 
 
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ***, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    return url.replace(f":{password}@", ":***@", 1)
+
+
 def _broker_url(raw: object) -> str:
     url = _text(raw).strip()
     try:
         parse_broker_url(url)
     except BrokerUrlError as e:
-        raise ValueError(str(e)) from None
+        raise ValueError(str(e).replace(url, redact_url(url))) from None
     return url
 
 
@@ -235,7 +248,10 @@ def _parse(setting: Setting, raw: object, source: str) -> Value:
     try:
         return setting.parse(raw)
     except ValueError as e:
-        shown = "***" if setting.secret and isinstance(raw, str) and raw else raw
+        shown: object = raw
+        if setting.secret and isinstance(raw, str):
+            # URLs keep everything but the password; tokens are hidden entirely
+            shown = redact_url(raw) if setting.key == "url" else "***"
         raise ConfigError(
             f"config key '{setting.name}' has value {shown!r} ({source}): {e}"
         ) from None
