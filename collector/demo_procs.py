@@ -164,8 +164,9 @@ def broker_child(impl: BrokerImpl, workdir: Path, port: int) -> tuple[Child, int
         conf.write_text(
             f"listener {port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {workdir}/\n"
+            # no persistence: each demo starts afresh, and Mosquitto started as root drops to
+            # the `mosquitto` user, which could not write a file in the user's demo directory
+            "persistence false\n"
             # the collector's session may hold the whole simulated fleet while it catches up
             "max_queued_messages 2000000\n"
             "max_inflight_messages 1000\n"
