@@ -28,3 +28,6 @@ bench: install
 
 schemas: install
 	$(BIN)/python -m agent.schemagen docs/schema
+
+dashboards: install
+	$(BIN)/python dashboards/generate.py

@@ -171,3 +171,70 @@ def test_real_prometheus_scrapes_shards_and_joins_school_info(store: Store, tmp_
         finally:
             proc.terminate()
             proc.wait(30)
+
+
+# --- dashboards and rules only use what the collector exposes --------------------------------
+
+ROOT = Path(__file__).parents[2]
+METRIC = re.compile(r"\b(edugap_[a-z0-9_]+)")
+RECORDED = re.compile(r"\b(edugap:[a-z0-9_:]+)")
+
+
+def _exposed_names() -> set[str]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    holder = SnapshotHolder()
+    holder.publish(national(200, provinces=3), 0.1)
+    stats = IngestStats()
+    stats.last_batch_at = national(1).generated_at
+    body = b"".join(Exposition(holder, stats).text()).decode()
+    return {s.name for f in text_string_to_metric_families(body) for s in f.samples}
+
+
+def _expressions() -> dict[str, str]:
+    """Where -> PromQL text, for every dashboard target and every rule."""
+    import json
+
+    import yaml  # type: ignore[import-untyped]
+
+    found: dict[str, str] = {}
+    for path in sorted((ROOT / "dashboards").glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        for p in doc["panels"]:
+            for t in p.get("targets", []):
+                found[f"{path.name}: {p['title']} ({t['refId']})"] = t["expr"]
+        for v in doc["templating"]["list"]:
+            if "definition" in v:
+                found[f"{path.name}: variable {v['name']}"] = v["definition"]
+    rules = yaml.safe_load((DEPLOY / "rules" / "edugap-rules.yml").read_text(encoding="utf-8"))
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            found[f"rules: {rule.get('record') or rule.get('alert')}"] = rule["expr"]
+    return found
+
+
+def test_dashboards_and_alerts_use_only_exposed_metrics() -> None:
+    exposed = _exposed_names()
+    rules_text = (DEPLOY / "rules" / "edugap-rules.yml").read_text(encoding="utf-8")
+    recorded = set(re.findall(r"record: (\S+)", rules_text))
+    expressions = _expressions()
+    assert len(expressions) > 20
+    for where, expr in expressions.items():
+        for name in METRIC.findall(expr):
+            assert name in exposed, f"{where} uses {name}, which the collector does not expose"
+        for name in RECORDED.findall(expr):
+            assert name in recorded, f"{where} uses {name}, which no recording rule defines"
+
+
+def test_committed_dashboards_match_the_generator() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "dash_generate", ROOT / "dashboards" / "generate.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, text in module.render().items():
+        committed = (ROOT / "dashboards" / name).read_text(encoding="utf-8")
+        assert committed == text, f"dashboards/{name} is stale: run python dashboards/generate.py"
