@@ -400,7 +400,14 @@ def all_keys() -> Iterator[KeyInfo]:
 
 
 def _show(value: object) -> str:
-    return value if isinstance(value, str) else repr(value)
+    """A value as the user wrote it (TOML-like), for error messages."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(f'"{v}"' if isinstance(v, str) else _show(v) for v in value) + "]"
+    return repr(value)
 
 
 def _parse_section(
