@@ -28,8 +28,8 @@ def make_certificates(where: Path) -> tuple[Path, Path, Path]:
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], cwd=where, check=True, capture_output=True)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=edugap test CA",
-        "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=edugap test CA", "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
     run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
         "-keyout", "server.key", "-out", "server.csr")  # fmt: skip
     (where / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
