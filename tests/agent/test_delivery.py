@@ -123,3 +123,36 @@ def test_full_outbox_drops_the_oldest_and_the_next_heartbeat_says_how_many(
     assert reported > 0
     # the oldest went first: the inventory made at start never arrived
     assert not listener.reports("inventory")
+
+
+def test_scheduled_speed_tests_are_reported_and_the_daily_budget_skips_them(
+    run_agent: Any, listener: Listener, speedtest_server: Any
+) -> None:
+    url, _ = speedtest_server()
+    # tests all day, every day, a couple of seconds apart on average
+    often = {
+        "speedtests_per_day": 40000,
+        "school_hours": "00:00-24:00",
+        "school_days": "mon-sun",
+        "timezone": "UTC",
+        "max_start_delay_seconds": 0,
+    }
+    bandwidth = {"role": True, "backend": "selfhosted", "server_url": url, "timeout_seconds": 3}
+    tester = run_agent("tester", schedule=often, bandwidth={**bandwidth, "daily_budget_mb": 1e5})
+    frugal = run_agent("frugal", schedule=often, bandwidth={**bandwidth, "daily_budget_mb": 0.01})
+    tester_id, frugal_id = device_of(tester), device_of(frugal)
+
+    def bandwidth_from(device: str) -> list[protocol.Bandwidth]:
+        return [
+            r
+            for r in listener.reports("bandwidth")
+            if isinstance(r, protocol.Bandwidth) and r.device_id == device
+        ]
+
+    measured = wait_for(
+        lambda: [r for r in bandwidth_from(tester_id) if r.succeeded], what="a measured speed test"
+    )
+    assert measured[0].download_mbps and measured[0].bytes_used > 0
+    skipped = wait_for(lambda: bandwidth_from(frugal_id), what="a skipped speed test")
+    assert skipped[0].skipped and "budget" in (skipped[0].error or "")
+    assert skipped[0].bytes_used == 0

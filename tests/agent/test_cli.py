@@ -1,0 +1,111 @@
+"""The `edugap-agent` command as a user runs it: help, once, speedtest, status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import protocol
+from agent.config import default_config_path
+from tests.agent.agentproc import (
+    AgentProcess,
+    agent_command,
+    clean_env,
+    run_agent,
+    wait_for,
+    write_config,
+)
+
+__all__ = ["run_agent"]  # fixture used below
+
+COMMANDS = ("run", "once", "speedtest", "status", "check-config")
+
+
+def test_help_explains_every_command() -> None:
+    done = agent_command("--help")
+    assert done.returncode == 0
+    for command in COMMANDS:
+        assert f"\n  {command}" in done.stdout
+        sub = agent_command(command, "--help")
+        assert sub.returncode == 0 and "--config FILE" in sub.stdout
+
+
+def decoded(stdout: str) -> list[protocol.AnyReport]:
+    reports = []
+    for item in json.loads(stdout):
+        topic = protocol.topic_for(item["school_id"], item["device_id"], item["schema"][7:-2])
+        reports.append(protocol.decode(topic, json.dumps(item).encode()))
+    return reports
+
+
+def test_once_without_any_config_file_prints_valid_reports(tmp_path: Path, free_port: int) -> None:
+    if default_config_path().exists():
+        pytest.skip(f"{default_config_path()} exists on this machine")
+    # only the environment keeps the checks on this machine (no traffic leaves it)
+    env = clean_env(
+        EDUGAP_AGENT_AVAILABILITY_TARGETS=f"127.0.0.1:{free_port}",
+        EDUGAP_AGENT_AVAILABILITY_TIMEOUT_SECONDS="0.5",
+        EDUGAP_AGENT_BANDWIDTH_ROLE="false",
+        EDUGAP_AGENT_STATE_DIR=str(tmp_path / "state"),
+    )
+    done = agent_command("once", env=env)
+    assert done.returncode == 0, done.stderr
+    reports = decoded(done.stdout)
+    assert sorted(r.kind for r in reports) == ["heartbeat", "inventory"]
+    assert {r.school_id for r in reports} == {"unenrolled"}
+    heartbeat = next(r for r in reports if isinstance(r, protocol.Heartbeat))
+    assert heartbeat.reachable is False  # nothing listens on that port
+    assert not (tmp_path / "state").exists(), "once must not create state or send anything"
+
+    done = agent_command("once", "--probe", "inventory", env=env)
+    assert [r.kind for r in decoded(done.stdout)] == ["inventory"]
+
+
+def test_once_bandwidth_and_speedtest_against_the_selfhosted_server(
+    tmp_path: Path, speedtest_server: Any
+) -> None:
+    url, _ = speedtest_server()
+    config = write_config(
+        tmp_path / "agent.toml",
+        {"state_dir": str(tmp_path / "state")},
+        {
+            "school": {"school_id": "79000001"},
+            "bandwidth": {"backend": "selfhosted", "server_url": url, "timeout_seconds": 3},
+            "availability": {"targets": ["127.0.0.1:9"]},
+        },
+    )
+    done = agent_command("once", "--probe", "bandwidth", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    (report,) = decoded(done.stdout)
+    assert isinstance(report, protocol.Bandwidth) and report.succeeded
+    assert report.download_mbps and report.download_mbps > 0
+
+    done = agent_command("speedtest", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "download:" in done.stdout and "Mbps" in done.stdout
+    assert "download" in done.stderr  # the progress display
+
+    done = agent_command("speedtest", "--config", str(config), "--server-url", "http://127.0.0.1:9")
+    assert done.returncode == 1
+    assert "error:" in done.stdout
+
+
+def test_status_shows_outbox_last_publish_and_broker(run_agent: Any, broker: Any) -> None:
+    agent: AgentProcess = run_agent()
+    wait_for(lambda: agent.meta().get("acked_total", 0) >= 2, what="reports delivered")
+    done = agent_command("status", "--config", str(agent.config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "school:        79000001" in done.stdout
+    assert "broker:        reachable" in done.stdout
+    assert "last publish:  never" not in done.stdout
+    assert "report(s) waiting" in done.stdout
+
+    broker.stop()
+    wait_for(lambda: agent.outbox(), what="reports waiting while the broker is down")
+    done = agent_command("status", "--config", str(agent.config), "--timeout", "2")
+    assert done.returncode == 1
+    assert "NOT reachable" in done.stdout
+    assert "0 report(s) waiting" not in done.stdout
