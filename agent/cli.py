@@ -100,10 +100,20 @@ def _load(args: argparse.Namespace) -> AgentConfig | None:
 
 
 def _logging(config: AgentConfig) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if config.log_file:
+        # a Windows scheduled task has no console: the file is where its story is told
+        from logging.handlers import RotatingFileHandler
+
+        try:
+            Path(config.log_file).parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(RotatingFileHandler(config.log_file, maxBytes=1_000_000, backupCount=3))
+        except OSError as e:
+            print(f"edugap-agent: cannot log to {config.log_file}: {e}", file=sys.stderr)
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=handlers,
     )
 
 
@@ -144,23 +154,13 @@ def _identity(config: AgentConfig) -> Any:
 
 def _outbox_counts(config: AgentConfig) -> tuple[int, int]:
     """(depth, dropped_pending) of the service's outbox, read-only; zeros when there is none."""
-    from agent.outbox import FILE_NAME
+    from agent.outbox import FILE_NAME, read_stats
 
-    path = Path(config.state_dir) / FILE_NAME
-    if not path.exists():
-        return 0, 0
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            (depth,) = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()
-            (dropped,) = conn.execute(
-                "SELECT value FROM meta WHERE key = 'dropped_pending'"
-            ).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
+        stats = read_stats(Path(config.state_dir) / FILE_NAME)
+    except (OSError, sqlite3.Error):
         return 0, 0
-    return int(depth), int(dropped or 0)
+    return stats.depth, stats.dropped_pending
 
 
 def _bandwidth_probe(
@@ -334,7 +334,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
         return EXIT_CONFIG
-    from agent.outbox import FILE_NAME, Outbox
+    from agent.outbox import FILE_NAME, read_stats
 
     state_dir = Path(config.state_dir)
     device = state.read_device_id(state_dir) or NOT_INSTALLED
@@ -345,9 +345,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     path = state_dir / FILE_NAME
     if path.exists():
         try:
-            outbox = Outbox(path)
-            stats = outbox.stats()
-            outbox.close()
+            stats = read_stats(path)
         except (OSError, sqlite3.Error) as e:
             print(f"outbox:        cannot read {path}: {e}")
         else:

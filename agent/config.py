@@ -348,6 +348,7 @@ class AgentConfig:
 
     state_dir: str = key(default_state_dir(), text, "Directory for device id and outbox.")
     log_level: str = key("info", log_level, "debug, info, warning or error.")
+    log_file: str | None = key(None, optional_text, "Also log to this file (rotated at 1 MB).")
     school: SchoolConfig = field(default_factory=SchoolConfig)
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)

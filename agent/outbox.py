@@ -11,6 +11,7 @@ own connection, which WAL allows while the service writes.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -86,6 +87,36 @@ def connect(path: Path) -> sqlite3.Connection:
             conn.execute("ROLLBACK")
             raise
     return conn
+
+
+def read_stats(path: Path) -> OutboxStats:
+    """The outbox's figures, read-only: safe while the service runs, and never leaves files
+    owned by the reader (an administrator's `status` must not lock the service user out)."""
+    owner = path.stat()
+    before = {p for p in (Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()}
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        rows, size = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        (oldest,) = conn.execute(
+            "SELECT measured_at FROM outbox ORDER BY seq LIMIT 1"
+        ).fetchone() or (None,)
+    finally:
+        conn.close()
+    if hasattr(os, "chown") and os.geteuid() == 0:
+        for extra in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if extra.exists() and extra not in before:
+                os.chown(extra, owner.st_uid, owner.st_gid)
+    return OutboxStats(
+        depth=int(rows),
+        size_bytes=int(size),
+        dropped_pending=int(meta["dropped_pending"] or 0),
+        dropped_total=int(meta["dropped_total"] or 0),
+        acked_total=int(meta["acked_total"] or 0),
+        last_ack_at=meta["last_ack_at"],
+        last_enqueued_at=meta["last_enqueued_at"],
+        oldest_measured_at=oldest,
+    )
 
 
 class Outbox:
