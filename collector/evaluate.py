@@ -94,35 +94,70 @@ def _group_devices(
     return devices
 
 
-def _uptime(rows: Iterable[HeartbeatHour], since: datetime, p: Policy) -> dict[str, float]:
-    """Per school: 100 x checks_ok / checks over the hours that start within school hours."""
+def school_hour_starts(since: datetime, now: datetime, p: Policy) -> frozenset[datetime]:
+    """UTC starts of the whole hours in [since, now) that start within school hours and days.
+
+    An hour counts when it starts within school hours in the policy's time zone (07:00 counts,
+    17:00 does not for "07:00-17:00"). A store can sum its heartbeat hours over this set.
+    """
     zone, (start, end), days = p.zone, p.hours, p.weekdays
-    in_school: dict[datetime, bool] = {}  # a week has 168 distinct hours: decide each once
-    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    first = since.replace(minute=0, second=0, microsecond=0)
+    if first < since:
+        first += timedelta(hours=1)  # the hour holding `since` is only partly in the window
+    hours: set[datetime] = set()
+    at = first
+    while at < now:
+        local = at.astimezone(zone)
+        if local.weekday() in days and start <= local.time() < end:
+            hours.add(at)
+        at += timedelta(hours=1)
+    return frozenset(hours)
+
+
+def _uptime(rows: Iterable[HeartbeatHour], school_hours: frozenset[datetime]) -> dict[str, float]:
+    """Per school: 100 x checks_ok / checks over the heartbeat hours in `school_hours`."""
+    sums: dict[str, list[int]] = {}
+    get = sums.get
     for h in rows:
-        if h.hour < since or h.checks <= 0:
+        if h.hour not in school_hours or h.checks <= 0:
             continue
-        counted = in_school.get(h.hour)
-        if counted is None:
-            local = h.hour.astimezone(zone)
-            counted = local.weekday() in days and start <= local.time() < end
-            in_school[h.hour] = counted
-        if counted:
-            s = sums[h.school_id]
+        s = get(h.school_id)
+        if s is None:
+            sums[h.school_id] = [min(h.checks_ok, h.checks), h.checks]
+        else:
             s[0] += min(h.checks_ok, h.checks)
             s[1] += h.checks
     return {school: 100.0 * ok / checks for school, (ok, checks) in sums.items()}
 
 
-def _monitoring(last: datetime | None, now: datetime, p: Policy) -> Monitoring:
+@dataclass(frozen=True, slots=True)
+class _Cutoffs:
+    """The policy's ages as moments, computed once per evaluation (not once per school)."""
+
+    fresh: datetime  # a successful test at or after this keeps connectivity known
+    live: datetime  # a report at or after this: live
+    at_risk: datetime  # at or after this (and before `live`): at risk; before: drop-off
+
+    @classmethod
+    def at(cls, now: datetime, p: Policy) -> _Cutoffs:
+        return cls(
+            now - timedelta(days=p.unknown_after_days),
+            now - timedelta(days=p.live_days),
+            now - timedelta(days=p.drop_off_days),
+        )
+
+
+def _monitoring(last: datetime | None, cut: _Cutoffs) -> Monitoring:
     if last is None:
         return "never"
-    age = now - last
-    if age <= timedelta(days=p.live_days):
+    if last >= cut.live:
         return "live"
-    if age <= timedelta(days=p.drop_off_days):
+    if last >= cut.at_risk:
         return "at_risk"
     return "drop_off"
+
+
+_NO_DEVICES = _Devices()
 
 
 def _school_status(
@@ -133,7 +168,7 @@ def _school_status(
     uptime: float | None,
     last: datetime | None,
     p: Policy,
-    now: datetime,
+    cut: _Cutoffs,
 ) -> SchoolStatus:
     students = school.students if school else None
     # an unregistered school's size is unknown: hold it to the per-school floor
@@ -144,10 +179,7 @@ def _school_status(
         download = statistic(tests.down, p.statistic)
         upload = statistic(tests.up, p.statistic) if tests.up else None
         latency = statistic(tests.latency, p.statistic) if tests.latency else None
-        fresh = tests.newest is not None and now - tests.newest <= timedelta(
-            days=p.unknown_after_days
-        )
-        if fresh:
+        if tests.newest is not None and tests.newest >= cut.fresh:
             if download >= required:
                 connectivity = "good"
             elif download >= p.bad_below_mbps:
@@ -164,8 +196,8 @@ def _school_status(
     if contracted is not None and download is not None and connectivity != "unknown":
         compliant = download >= p.compliance_share * contracted
 
-    monitoring = _monitoring(last, now, p)
-    dev = devices or _Devices()
+    monitoring = _monitoring(last, cut)
+    dev = devices or _NO_DEVICES
     computers_required: int | None = None
     if school is not None:
         computers_required = (
@@ -175,15 +207,21 @@ def _school_status(
         )
     computers_gap = max(0, (computers_required or 0) - dev.usable)
 
-    kinds = {
-        "bandwidth": connectivity in ("moderate", "bad"),
-        "computers": computers_gap > 0,
-        "availability": uptime is not None and uptime < p.target_pct,
-        "isp_contract": compliant is False,
-        "os_upgrade": dev.out_of_support > 0,
-        "not_monitored": monitoring in ("drop_off", "never"),
-    }
-    shortfalls = tuple(k for k in SHORTFALL_KINDS if kinds.get(k))
+    not_monitored = monitoring == "drop_off" or monitoring == "never"
+    # in SHORTFALL_KINDS order (a test checks it)
+    found: list[str] = []
+    if connectivity == "moderate" or connectivity == "bad":
+        found.append("bandwidth")
+    if computers_gap > 0:
+        found.append("computers")
+    if uptime is not None and uptime < p.target_pct:
+        found.append("availability")
+    if compliant is False:
+        found.append("isp_contract")
+    if dev.out_of_support > 0:
+        found.append("os_upgrade")
+    if not_monitored:
+        found.append("not_monitored")
 
     need = (
         p.bandwidth * (gap / required if required > 0 else 0.0)
@@ -191,7 +229,7 @@ def _school_status(
         + p.availability
         * (max(0.0, p.target_pct - uptime) / p.target_pct if uptime is not None else 0.0)
         + p.os_upgrade * (dev.out_of_support / dev.reporting if dev.reporting else 0.0)
-        + p.not_monitored * (1.0 if kinds["not_monitored"] else 0.0)
+        + p.not_monitored * (1.0 if not_monitored else 0.0)
     )
     priority = round(100.0 * need * max(students or 1, 1) ** p.students_exponent, 2)
 
@@ -222,7 +260,7 @@ def _school_status(
         computers_gap=computers_gap,
         os_out_of_support=dev.out_of_support,
         bandwidth_gap_mbps=gap,
-        shortfalls=shortfalls,
+        shortfalls=tuple(found),
         priority=priority,
     )
 
@@ -285,11 +323,12 @@ def compute(
     window_start = now - timedelta(days=policy.window_days)
     tests = _group_tests(bandwidth, window_start)
     devs = _group_devices(devices, now - timedelta(days=policy.live_days), policy)
-    uptime = _uptime(heartbeat_hours, window_start, policy)
+    uptime = _uptime(heartbeat_hours, school_hour_starts(window_start, now, policy))
     registry = {s.school_id: s for s in schools}
     ids = set(registry)
     ids.update(last_reports, tests, devs, uptime, reporting)
 
+    cut = _Cutoffs.at(now, policy)
     statuses: dict[str, SchoolStatus] = {}
     provinces: dict[str, _Area] = defaultdict(_Area)
     communes: dict[tuple[str, str], _Area] = defaultdict(_Area)
@@ -303,7 +342,7 @@ def compute(
             uptime.get(school_id),
             last_reports.get(school_id),
             policy,
-            now,
+            cut,
         )
         statuses[school_id] = status
         if school is not None:  # an unregistered school has no place to be counted in

@@ -209,3 +209,12 @@ def test_export_command_filters_and_errors(
     assert main([*args, "--policy", str(bad)]) == 2
     assert "'computers.students_per_computer' has value 0" in capsys.readouterr().err
     assert not (tmp_path / "qn.json.partial").exists()
+
+
+def test_every_column_format_and_command_is_documented() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "exports.md").read_text(encoding="utf-8")
+    missing = [c for c in COLUMNS if f"`{c}`" not in doc]
+    missing += [f for f in FORMATS if f"**{f}**" not in doc]
+    commands = ("edugap schools import", "edugap schools list", "edugap export shortages")
+    missing += [c for c in commands if c not in doc]
+    assert missing == [], f"docs/exports.md lacks {missing}"

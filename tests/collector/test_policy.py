@@ -303,3 +303,19 @@ def test_evaluate_reads_a_real_store(db_url: str) -> None:
         ("computers", "not_monitored"),
     )
     assert (stranger.registered, stranger.connectivity) == (False, "moderate")
+
+
+def test_every_policy_key_is_documented() -> None:
+    from collector.policy import SECTIONS
+
+    doc = (Path(__file__).parents[2] / "docs" / "policy.md").read_text(encoding="utf-8")
+    missing = [f"{s}.{k}" for s, keys in SECTIONS.items() for k in keys if f"`{s}.{k}`" not in doc]
+    assert missing == [], f"docs/policy.md lacks {missing}"
+    assert "edugap policy show" in doc
+
+
+def test_shortfalls_are_listed_in_the_model_order() -> None:
+    from collector.model import SHORTFALL_KINDS
+
+    for s in snapshot().schools.values():
+        assert s.shortfalls == tuple(k for k in SHORTFALL_KINDS if k in s.shortfalls)
