@@ -67,7 +67,7 @@ def shortages_command(args: argparse.Namespace) -> int:
         return 2
     started = time.monotonic()
     try:
-        store = open_store(db_url(args))
+        store = open_store(db_url(args), create=False)
         try:
             snapshot = evaluate(store, policy, utcnow())
         finally:

@@ -63,10 +63,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ls.set_defaults(func=list_command)
 
 
-def open_store(url: str) -> Store:
-    """The store at `url` (imported late so `edugap --help` stays fast)."""
-    from collector.store import open_store as _open_store
+def open_store(url: str, *, create: bool = True) -> Store:
+    """The store at `url` (imported late so `edugap --help` stays fast).
 
+    With create=False a missing SQLite file is an error instead of a new empty store, so a
+    mistyped --db does not quietly export nothing.
+    """
+    from collector.store import open_store as _open_store
+    from collector.store import scheme_of, sqlite_path
+
+    if not create and scheme_of(url) == "sqlite" and not Path(sqlite_path(url)).exists():
+        raise StoreError(
+            f"no store at {url}: import the registry first (edugap schools import FILE --db "
+            f"{url}) or give --db / EDUGAP_DB"
+        )
     return _open_store(url)
 
 
@@ -132,7 +142,7 @@ COLUMNS = ("school_id", "name", "province", "commune", "level", "lat", "lon", "s
 
 def list_command(args: argparse.Namespace) -> int:
     try:
-        store = open_store(db_url(args))
+        store = open_store(db_url(args), create=False)
         try:
             if args.unregistered:
                 registered = {s.school_id for s in store.schools()}
