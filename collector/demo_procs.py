@@ -168,7 +168,7 @@ def broker_child(impl: BrokerImpl, workdir: Path, port: int) -> tuple[Child, int
             # the `mosquitto` user, which could not write a file in the user's demo directory
             "persistence false\n"
             # the collector's session may hold the whole simulated fleet while it catches up
-            "max_queued_messages 2000000\n"
+            "max_queued_messages 10000000\n"
             "max_inflight_messages 1000\n"
             "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n",
             encoding="utf-8",
