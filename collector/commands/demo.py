@@ -45,21 +45,43 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "stop everything on Ctrl-C, SIGTERM or after --duration. See docs/demo.md.",
     )
     p.add_argument(
-        "--schools", type=_count, default=d.schools, help=f"simulated schools ({d.schools})"
+        "--schools",
+        type=_count,
+        default=d.schools,
+        metavar="N",
+        help=f"simulated schools ({d.schools})",
     )
     p.add_argument(
         "--devices-per-school",
         type=_count,
+        metavar="M",
         default=d.devices_per_school,
         help=f"simulated agents per school ({d.devices_per_school})",
     )
-    p.add_argument("--port", type=_port, default=d.port, help=f"HTTP port ({d.port})")
-    p.add_argument("--mqtt-port", type=_port, help="MQTT broker port (default: a free port)")
-    p.add_argument("--dir", type=Path, default=d.dir, help=f"demo directory (./{d.dir}/)")
-    p.add_argument("--duration", type=_seconds, help="stop by itself after this many seconds")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"simulation seed ({d.seed})")
     p.add_argument(
-        "--agents", type=_count, default=d.agents, help=f"real agents to start ({d.agents})"
+        "--port", type=_port, metavar="PORT", default=d.port, help=f"HTTP port ({d.port})"
+    )
+    p.add_argument(
+        "--mqtt-port", type=_port, metavar="PORT", help="MQTT broker port (default: a free port)"
+    )
+    p.add_argument(
+        "--dir", type=Path, metavar="DIR", default=d.dir, help=f"demo directory (./{d.dir}/)"
+    )
+    p.add_argument(
+        "--duration",
+        type=_seconds,
+        metavar="SECONDS",
+        help="stop by itself after this many seconds",
+    )
+    p.add_argument(
+        "--seed", type=int, metavar="S", default=d.seed, help=f"simulation seed ({d.seed})"
+    )
+    p.add_argument(
+        "--agents",
+        type=_count,
+        metavar="N",
+        default=d.agents,
+        help=f"real agents to start ({d.agents})",
     )
     p.add_argument(
         "--broker-impl",

@@ -46,13 +46,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "spread over Vietnam's 34 provinces, backdated over the last --days, and write the "
         "matching registry CSV. The same --seed gives the same registry and reports.",
     )
-    p.add_argument("--schools", type=_positive_int, required=True, help="number of schools")
     p.add_argument(
-        "--devices-per-school", type=_positive_int, default=2, help="agents per school (default 2)"
+        "--schools", type=_positive_int, required=True, metavar="N", help="number of schools"
+    )
+    p.add_argument(
+        "--devices-per-school",
+        type=_positive_int,
+        default=2,
+        metavar="M",
+        help="agents per school (default 2)",
     )
     p.add_argument(
         "--broker",
         default="mqtt://127.0.0.1:1883",
+        metavar="URL",
         help="broker URL (default mqtt://127.0.0.1:1883)",
     )
     p.add_argument(
@@ -63,31 +70,47 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="5 (default), or 3 for MQTT 3.1.1 brokers",
     )
     p.add_argument(
-        "--rate", type=_non_negative, default=0.0, help="reports per second at most (0: no limit)"
+        "--rate",
+        type=_non_negative,
+        default=0.0,
+        metavar="R",
+        help="reports per second at most (0: no limit)",
     )
-    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    p.add_argument("--registry-out", type=Path, help="write the registry CSV here")
+    p.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (default 1)")
     p.add_argument(
-        "--days", type=_non_negative, default=7.0, help="spread reports over this many days (7)"
+        "--registry-out", type=Path, metavar="FILE.csv", help="write the registry CSV here"
+    )
+    p.add_argument(
+        "--days",
+        type=_non_negative,
+        default=7.0,
+        metavar="D",
+        help="spread reports over this many days (7)",
     )
     p.add_argument(
         "--tests-per-day",
         type=_non_negative,
         default=2.0,
+        metavar="N",
         help="speed tests per school per day (2)",
     )
     p.add_argument(
         "--heartbeats-per-day",
         type=_non_negative,
+        metavar="N",
         default=2.0,
         help="hourly heartbeats per school per day (2)",
     )
     p.add_argument(
-        "--now", type=_utc_time, help="pretend it is this UTC time (for repeatable payloads)"
+        "--now",
+        type=_utc_time,
+        metavar="TIME",
+        help="pretend it is this UTC time (for repeatable payloads)",
     )
     p.add_argument(
         "--connect-timeout",
         type=_non_negative,
+        metavar="SECONDS",
         default=15.0,
         help="give up when the broker does not answer within this many seconds (15)",
     )
