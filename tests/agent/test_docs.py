@@ -1,0 +1,83 @@
+"""docs/agent.md and the deploy files cannot drift from the code."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent.cli import _parser
+from agent.config import SECTIONS, all_keys, load
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = (ROOT / "docs" / "agent.md").read_text(encoding="utf-8")
+EXAMPLE = ROOT / "deploy" / "agent" / "edugap-agent.example.toml"
+KEYS = list(all_keys())
+
+
+def commands() -> list[str]:
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return list(sub.choices)
+
+
+@pytest.mark.parametrize("key", KEYS, ids=[k.dotted for k in KEYS])
+def test_every_config_key_is_documented_with_its_environment_variable(key: object) -> None:
+    dotted, env = key.dotted, key.env  # type: ignore[attr-defined]
+    rows = [line for line in DOC.splitlines() if line.startswith(f"| `{dotted}` |")]
+    assert rows, f"docs/agent.md has no table row for config key {dotted}"
+    assert f"`{env}`" in rows[0], f"the row for {dotted} does not name {env}"
+
+
+def test_every_documented_key_exists() -> None:
+    documented = re.findall(r"^\| `([a-z_.]+)` \| `EDUGAP_AGENT_", DOC, flags=re.M)
+    assert sorted(documented) == sorted(k.dotted for k in KEYS)
+
+
+@pytest.mark.parametrize("command", commands())
+def test_every_command_is_documented(command: str) -> None:
+    assert f"| `edugap-agent {command}" in DOC, f"docs/agent.md has no row for {command}"
+
+
+def test_example_config_is_valid_and_shows_every_key(tmp_path: Path) -> None:
+    config = load(EXAMPLE, env={})
+    assert config.school.school_id  # the example is enrolled
+    text = EXAMPLE.read_text(encoding="utf-8")
+    section = ""
+    seen = set()
+    for line in text.splitlines():
+        if match := re.match(r"^\[(\w+)\]", line):
+            section = match.group(1)
+        elif match := re.match(r"^#? ?(\w+) = ", line):
+            seen.add(f"{section}.{match.group(1)}" if section else match.group(1))
+    missing = {k.dotted for k in KEYS} - seen
+    assert not missing, f"the example config does not show {sorted(missing)}"
+    assert set(SECTIONS) <= set(re.findall(r"^\[(\w+)\]", text, flags=re.M))
+
+
+def test_linux_install_script_is_valid_bash() -> None:
+    done = subprocess.run(
+        ["bash", "-n", str(ROOT / "deploy/agent/install.sh")], capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()
+
+
+def test_systemd_unit_is_valid() -> None:
+    unit = ROOT / "deploy/agent/edugap-agent.service"
+    text = unit.read_text()
+    for hardening in ("ProtectSystem=strict", "NoNewPrivileges=yes", "Restart=always"):
+        assert hardening in text
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    done = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
+    # the only complaint allowed here: the agent is not installed in /opt on this machine
+    problems = [
+        line
+        for line in done.stderr.splitlines()
+        if line.strip() and "/opt/edugap-agent/bin/edugap-agent" not in line
+    ]
+    assert not problems, problems
