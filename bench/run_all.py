@@ -35,6 +35,16 @@ QUICK_TIMEOUT = 20 * 60.0
 FULL_TIMEOUT = 90 * 60.0
 
 
+@dataclass(frozen=True)
+class Paths:
+    """Where benches, their results, their logs and the assembled page live."""
+
+    bench: Path = BENCH
+    results: Path = RESULTS
+    doc: Path = DOC
+    logs: Path = LOGS
+
+
 @dataclass
 class Outcome:
     """How one bench run went."""
@@ -52,12 +62,12 @@ def discover(bench_dir: Path = BENCH) -> list[str]:
     )
 
 
-def run_one(name: str, full: bool, python: str = sys.executable) -> Outcome:
+def run_one(name: str, full: bool, paths: Paths, python: str = sys.executable) -> Outcome:
     """Run bench/<name>.py; a non-zero exit, a crash or a timeout is a failed outcome."""
-    argv = [python, str(BENCH / f"{name}.py")] + ([] if full else ["--quick"])
-    log = LOGS / f"{name}.log"
-    LOGS.mkdir(parents=True, exist_ok=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    argv = [python, str(paths.bench / f"{name}.py")] + ([] if full else ["--quick"])
+    log = paths.logs / f"{name}.log"
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    paths.results.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     print(f"run_all: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
     try:
@@ -131,7 +141,9 @@ def title(text: str, name: str) -> str:
     return name
 
 
-def assemble(names: list[str], outcomes: dict[str, Outcome], full: bool | None) -> str:
+def assemble(
+    names: list[str], outcomes: dict[str, Outcome], full: bool | None, results: Path = RESULTS
+) -> str:
     """docs/benchmarks.md: header, summary table, then every results section."""
     how = (
         "`make bench` (every bench with `--quick`), or `.venv/bin/python bench/run_all.py "
@@ -161,7 +173,7 @@ def assemble(names: list[str], outcomes: dict[str, Outcome], full: bool | None) 
     ]
     sections: list[str] = []
     for name in names:
-        path = RESULTS / f"{name}.md"
+        path = results / f"{name}.md"
         text = path.read_text(encoding="utf-8").strip() if path.exists() else ""
         outcome = outcomes.get(name)
         if outcome is None:
@@ -190,14 +202,16 @@ def _anchor(heading: str) -> str:
     return re.sub(r" ", "-", slug)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, paths: Paths | None = None) -> int:
+    """Run the benches, then write docs/benchmarks.md; 0 even when a bench failed."""
+    paths = paths or Paths()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="full sizes instead of --quick")
     parser.add_argument("--only", action="append", default=[], help="run only this bench")
     parser.add_argument("--skip", action="append", default=[], help="do not run this bench")
     parser.add_argument("--no-run", action="store_true", help="only reassemble the docs")
     args = parser.parse_args(argv)
-    names = discover()
+    names = discover(paths.bench)
     unknown = [n for n in [*args.only, *args.skip] if n not in names]
     if unknown:
         print(f"run_all: no bench named {', '.join(unknown)} (have: {', '.join(names)})")
@@ -207,15 +221,16 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             if (args.only and name not in args.only) or name in args.skip:
                 continue
-            outcome = run_one(name, args.full)
+            outcome = run_one(name, args.full, paths)
             outcomes[name] = outcome
             state = "ok" if outcome.ok else f"FAILED: {outcome.error.splitlines()[0]}"
-            state += f", log {LOGS / (name + '.log')}"
+            state += f", log {paths.logs / (name + '.log')}"
             print(f"run_all: {name}: {state} ({outcome.seconds:.0f} s)", file=sys.stderr)
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(assemble(names, outcomes, None if args.no_run else args.full), "utf-8")
+    paths.doc.parent.mkdir(parents=True, exist_ok=True)
+    page = assemble(names, outcomes, None if args.no_run else args.full, paths.results)
+    paths.doc.write_text(page, "utf-8")
     failed = [o.name for o in outcomes.values() if not o.ok]
-    print(f"run_all: wrote {DOC.relative_to(ROOT)}; failed: {', '.join(failed) or 'none'}")
+    print(f"run_all: wrote {paths.doc}; failed: {', '.join(failed) or 'none'}")
     return 0
 
 
