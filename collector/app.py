@@ -22,9 +22,9 @@ from starlette.applications import Starlette
 from agent.protocol import utcnow
 from collector.config import CollectorConfig
 from collector.evaluate import evaluate
+from collector.exposition import Exposition
 from collector.http import HttpDeps, build_app
 from collector.ingest import Ingest
-from collector.metrics import Exposition
 from collector.model import IngestStats, Store
 from collector.policy import Policy, load_policy
 from collector.snapshots import SnapshotHolder, SnapshotRefresher

@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from collector.export import ExportError, Filters, filter_schools, write_shortages
-from collector.metrics import CONTENT_TYPE, Exposition
+from collector.exposition import CONTENT_TYPE, Exposition
 from collector.model import Reject, SchoolStatus, Snapshot
 from collector.openapi import openapi_document
 from collector.snapshots import SnapshotHolder

@@ -1,12 +1,9 @@
 """Prometheus metrics read from the current snapshot at scrape time, never updated per message.
 
-Two ways out, one table of metrics:
-- `SnapshotCollector` and `HealthCollector` are ordinary prometheus_client collectors
-  (`collect()` yields metric families) registered in their own `CollectorRegistry`;
-- `Exposition` renders the same families as text straight from the snapshot, once per snapshot,
-  cut into per-province chunks, so a national scrape (about a million samples) or one province's
-  shard is a join of cached bytes. Its output is byte-identical to `generate_latest(registry)`,
-  which the tests check.
+The tables below declare every school and province metric once. `SnapshotCollector` and
+`HealthCollector` are ordinary prometheus_client collectors (`collect()` yields metric
+families) over them; collector/exposition.py renders the same tables as cached text for
+/metrics, byte-identical to `generate_latest` over these collectors (the tests check).
 
 A value that is None means "not measured" and has no sample. A value that cannot be turned into
 a finite number drops its sample and counts in `edugap_collector_metric_errors_total`;
@@ -18,13 +15,11 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _untyped_go
@@ -45,9 +40,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 # Prometheus/Go float formatting, as generate_latest writes it (typed alias for mypy)
-_go: Callable[[float], str] = _untyped_go
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-NO_PROVINCE = ""  # unregistered schools; they travel in the collector shard
+go_float: Callable[[float], str] = _untyped_go
 
 
 def _num(value: float | int | bool | None) -> float | None:
@@ -155,11 +148,11 @@ PROVINCE_COUNTS = (
 )  # fmt: skip
 
 
-def _esc(value: str) -> str:
+def esc_label(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def _coord(value: float | None) -> str:
+def coord_label(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 
@@ -175,7 +168,7 @@ class ErrorCount:
             self.value += n
 
 
-def _value(get: Callable[[T], float | None], obj: T, errors: ErrorCount) -> float | None:
+def value_of(get: Callable[[T], float | None], obj: T, errors: ErrorCount) -> float | None:
     try:
         value = get(obj)
         if value is None:
@@ -196,129 +189,6 @@ def group_by_province(snapshot: Snapshot) -> dict[str, list[SchoolStatus]]:
     for school in sorted(snapshot.schools.values(), key=lambda s: (s.province, s.school_id)):
         groups.setdefault(school.province, []).append(school)
     return groups
-
-
-def _header(name: str, help_text: str, kind: str = "gauge") -> str:
-    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
-
-
-# --- the rendered text -----------------------------------------------------------------------
-
-
-def _render_schools(schools: list[SchoolStatus], errors: ErrorCount) -> list[str]:
-    """One text chunk per school family (in FAMILY order) for one province's schools."""
-    base = [f'province="{_esc(s.province)}",school_id="{_esc(s.school_id)}"' for s in schools]
-    chunks: list[str] = []
-    for metric in SCHOOL_VALUES:
-        lines = []
-        for school, labels in zip(schools, base, strict=True):
-            v = _value(metric.get, school, errors)
-            if v is not None:
-                lines.append(f"{metric.name}{{{labels}}} {_go(v)}\n")
-        chunks.append("".join(lines))
-    conn, mon = SCHOOL_STATES[0][0], SCHOOL_STATES[1][0]
-    chunks.append(
-        "".join(
-            f'{conn}{{class="{s.connectivity}",{b}}} 1.0\n'
-            for s, b in zip(schools, base, strict=True)
-        )
-    )
-    chunks.append(
-        "".join(
-            f'{mon}{{{b},status="{s.monitoring}"}} 1.0\n'
-            for s, b in zip(schools, base, strict=True)
-        )
-    )
-    short = SCHOOL_SHORTFALL[0]
-    lines = []
-    for school, labels in zip(schools, base, strict=True):
-        have = set(school.shortfalls)
-        for kind in SHORTFALL_KINDS:
-            lines.append(f'{short}{{kind="{kind}",{labels}}} {"1.0" if kind in have else "0.0"}\n')
-    chunks.append("".join(lines))
-    info = SCHOOL_INFO[0]
-    chunks.append("".join(
-        f'{info}{{commune="{_esc(s.commune)}",lat="{_coord(s.lat)}",level="{_esc(s.level)}",'
-        f'lon="{_coord(s.lon)}",name="{_esc(s.name)}",{b}}} 1.0\n'
-        for s, b in zip(schools, base, strict=True)
-    ))  # fmt: skip
-    return chunks
-
-
-def _render_province(area: AreaSummary | None, errors: ErrorCount) -> list[str]:
-    """One chunk per province family for one province ('' chunks when it has no summary)."""
-    if area is None:
-        return [""] * (len(PROVINCE_VALUES) + len(PROVINCE_COUNTS))
-    p = f'province="{_esc(area.province)}"'
-    chunks = []
-    for metric in PROVINCE_VALUES:
-        v = _value(metric.get, area, errors)
-        chunks.append("" if v is None else f"{metric.name}{{{p}}} {_go(v)}\n")
-    for name, _help, label, attr, values in PROVINCE_COUNTS:
-        counts: dict[str, int] = getattr(area, attr)
-        pairs = [(f'{label}="{v}",{p}' if label < "province" else f'{p},{label}="{v}"', v)
-                 for v in values]  # fmt: skip
-        chunks.append("".join(f"{name}{{{lab}}} {_go(counts.get(v, 0))}\n" for lab, v in pairs))
-    return chunks
-
-
-def _school_headers() -> list[str]:
-    heads = [_header(m.name, m.help) for m in SCHOOL_VALUES]
-    heads += [_header(name, help_text) for name, help_text, _ in SCHOOL_STATES]
-    heads.append(_header(*SCHOOL_SHORTFALL))
-    heads.append(_header(SCHOOL_INFO[0], SCHOOL_INFO[1]))
-    return heads
-
-
-def _province_headers() -> list[str]:
-    heads = [_header(m.name, m.help) for m in PROVINCE_VALUES]
-    return heads + [_header(name, help_text) for name, help_text, *_ in PROVINCE_COUNTS]
-
-
-def _encode(chunks: list[str]) -> list[bytes]:
-    return [chunk.encode() for chunk in chunks]
-
-
-SCHOOL_HEADERS = _encode(_school_headers())
-PROVINCE_HEADERS = _encode(_province_headers())
-
-
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    """The text of one snapshot, cut per family and per province."""
-
-    snapshot: Snapshot
-    schools: dict[str, list[bytes]]  # province -> chunk per school family
-    provinces: dict[str, list[bytes]]  # province -> chunk per province family
-    seconds: float
-
-    def school_text(self, only: str | None) -> Iterator[bytes]:
-        """Family-major text of every province (only=None) or of one province."""
-        for i, head in enumerate(SCHOOL_HEADERS):
-            yield head
-            if only is None:
-                yield from (chunks[i] for chunks in self.schools.values())
-            elif only in self.schools:
-                yield self.schools[only][i]
-
-    def province_text(self, only: str | None) -> Iterator[bytes]:
-        for i, head in enumerate(PROVINCE_HEADERS):
-            yield head
-            if only is None:
-                yield from (chunks[i] for chunks in self.provinces.values())
-            elif only in self.provinces:
-                yield self.provinces[only][i]
-
-
-def render_snapshot(snapshot: Snapshot, errors: ErrorCount) -> Rendered:
-    """Render every school and province series of a snapshot, per province."""
-    started = time.perf_counter()
-    groups = group_by_province(snapshot)
-    # stored encoded, so a cached scrape is only a join of bytes
-    schools = {p: _encode(_render_schools(members, errors)) for p, members in groups.items()}
-    areas = {a.province: a for a in snapshot.provinces}
-    provinces = {p: _encode(_render_province(areas[p], errors)) for p in sorted(areas)}
-    return Rendered(snapshot, schools, provinces, time.perf_counter() - started)
 
 
 # --- the collectors ----------------------------------------------------------------------------
@@ -347,7 +217,7 @@ class SnapshotCollector(Collector):
         for metric in SCHOOL_VALUES:
             fam = GaugeMetricFamily(metric.name, metric.help, labels=["school_id", "province"])
             for s in members:
-                v = _value(metric.get, s, self.errors)
+                v = value_of(metric.get, s, self.errors)
                 if v is not None:
                     fam.add_metric([s.school_id, s.province], v)
             yield fam
@@ -365,7 +235,14 @@ class SnapshotCollector(Collector):
         yield fam
         fam = GaugeMetricFamily(SCHOOL_INFO[0], SCHOOL_INFO[1], labels=list(SCHOOL_INFO[2]))
         for s in members:
-            labels = [s.commune, _coord(s.lat), s.level, _coord(s.lon), s.name, s.province]
+            labels = [
+                s.commune,
+                coord_label(s.lat),
+                s.level,
+                coord_label(s.lon),
+                s.name,
+                s.province,
+            ]
             fam.add_metric([*labels, s.school_id], 1.0)
         yield fam
 
@@ -373,7 +250,7 @@ class SnapshotCollector(Collector):
         for metric in PROVINCE_VALUES:
             fam = GaugeMetricFamily(metric.name, metric.help, labels=["province"])
             for a in areas:
-                v = _value(metric.get, a, self.errors)
+                v = value_of(metric.get, a, self.errors)
                 if v is not None:
                     fam.add_metric([a.province], v)
             yield fam
@@ -480,92 +357,3 @@ class HealthCollector(Collector):
         yield CounterMetricFamily("edugap_collector_metric_errors",
                                   "Samples dropped because a value was unusable.",
                                   value=self.errors.value)  # fmt: skip
-
-
-# --- the endpoint -------------------------------------------------------------------------------
-
-
-class Exposition:
-    """What /metrics serves: cached snapshot text plus live health; one registry for both."""
-
-    def __init__(
-        self,
-        holder: SnapshotHolder,
-        stats: IngestStats,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.holder = holder
-        self.errors = ErrorCount()
-        self.snapshots = SnapshotCollector(holder, self.errors)
-        self.health = HealthCollector(holder, stats, self.errors, clock)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self.snapshots)
-        self.registry.register(self.health)
-        self.health_registry = CollectorRegistry(auto_describe=False)
-        self.health_registry.register(self.health)
-        self._rendered: Rendered | None = None
-        self._lock = threading.Lock()
-
-    def prepare(self) -> Rendered | None:
-        """The rendered text of the current snapshot, rendering it once if it is new."""
-        snapshot = self.holder.current
-        if snapshot is None:
-            return None
-        rendered = self._rendered
-        if rendered is not None and rendered.snapshot is snapshot:
-            return rendered
-        with self._lock:  # one render per snapshot even when scrapes arrive together
-            if self._rendered is None or self._rendered.snapshot is not snapshot:
-                try:
-                    self._rendered = render_snapshot(snapshot, self.errors)
-                except Exception:
-                    self.errors.add()
-                    log.exception("rendering metrics failed; serving the previous text")
-                    return self._rendered
-                self.health.render_seconds = self._rendered.seconds
-            return self._rendered
-
-    def provinces(self) -> list[str]:
-        rendered = self.prepare()
-        return sorted(rendered.provinces) if rendered else []
-
-    def text(self, province: str | None = None, collector: bool = False) -> Iterator[bytes]:
-        """Everything (default), one province's shard, or (collector=True) the collector's own
-        health plus schools that have no province. Yields UTF-8 pieces."""
-        rendered = self.prepare()
-        pieces: Iterable[bytes]
-        if collector:
-            yield generate_latest(self.health_registry)
-            pieces = rendered.school_text(NO_PROVINCE) if rendered else iter(SCHOOL_HEADERS)
-        elif province is not None:
-            pieces = _chain(
-                rendered.school_text(province) if rendered else iter(SCHOOL_HEADERS),
-                rendered.province_text(province) if rendered else iter(PROVINCE_HEADERS),
-            )
-        else:
-            pieces = _chain(
-                rendered.school_text(None) if rendered else iter(SCHOOL_HEADERS),
-                rendered.province_text(None) if rendered else iter(PROVINCE_HEADERS),
-            )
-        yield from _batched(pieces)
-        if not collector and province is None:
-            yield generate_latest(self.health_registry)
-
-
-def _chain(*parts: Iterable[bytes]) -> Iterator[bytes]:
-    for part in parts:
-        yield from part
-
-
-def _batched(pieces: Iterable[bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    """Join pieces into ~1 MiB blocks, so a big scrape streams in few writes."""
-    block: list[bytes] = []
-    length = 0
-    for piece in pieces:
-        block.append(piece)
-        length += len(piece)
-        if length >= size:
-            yield b"".join(block)
-            block, length = [], 0
-    if block:
-        yield b"".join(block)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from collector.exposition import Exposition
 from collector.http import STATIC, HttpDeps, build_app
-from collector.metrics import Exposition
 from collector.model import IngestStats, Store
 from collector.snapshots import SnapshotHolder
 from collector.store import open_store

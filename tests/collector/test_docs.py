@@ -10,7 +10,7 @@ import pytest
 
 from collector.cli import COMMANDS, build_parser
 from collector.config import SETTINGS, Setting
-from collector.metrics import Exposition
+from collector.exposition import Exposition
 from collector.model import IngestStats
 from collector.openapi import openapi_document
 from collector.snapshots import SnapshotHolder

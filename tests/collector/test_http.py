@@ -14,8 +14,8 @@ from openpyxl import load_workbook
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
+from collector.exposition import Exposition
 from collector.http import HttpDeps, build_app
-from collector.metrics import Exposition
 from collector.model import IngestStats, Reject, Store
 from collector.snapshots import SnapshotHolder
 from collector.speedtest_server import speedtest_app

@@ -10,7 +10,7 @@ from pathlib import Path
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.metrics import Exposition
+from collector.exposition import Exposition
 from collector.model import IngestStats
 from collector.snapshots import SnapshotHolder
 from tests.collector.sample import NOW, national, school, snapshot

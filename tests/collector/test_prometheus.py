@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from collector.exposition import Exposition
 from collector.http import HttpDeps, build_app
-from collector.metrics import Exposition
 from collector.model import IngestStats, Store
 from collector.snapshots import SnapshotHolder
 from collector.store import open_store
