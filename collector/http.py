@@ -125,17 +125,17 @@ def build_app(deps: HttpDeps) -> Starlette:
             return _error(503, "no snapshot yet: the first evaluation has not finished")
         return snap
 
-    def api(
-        handler: Callable[[Request], Awaitable[Response]],
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def api(handler: Callable[[Request], Response]) -> Callable[[Request], Awaitable[Response]]:
+        """Check the token, then run the handler in a worker thread: filtering and encoding
+        60,000 schools takes long enough to stall every other request on the event loop."""
+
         async def wrapped(request: Request) -> Response:
             if not _authorized(request, deps.api_token):
                 return _unauthorized()
             try:
-                response: Response = await handler(request)
+                return await run_in_threadpool(handler, request)
             except (BadRequest, ExportError) as e:
                 return _error(400, str(e))
-            return response
 
         return wrapped
 
@@ -152,7 +152,7 @@ def build_app(deps: HttpDeps) -> Starlette:
         )
         return StreamingResponse(iter(pieces), media_type=CONTENT_TYPE)
 
-    async def schools(request: Request) -> Response:
+    def schools(request: Request) -> Response:
         snap = snapshot_or_503()
         if isinstance(snap, Response):
             return snap
@@ -179,7 +179,7 @@ def build_app(deps: HttpDeps) -> Starlette:
             }
         )
 
-    async def school(request: Request) -> Response:
+    def school(request: Request) -> Response:
         snap = snapshot_or_503()
         if isinstance(snap, Response):
             return snap
@@ -189,7 +189,7 @@ def build_app(deps: HttpDeps) -> Starlette:
             return _error(404, f"no school {school_id!r} in the current snapshot")
         return _dump(school_json(found))
 
-    async def provinces(request: Request) -> Response:
+    def provinces(request: Request) -> Response:
         snap = snapshot_or_503()
         if isinstance(snap, Response):
             return snap
@@ -200,7 +200,7 @@ def build_app(deps: HttpDeps) -> Starlette:
             }
         )
 
-    async def map_points(request: Request) -> Response:
+    def map_points(request: Request) -> Response:
         snap = snapshot_or_503()
         if isinstance(snap, Response):
             return snap
@@ -215,7 +215,7 @@ def build_app(deps: HttpDeps) -> Starlette:
             {"generated_at": snap.generated_at.isoformat(), "fields": fields, "points": points}
         )
 
-    async def shortages(request: Request) -> Response:
+    def shortages(request: Request) -> Response:
         snap = snapshot_or_503()
         if isinstance(snap, Response):
             return snap
@@ -226,19 +226,16 @@ def build_app(deps: HttpDeps) -> Starlette:
             )
         filters = _filters(request)
 
-        def write() -> bytes:
-            out = io.BytesIO()
-            write_shortages(snap, fmt, out, filters)
-            return out.getvalue()
-
-        body = await run_in_threadpool(write)
+        out = io.BytesIO()
+        write_shortages(snap, fmt, out, filters)
+        body = out.getvalue()
         headers = {"Content-Disposition": f'attachment; filename="shortages.{fmt}"'}
         return Response(body, media_type=SHORTAGE_TYPES[fmt], headers=headers)
 
-    async def rejects(request: Request) -> Response:
+    def rejects(request: Request) -> Response:
         limit = _int_param(request, "limit", 100, 1, 1000)
         try:
-            found = await run_in_threadpool(deps.rejects.recent_rejects, limit)
+            found = deps.rejects.recent_rejects(limit)
         except Exception as e:
             log.warning("reading rejects failed: %s", e)
             return _error(503, f"store unavailable: {e}")
