@@ -144,9 +144,8 @@ def build_app(deps: HttpDeps) -> Starlette:
             return _unauthorized()
         province = request.query_params.get("province")
         collector = request.query_params.get("collector", "") not in ("", "0", "false")
-        if province is not None and province not in deps.exposition.provinces():
-            # an unknown shard is empty, not an error: a new province may not have schools yet
-            log.debug("scrape of province %r which has no schools", province)
+        # an unknown province is an empty shard, not an error: it may have no schools yet.
+        # Rendering (once per snapshot) and joining run in a worker thread, off the event loop.
         pieces: Iterable[bytes] = await run_in_threadpool(
             lambda: list(deps.exposition.text(province=province, collector=collector))
         )
