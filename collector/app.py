@@ -12,7 +12,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,7 +56,6 @@ class Parts:
     evaluate: Callable[[Store, Policy, datetime], Any] = evaluate
     ingest: Callable[..., Ingest] = Ingest
     clock: Callable[[], datetime] = utcnow
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class CollectorApp:
@@ -90,17 +89,24 @@ class CollectorApp:
             ) from e
         self.store = store
         log.info("store %s open", store.url)
-        self.ingest = self.parts.ingest(
-            store,
-            c.broker_settings(),
-            group=c.ingest_group,
-            client_id=c.ingest_client_id,
-            batch_max=c.ingest_batch_max,
-            batch_seconds=c.ingest_batch_seconds,
-            max_future_skew_s=c.ingest_max_future_skew_seconds,
-            clock=self.parts.clock,
-            stats=self.stats,
-        )
+        try:
+            self.ingest = self.parts.ingest(
+                store,
+                c.broker_settings(),
+                group=c.ingest_group,
+                client_id=c.ingest_client_id,
+                batch_max=c.ingest_batch_max,
+                batch_seconds=c.ingest_batch_seconds,
+                max_future_skew_s=c.ingest_max_future_skew_seconds,
+                clock=self.parts.clock,
+                stats=self.stats,
+            )
+        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError: a bad CA or key file
+            raise StartupError(
+                f"config key 'broker.url' has value {redact(c.broker_url)!r} "
+                f"(ca_file {c.broker_ca_file!r}, cert_file {c.broker_cert_file!r}): "
+                f"cannot set up the MQTT client: {e}"
+            ) from e
         self.ingest.start()
         log.info(
             "connecting to broker %s as %r, group %r",

@@ -225,11 +225,31 @@ def test_reports_become_metrics_and_shortage_lists(
         assert line in log, log
 
 
-def test_bad_setting_stops_serve_at_start(tmp_path: Path) -> None:
-    result = subprocess.run(
-        edugap("serve", "--listen", "everywhere", "--db", str(tmp_path / "x.db")),
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 2
-    assert "http.listen" in result.stderr and "'everywhere'" in result.stderr
-    assert not (tmp_path / "x.db").exists()  # nothing was started
+@pytest.mark.parametrize(
+    ("case", "named"),
+    [
+        ("listen", ["'http.listen'", "'everywhere'"]),
+        ("ca_file", ["'broker.url'", "garbage.pem"]),
+        ("policy", ["'policy.file'", "policy.toml"]),
+        ("db", ["'db.url'", "postgresql://nobody@127.0.0.1:1/edugap"]),
+    ],
+)
+def test_bad_setting_stops_serve_at_start(tmp_path: Path, case: str, named: list[str]) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[required]\nmin_mbps = -5\n")
+    db = str(tmp_path / "x.db")
+    args = {
+        "listen": ["--listen", "everywhere", "--db", db],
+        "ca_file": ["--broker", "mqtts://127.0.0.1:1", "--ca-file", str(garbage), "--db", db],
+        "policy": ["--policy", str(policy), "--db", db],
+        "db": ["--db", "postgresql://nobody@127.0.0.1:1/edugap"],
+    }[case]
+    result = subprocess.run(edugap("serve", "--listen", "127.0.0.1:0", *args) if case != "listen"
+                            else edugap("serve", *args),
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    for text in named:
+        assert text in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
