@@ -27,6 +27,10 @@ _METAVARS = {
 }
 
 
+def _default(value: object) -> str:
+    return "" if value is None else f" (default: {value})"
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "serve",
@@ -45,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             dest=setting.dest,
             metavar=_METAVARS.get(setting.cli, "VALUE"),
             default=None,
-            help=f"{setting.help} [{setting.name}, ${setting.env}]",
+            help=f"{setting.help}{_default(setting.default)} [{setting.name}, ${setting.env}]",
         )
     parser.set_defaults(func=serve)
 
