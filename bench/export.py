@@ -142,6 +142,20 @@ def median_time(fn: Callable[[], object], runs: int) -> tuple[float, list[float]
     return statistics.median(times), times
 
 
+def interleaved(
+    a: Callable[[], object], b: Callable[[], object], runs: int
+) -> tuple[tuple[float, list[float]], tuple[float, list[float]]]:
+    """Median times of a and b, run alternately so that a busy machine slows both alike."""
+    ta: list[float] = []
+    tb: list[float] = []
+    for _ in range(runs):
+        for fn, times in ((a, ta), (b, tb)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return (statistics.median(ta), ta), (statistics.median(tb), tb)
+
+
 def baseline_table(path: str, snapshot: Snapshot) -> None:
     """The snapshot's rows, as the CSV cells they export to, in a table of their own."""
     conn = sqlite3.connect(path)
@@ -215,8 +229,6 @@ def main() -> int:
             with ours.open("wb") as out:
                 write_shortages(snapshot, "csv", out)
 
-        ours_s, ours_runs = median_time(export, runs)
-
         base_db = str(work / "baseline.db")
         baseline_table(base_db, snapshot)
         theirs = work / "theirs.csv"
@@ -227,7 +239,7 @@ def main() -> int:
             with theirs.open("wb") as out:
                 subprocess.run(command, stdout=out, check=True)
 
-        base_s, base_runs = median_time(baseline, runs)
+        (ours_s, ours_runs), (base_s, base_runs) = interleaved(export, baseline, runs)
         equal = same_rows(ours.read_bytes(), theirs.read_bytes())
 
         cli = [str(ROOT / ".venv" / "bin" / "edugap"), "export", "shortages", "--db", db,
@@ -268,7 +280,8 @@ def render(v: dict[str, object]) -> str:
 
 - Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()},
   {platform.system()} {platform.release()}; SQLite {sqlite3.sqlite_version}
-- Command: `.venv/bin/python bench/export.py{quick}` ({v["runs"]} runs each, medians)
+- Command: `.venv/bin/python bench/export.py{quick}` ({v["runs"]} runs each, medians;
+  measured and baseline run alternately so that other load on the machine slows both alike)
 - Data: {v["n"]:,} registered schools on the real 2025 communes, {v["bw_rows"]:,} speed tests in
   the 7-day window, 2 inventories and 2 heartbeats per monitored school (10% never monitored);
   {len(snapshot.schools):,} schools in the snapshot; store populated in {v["populate_s"]:.1f} s.

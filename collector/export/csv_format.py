@@ -12,19 +12,9 @@ from collector.export import COLUMN, COLUMNS, FORMULA_PREFIXES, Cell, Row, neutr
 
 # Cells are converted by column, not by inspecting every value: the rows come from
 # collector.export.row(), whose column types are fixed, and this is the export's hot loop.
-_TEXT = tuple(
-    COLUMN[c]
-    for c in (
-        "school_id",
-        "name",
-        "province",
-        "commune",
-        "level",
-        "connectivity",
-        "monitoring",
-        "shortfalls",
-    )
-)
+# Only free text can start like a formula: connectivity, monitoring and shortfalls come from
+# fixed vocabularies (a test checks every column that can hold free text is neutralised).
+_TEXT = tuple(COLUMN[c] for c in ("school_id", "name", "province", "commune", "level"))
 _BOOL = (COLUMN["registered"], COLUMN["isp_compliant"])
 _TIME = COLUMN["last_report"]
 _FIRST = frozenset(p[0] for p in FORMULA_PREFIXES)

@@ -218,3 +218,17 @@ def test_every_column_format_and_command_is_documented() -> None:
     commands = ("edugap schools import", "edugap schools list", "edugap export shortages")
     missing += [c for c in commands if c not in doc]
     assert missing == [], f"docs/exports.md lacks {missing}"
+
+
+def test_every_free_text_column_is_neutralised() -> None:
+    evil = School("-1", "+name", "=province", "@commune", "-level", 21.0, 105.8, 10, 0, None)
+    snap = compute([evil], {}, [], [], [], load_policy(), NOW)
+    _, data = export(snap, "csv")
+    (only,) = csv_rows(data)
+    assert [only[c] for c in ("school_id", "name", "province", "commune", "level")] == [
+        "'-1",
+        "'+name",
+        "'=province",
+        "'@commune",
+        "'-level",
+    ]
