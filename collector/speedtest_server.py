@@ -13,6 +13,7 @@ the bytes it served and received, for tests and metrics.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
@@ -150,7 +151,7 @@ def _too_large(limit: int) -> Response:
 class TokenBucket:
     """A pacer that holds traffic to `mbps` (all connections together), like a link would."""
 
-    def __init__(self, mbps: float, *, burst_seconds: float = 0.02) -> None:
+    def __init__(self, mbps: float, *, burst_seconds: float = 0.002) -> None:
         if mbps <= 0:
             raise ValueError(f"rate {mbps!r} Mbps must be > 0")
         self.bytes_per_second = mbps * 1e6 / 8
@@ -158,8 +159,6 @@ class TokenBucket:
         self._next = 0.0  # when the link is free again (monotonic seconds)
 
     async def take(self, nbytes: int) -> None:
-        import asyncio
-
         now = time.monotonic()
         start = max(self._next, now - self.burst_seconds)
         self._next = start + nbytes / self.bytes_per_second
@@ -170,12 +169,19 @@ class TokenBucket:
 
 @contextmanager
 def serve_in_thread(
-    app: Starlette, *, host: str = "127.0.0.1", port: int = 0, rcvbuf: int | None = None
+    app: Starlette,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    rcvbuf: int | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
 ) -> Iterator[str]:
-    """Serve `app` with uvicorn on a background thread; yields its base URL (http://host:port).
+    """Serve `app` with uvicorn on a background thread; yields its base URL (http(s)://host:port).
 
     `rcvbuf` fixes the listening socket's receive buffer (inherited by accepted connections),
-    which keeps kernel buffering from hiding a shaped upload rate in benchmarks.
+    which keeps kernel buffering from hiding a shaped upload rate in benchmarks. With a
+    certificate and key it serves HTTPS.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -187,7 +193,14 @@ def serve_in_thread(
     sock.bind((host, port))
     sock.listen(128)
     bound_port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="speedtest-server", daemon=True
@@ -199,7 +212,7 @@ def serve_in_thread(
             raise RuntimeError(f"speed-test server did not start on {host}:{bound_port}")
         time.sleep(0.01)
     try:
-        yield f"http://{host}:{bound_port}"
+        yield f"{'https' if ssl_certfile else 'http'}://{host}:{bound_port}"
     finally:
         server.should_exit = True
         thread.join(10)

@@ -105,7 +105,8 @@ class BandwidthProbe:
             measured_at=self._clock(),
             agent_version=identity.agent_version,
             backend=self.backend,
-            server=fields.pop("server", None) or self.server_url or "speedtest.net",
+            # msgspec checks lengths only when decoding: keep within the protocol's 256 here
+            server=(fields.pop("server", None) or self.server_url or "speedtest.net")[:256],
             **fields,
         )
 
@@ -194,7 +195,10 @@ class BandwidthProbe:
 
         progress("download", 0.0)
         errors_before = len(log.errors)
-        bits = session.download(callback=phase("download"))
+        threads = self.plan if self.backend == "selfhosted" else None
+        bits = session.download(
+            callback=phase("download"), threads=threads.download_threads if threads else None
+        )
         if len(log.errors) > errors_before:
             return self._failed("download", log, errors_before)
         if session.results.bytes_received == 0:
@@ -203,7 +207,12 @@ class BandwidthProbe:
         if self.upload and not shutdown.is_set():
             progress("upload", 0.0)
             errors_before = len(log.errors)
-            bits = session.upload(callback=phase("upload"))
+            # speedtest-cli raises uploads to 8 threads on any link over 0.1 Mbps; each thread
+            # has bytes in flight when time is up, which it counts as sent. The plan's own
+            # count keeps that error small on slow uplinks.
+            bits = session.upload(
+                callback=phase("upload"), threads=threads.upload_threads if threads else None
+            )
             if len(log.errors) > errors_before:
                 return self._failed("upload", log, errors_before)
             if session.results.bytes_sent == 0:

@@ -12,13 +12,16 @@ a synthetic one and the province's endpoint as its only server (see docs/protoco
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
+import socket
 import statistics
 import threading
 import time
 import urllib.error
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -29,6 +32,9 @@ DOWNLOAD_SIDES: Final = (350, 500, 750, 1000, 1500, 2000, 2500, 3000)
 #: Body sizes of the upload requests a self-hosted test sends.
 UPLOAD_SIZES: Final = (262_144, 524_288, 1_048_576)
 LATENCY_SAMPLES: Final = 5
+#: Unsent bytes a test connection may queue in the kernel (Linux, macOS: TCP_NOTSENT_LOWAT).
+UNSENT_BYTES: Final = 16 * 1024
+_NOTSENT_LOWAT: Final[int | None] = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 
 
 def download_bytes(side: int) -> int:
@@ -45,7 +51,7 @@ class SelfhostedPlan:
     download_threads: int = 4
     upload_sizes: tuple[int, ...] = UPLOAD_SIZES
     upload_repeats: int = 4
-    upload_threads: int = 2
+    upload_threads: int = 4
     seconds: float = 10.0
 
     def max_download_bytes(self) -> int:
@@ -155,6 +161,57 @@ class CountingOpener:
         return _CountingResponse(response, self._log, url)
 
 
+def _limit_unsent(sock: socket.socket) -> None:
+    # speedtest-cli counts upload bytes as its body is read, i.e. when they enter the kernel's
+    # send buffer, which autotunes up to megabytes. Capping the unsent queue makes "read" mean
+    # "on the wire", so a slow uplink's test stops on time and its bytes are real.
+    if _NOTSENT_LOWAT is not None:
+        with contextlib.suppress(OSError):  # an OS without it still runs the test
+            sock.setsockopt(socket.IPPROTO_TCP, _NOTSENT_LOWAT, UNSENT_BYTES)
+
+
+class _HTTPConnection(speedtest.SpeedtestHTTPConnection):  # type: ignore[misc]
+    def connect(self) -> None:
+        super().connect()
+        _limit_unsent(self.sock)
+
+
+class _HTTPSConnection(speedtest.SpeedtestHTTPSConnection):  # type: ignore[misc]
+    def connect(self) -> None:
+        super().connect()
+        _limit_unsent(self.sock)
+
+
+class _HTTPHandler(speedtest.SpeedtestHTTPHandler):  # type: ignore[misc]
+    def http_open(self, req: urllib.request.Request) -> Any:
+        connect = speedtest._build_connection(_HTTPConnection, self.source_address, self.timeout)
+        return self.do_open(connect, req)
+
+
+class _HTTPSHandler(speedtest.SpeedtestHTTPSHandler):  # type: ignore[misc]
+    def https_open(self, req: urllib.request.Request) -> Any:
+        connect = speedtest._build_connection(
+            _HTTPSConnection, self.source_address, self.timeout, context=self._context
+        )
+        return self.do_open(connect, req)
+
+
+def build_opener(timeout: float) -> urllib.request.OpenerDirector:
+    """speedtest.build_opener's handlers, with connections that cap their unsent queue."""
+    opener = urllib.request.OpenerDirector()
+    opener.addheaders = [("User-agent", speedtest.build_user_agent())]
+    for handler in (
+        urllib.request.ProxyHandler(),
+        _HTTPHandler(timeout=timeout),
+        _HTTPSHandler(timeout=timeout),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPRedirectHandler(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
 class Shutdown(threading.Event):
     """A stop flag speedtest-cli's threads poll (they call the old `isSet` name)."""
 
@@ -184,7 +241,7 @@ class Session(speedtest.Speedtest):  # type: ignore[misc]
         # speedtest.Speedtest.__init__ calls get_config() right after building its opener:
         # the one place to slip the counting opener in before any request is made.
         if not isinstance(self._opener, CountingOpener):
-            self._opener = CountingOpener(self._opener, self._log)
+            self._opener = CountingOpener(build_opener(self._timeout), self._log)
         if self._synthetic_config is None:
             config: dict[str, Any] = super().get_config()
             return config
