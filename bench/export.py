@@ -24,6 +24,7 @@ import io
 import os
 import platform
 import random
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -142,18 +143,27 @@ def median_time(fn: Callable[[], object], runs: int) -> tuple[float, list[float]
     return statistics.median(times), times
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def interleaved(
     a: Callable[[], object], b: Callable[[], object], runs: int
-) -> tuple[tuple[float, list[float]], tuple[float, list[float]]]:
-    """Median times of a and b, run alternately so that a busy machine slows both alike."""
-    ta: list[float] = []
-    tb: list[float] = []
+) -> dict[str, list[float]]:
+    """Wall and CPU times of a (in this process) and b (a child process), run alternately so
+    that other load on the machine slows both alike."""
+    times: dict[str, list[float]] = {"a": [], "b": [], "a_cpu": [], "b_cpu": []}
     for _ in range(runs):
-        for fn, times in ((a, ta), (b, tb)):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return (statistics.median(ta), ta), (statistics.median(tb), tb)
+        wall, cpu = time.perf_counter(), time.process_time()
+        a()
+        times["a"].append(time.perf_counter() - wall)
+        times["a_cpu"].append(time.process_time() - cpu)
+        wall, cpu = time.perf_counter(), _children_cpu()
+        b()
+        times["b"].append(time.perf_counter() - wall)
+        times["b_cpu"].append(_children_cpu() - cpu)
+    return times
 
 
 def baseline_table(path: str, snapshot: Snapshot) -> None:
@@ -239,7 +249,10 @@ def main() -> int:
             with theirs.open("wb") as out:
                 subprocess.run(command, stdout=out, check=True)
 
-        (ours_s, ours_runs), (base_s, base_runs) = interleaved(export, baseline, runs)
+        times = interleaved(export, baseline, runs)
+        ours_runs, base_runs = times["a"], times["b"]
+        ours_s, base_s = statistics.median(ours_runs), statistics.median(base_runs)
+        cpu_ratio = statistics.median(times["a_cpu"]) / statistics.median(times["b_cpu"])
         equal = same_rows(ours.read_bytes(), theirs.read_bytes())
 
         cli = [str(ROOT / ".venv" / "bin" / "edugap"), "export", "shortages", "--db", db,
@@ -274,12 +287,14 @@ def render(v: dict[str, object]) -> str:
     snapshot = v["snapshot"]
     assert isinstance(snapshot, Snapshot)
     quick = " --quick" if v["args"].quick else ""  # type: ignore[attr-defined]
+    load = os.getloadavg()[0]
     ratio = float(v["ratio"])  # type: ignore[arg-type]
     cli_ratio = float(v["cli_s"]) / float(v["base_s"])  # type: ignore[arg-type]
     return f"""## Shortage export (CSV, {v["n"]:,} schools)
 
 - Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()},
-  {platform.system()} {platform.release()}; SQLite {sqlite3.sqlite_version}
+  {platform.system()} {platform.release()}; SQLite {sqlite3.sqlite_version};
+  load average {load:.1f} when the report was written
 - Command: `.venv/bin/python bench/export.py{quick}` ({v["runs"]} runs each, medians;
   measured and baseline run alternately so that other load on the machine slows both alike)
 - Data: {v["n"]:,} registered schools on the real 2025 communes, {v["bw_rows"]:,} speed tests in
@@ -294,6 +309,8 @@ def render(v: dict[str, object]) -> str:
 | whole `edugap export shortages --format csv` process | {line("cli")} |
 
 - Ratio measured / baseline: **{ratio:.2f}x**; target: within {TARGET:.0f}x: **{met}**.
+- CPU time (user + system) ratio of the same runs: {float(v["cpu_ratio"]):.2f}x (the machine is
+  shared: wall times vary with other load, CPU times much less).
 - Same rows: {equal} (both files parsed as CSV, numbers compared as numbers).
 - The whole command, which also starts Python, reads the store and evaluates the policy, takes
   {cli_ratio:.1f}x the baseline; `edugap serve` keeps the evaluated snapshot in memory, so its API

@@ -23,7 +23,7 @@ _ZERO = timedelta(0)
 
 def utc_text(value: datetime) -> str:
     """RFC 3339 UTC, whole seconds: 2026-11-25T11:00:00Z."""
-    if value.utcoffset() != _ZERO:
+    if value.tzinfo is not UTC and value.utcoffset() != _ZERO:
         value = value.astimezone(UTC)
     return value.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
@@ -42,19 +42,20 @@ def text_cell(value: Cell) -> str | int | float:
 
 
 def _cells(rows: Iterable[Row]) -> Iterator[list[Cell]]:
+    text, first, reg, isp, at = _TEXT, _FIRST, _BOOL[0], _BOOL[1], _TIME  # locals: hot loop
     for r in rows:
         cells = list(r)
-        for i in _TEXT:
+        for i in text:
             v = cells[i]
-            if v and v[0] in _FIRST:  # type: ignore[index]
+            if v and v[0] in first:  # type: ignore[index]
                 cells[i] = "'" + v  # type: ignore[operator]
-        for i in _BOOL:
-            v = cells[i]
-            if v is not None:
-                cells[i] = "true" if v else "false"
-        t = cells[_TIME]
+        cells[reg] = "true" if cells[reg] else "false"
+        v = cells[isp]
+        if v is not None:
+            cells[isp] = "true" if v else "false"
+        t = cells[at]
         if t is not None:
-            cells[_TIME] = utc_text(t)  # type: ignore[arg-type]
+            cells[at] = utc_text(t)  # type: ignore[arg-type]
         yield cells  # None is written as an empty cell by csv itself
 
 
