@@ -176,7 +176,7 @@ def write_rows(header: Sequence[str], rows: list[list[object]], fmt: str, out: T
     else:
         cells = [[str(v) for v in r] for r in rows]
         widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
-        print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), file=out)
+        print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(), file=out)
         for r in cells:
-            print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)), file=out)
+            print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip(), file=out)
         print(f"({len(rows)} schools)", file=out)
