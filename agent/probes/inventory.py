@@ -36,7 +36,8 @@ _SKIP_FSTYPES = {
     "squashfs", "tmpfs", "devtmpfs", "overlay", "ramfs", "iso9660", "udf", "proc", "sysfs",
     "autofs", "fuse.snapfuse", "nsfs", "efivarfs", "cgroup", "cgroup2",
 }  # fmt: skip
-_USER_MOUNT_PREFIXES = ("/media/", "/run/media/", "/home/", "/Users/", "/mnt/")
+# removable media and mounts inside a user's home (their path names the user)
+_USER_MOUNT_PREFIXES = ("/media/", "/run/media/", "/home/", "/Users/")
 MachineKind = Literal["desktop", "laptop", "server", "unknown"]
 NetKind = Literal["wired", "wifi", "other"]
 _MAC_HEX = re.compile(r"[0-9a-f]{12}")
@@ -127,6 +128,8 @@ class InventoryProbe:
                 if key.strip() in ("model name", "Hardware", "Processor") and value.strip():
                     model = value.strip()
                     break
+        if not model and self._platform == "win32":
+            model = _windows_registry(_CPU_KEY, "ProcessorNameString") or ""
         model = model or platform.processor() or platform.machine() or "unknown"
         threads = psutil.cpu_count(logical=True) or 1
         cores = psutil.cpu_count(logical=False) or threads
@@ -136,7 +139,7 @@ class InventoryProbe:
         """The firmware date as ISO YYYY-MM-DD where it parses, else as the OS gives it."""
         raw = read_text(self.sysfs / "class" / "dmi" / "id" / "bios_date")
         if raw is None and self._platform == "win32":
-            raw = _windows_bios_date()
+            raw = _windows_registry(_BIOS_KEY, "BIOSReleaseDate")
         if not raw:
             return None
         for fmt in ("%m/%d/%Y", "%Y-%m-%d", "%Y%m%d", "%m/%d/%y"):
@@ -271,15 +274,20 @@ def scrub_interface_name(name: str, macs: set[str]) -> str:
     return name
 
 
-def _windows_bios_date() -> str | None:
+_BIOS_KEY = r"HARDWARE\DESCRIPTION\System\BIOS"
+_CPU_KEY = r"HARDWARE\DESCRIPTION\System\CentralProcessor\0"
+
+
+def _windows_registry(key_path: str, name: str) -> str | None:
+    """One HKLM value (a cheap read, unlike spawning wmic), or None."""
     if sys.platform != "win32":
         return None
     try:
         import winreg
 
-        key = winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"HARDWARE\DESCRIPTION\System\BIOS")
-        value, _ = winreg.QueryValueEx(key, "BIOSReleaseDate")
-        return str(value)
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, key_path) as key:
+            value, _ = winreg.QueryValueEx(key, name)
+        return str(value).strip() or None
     except OSError:
         return None
 
