@@ -131,6 +131,7 @@ def main() -> int:
     runs = args.runs or (3 if args.quick else 5)
     command = "bench/scrape.py" + (" --quick" if args.quick else "")
 
+    load_before = os.getloadavg()[0]
     print(f"building a snapshot of {n} schools ...", flush=True)
     snapshot = national(n, provinces=34)
     holder = SnapshotHolder()
@@ -174,6 +175,7 @@ def main() -> int:
     server.should_exit = True
     thread.join(10)
 
+    load_after = os.getloadavg()[0]
     med = statistics.median
     cold_ratio = med(cold_times) / med(base_times)
     warm_ratio = med(warm_times) / med(base_times)
@@ -193,7 +195,9 @@ def main() -> int:
         "",
         f"- Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, {platform.system()} {platform.release()}",
-        f"- Command: `.venv/bin/python {command}` ({runs} runs each, medians)",
+        f"- Command: `.venv/bin/python {command}` ({runs} runs each, medians); 1-minute load "
+        f"average {load_before:.1f} before, {load_after:.1f} after (other work on the machine "
+        "widens the spread of the runs)",
         f"- Data: {n:,} schools in 34 provinces (1 in 500 unregistered, 10% never measured), "
         f"{samples:,} school and province samples, {len(cold_body) / 1e6:.1f} MB of text; "
         f"one shard: {shard_samples:,} samples, {len(shard_body) / 1e6:.2f} MB. Filling the "
