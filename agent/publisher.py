@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 # CONNACK "Unsupported protocol version": an MQTT 3.1.1-only broker refusing our MQTT 5 CONNECT
 _UNSUPPORTED_VERSION = 132
+_SILENT_HANDSHAKES_BEFORE_FALLBACK = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,8 @@ class Publisher:
         self._rng = rng or random.Random()
         self.connected = False
         self._fresh_failure = True
+        self._ever_connected = False
+        self._silent_handshakes = 0
         self.client = self._new_client()
 
     @property
@@ -149,12 +152,20 @@ class Publisher:
             return
         self.connected = True
         self._fresh_failure = True
+        self._ever_connected = True
         self.events.put(Event("connected"))
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
     ) -> None:
         self.connected = False
+        if not self._ever_connected and self.settings.mqtt_version == 5:
+            # the TCP connection was up (paho reports a failed TCP connect elsewhere) but no
+            # CONNACK came: some MQTT 3.1.1-only brokers (amqtt) ignore an MQTT 5 CONNECT
+            # instead of refusing it; after two such silences, try 3.1.1
+            self._silent_handshakes += 1
+            if self._silent_handshakes == _SILENT_HANDSHAKES_BEFORE_FALLBACK:
+                self.events.put(Event("refused_version", ok=False, reason=str(rc)))
         if self._fresh_failure:
             # jitter: after a broker restart, thousands of agents must not return in one second
             low, high = self.reconnect

@@ -21,6 +21,7 @@ import pytest
 
 from agent import protocol
 from agent.mqtt import connect_properties, new_client, parse_broker_url
+from tests import realparts
 
 AGENT = [sys.executable, "-m", "agent.cli"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,8 +172,14 @@ class AgentProcess:
 class Listener:
     """A real MQTT subscriber with a persistent session, so nothing is missed across restarts."""
 
-    def __init__(self, url: str, topic: str = "edugap/#", client_id: str = "test-listener") -> None:
-        self.settings = parse_broker_url(url)
+    def __init__(
+        self,
+        url: str,
+        topic: str = "edugap/#",
+        client_id: str = "test-listener",
+        mqtt_version: int = 5,
+    ) -> None:
+        self.settings = parse_broker_url(url, mqtt_version=mqtt_version)
         self.messages: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
         self.received: list[tuple[str, bytes, bool]] = []
         self.ready = threading.Event()
@@ -242,3 +249,62 @@ def listener(broker: Any) -> Iterator[Listener]:
     sub = Listener(broker.url)
     yield sub
     sub.close()
+
+
+def make_certificates(workdir: Path) -> dict[str, Path]:
+    """A private CA and a server certificate for 127.0.0.1 (openssl CLI); paths by name."""
+    openssl = realparts.require_tool("openssl", "openssl")
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths = {n: workdir / f"{n}.pem" for n in ("ca", "ca_key", "server", "server_key")}
+    csr = workdir / "server.csr"
+    ext = workdir / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        str(paths["ca_key"]),
+        "-out",
+        str(paths["ca"]),
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        str(paths["server_key"]),
+        "-out",
+        str(csr),
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(paths["ca"]),
+        "-CAkey",
+        str(paths["ca_key"]),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(paths["server"]),
+    )
+    return paths

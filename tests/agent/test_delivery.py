@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent import protocol
-from tests.agent.agentproc import AgentProcess, Listener, listener, run_agent, wait_for
+from tests import realparts
+from tests.agent.agentproc import (
+    ROOT,
+    AgentProcess,
+    Listener,
+    clean_env,
+    listener,
+    make_certificates,
+    run_agent,
+    wait_for,
+)
 
 __all__ = ["listener", "run_agent"]  # fixtures used by the tests below
 
@@ -156,3 +171,59 @@ def test_scheduled_speed_tests_are_reported_and_the_daily_budget_skips_them(
     skipped = wait_for(lambda: bandwidth_from(frugal_id), what="a skipped speed test")
     assert skipped[0].skipped and "budget" in (skipped[0].error or "")
     assert skipped[0].bytes_used == 0
+
+
+def test_falls_back_to_mqtt_3_when_the_broker_refuses_mqtt_5(tmp_path: Path) -> None:
+    """amqtt speaks only MQTT 3.1.1: the agent, configured for 5, must still deliver."""
+    pytest.importorskip("amqtt", reason="the collector extra provides amqtt")
+    port = realparts.free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "collector.amqtt_broker", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=clean_env(),
+    )
+    try:
+        realparts.wait_port(port)
+        url = f"mqtt://127.0.0.1:{port}"
+        listener = Listener(url, mqtt_version=3)
+        # amqtt ignores an MQTT 5 CONNECT: a short keep-alive makes the silence short
+        agent = AgentProcess(tmp_path, url, port, broker={"keepalive": 2}).start()
+        try:
+            device = device_of(agent)
+            wait_for(
+                lambda: listener.reports("heartbeat"), timeout=40, what="a heartbeat via amqtt"
+            )
+            assert {r.device_id for r in listener.reports()} == {device}
+            assert "falling back to MQTT 3.1.1" in agent.log_text()
+        finally:
+            agent.stop()
+            listener.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_delivers_over_tls_with_the_configured_ca(tmp_path: Path) -> None:
+    certs = make_certificates(tmp_path / "certs")
+    tls_port = realparts.free_port()
+    extra = (
+        f"listener {tls_port} 127.0.0.1\n"
+        f"cafile {certs['ca']}\ncertfile {certs['server']}\nkeyfile {certs['server_key']}\n"
+    )
+    with realparts.mosquitto(tmp_path / "mosquitto", extra_config=extra) as broker:
+        listener = Listener(broker.url)  # plain listener of the same broker
+        (tmp_path / "agent").mkdir()
+        agent = AgentProcess(
+            tmp_path / "agent",
+            f"mqtts://127.0.0.1:{tls_port}",
+            broker.port,
+            broker={"ca_file": str(certs["ca"])},
+        ).start()
+        try:
+            wait_for(lambda: listener.reports("heartbeat"), what="a heartbeat over TLS")
+            assert f"connected to mqtts://127.0.0.1:{tls_port}" in agent.log_text()
+        finally:
+            agent.stop()
+            listener.close()

@@ -1,0 +1,373 @@
+"""Agent footprint: resident memory and CPU of `edugap-agent run`, beside node_exporter.
+
+Runs, side by side on this machine and for the same wall time:
+  - the agent (`edugap-agent run`) against a private Mosquitto, with intervals 10x shorter than
+    the defaults (heartbeat 30 s, availability check 6 s, inventory every 6 min), so the
+    measured CPU is an upper bound for a production agent;
+  - Prometheus node_exporter (the Debian `prometheus-node-exporter` binary) on a free port,
+    scraped every 15 s by this script as Prometheus would.
+Then the agent alone with the bandwidth role on, speed tests back to back against the
+collector's self-hosted endpoint (collector/speedtest_server.py) served by this script, to
+find its peak RSS while a test runs.
+
+    python bench/agent_footprint.py            # 3 runs x 75 s + 60 s of speed tests (~5 min)
+    python bench/agent_footprint.py --quick    # 2 runs x 25 s + 25 s of speed tests
+
+Writes bench/results/agent_footprint.md. Targets: agent steady RSS <= 1.25 x node_exporter's
+and never above 40 MB (also while a speed test runs); agent CPU <= node_exporter's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests import realparts  # noqa: E402  (the same private Mosquitto the tests use)
+from tests.agent.agentproc import write_config  # noqa: E402
+
+MB = 1024 * 1024
+RSS_RATIO_TARGET = 1.25
+RSS_CAP_MB = 40.0
+
+
+@dataclass
+class Sample:
+    rss_mb: list[float]
+    cpu_s: float
+    seconds: float
+    pss_mb: float = 0.0  # proportional set size at the end: shared library pages split
+
+    @property
+    def steady_rss_mb(self) -> float:
+        return statistics.median(self.rss_mb)
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return max(self.rss_mb)
+
+    @property
+    def cpu_s_per_hour(self) -> float:
+        return self.cpu_s / self.seconds * 3600
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def agent_config(workdir: Path, broker: realparts.Mosquitto, speedtest_url: str | None) -> Path:
+    schedule: dict[str, object] = {
+        "heartbeat_minutes": 0.5,
+        "availability_minutes": 0.1,
+        "inventory_hours": 0.1,
+    }
+    bandwidth: dict[str, object] = {"role": False}
+    if speedtest_url:
+        # a test every ~8 s for the rest of the UTC day: the agent is often mid-test, and each
+        # test ends before the next begins, as in production
+        now = datetime.now(UTC)
+        left = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
+        schedule.update(
+            speedtests_per_day=max(1, left // 8),
+            school_hours="00:00-24:00",
+            school_days="mon-sun",
+            timezone="UTC",
+            max_start_delay_seconds=0,
+        )
+        bandwidth = {
+            "role": True,
+            "backend": "selfhosted",
+            "server_url": speedtest_url,
+            "timeout_seconds": 10,
+            "daily_budget_mb": 1e9,
+        }
+    return write_config(
+        workdir / "agent.toml",
+        {"state_dir": str(workdir / "state")},
+        {
+            "school": {"school_id": "79000001"},
+            "broker": {"url": broker.url},
+            "schedule": schedule,
+            "bandwidth": bandwidth,
+            "availability": {"targets": [f"127.0.0.1:{broker.port}"], "timeout_seconds": 1},
+        },
+    )
+
+
+def start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    exe = Path(sys.executable).with_name("edugap-agent")
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "agent.cli"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDUGAP_AGENT_")}
+    env["PYTHONPATH"] = str(ROOT)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [*command, "run", "--config", str(config)], stdout=out, stderr=out, env=env, cwd=ROOT
+        )
+
+
+def start_node_exporter(port: int) -> subprocess.Popen[bytes]:
+    exe = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+    if exe is None:
+        raise SystemExit("install the Debian package prometheus-node-exporter")
+    proc = subprocess.Popen(
+        [exe, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    realparts.wait_port(port)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def scrape(port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return len(response.read())
+
+
+def side_by_side(
+    broker: realparts.Mosquitto, workdir: Path, warmup: float, seconds: float
+) -> tuple[Sample, Sample]:
+    """One run: agent and node_exporter together; RSS every second, CPU over the window."""
+    port = realparts.free_port()
+    exporter = start_node_exporter(port)
+    agent = start_agent(agent_config(workdir, broker, None), workdir / "agent.log")
+    try:
+        procs = [psutil.Process(agent.pid), psutil.Process(exporter.pid)]
+        scrape(port)
+        next_scrape = time.monotonic() + 15
+        time.sleep(warmup)
+        cpu0 = [cpu_seconds(p) for p in procs]
+        rss: list[list[float]] = [[], []]
+        began = time.monotonic()
+        while (now := time.monotonic()) - began < seconds:
+            if now >= next_scrape:
+                scrape(port)
+                next_scrape += 15
+            for i, p in enumerate(procs):
+                rss[i].append(p.memory_info().rss / MB)
+            time.sleep(1)
+        elapsed = time.monotonic() - began
+        cpu1 = [cpu_seconds(p) for p in procs]
+        if agent.poll() is not None:
+            raise SystemExit(f"the agent died: see {workdir / 'agent.log'}")
+        pss = [p.memory_full_info().pss / MB for p in procs]
+        return (
+            Sample(rss[0], cpu1[0] - cpu0[0], elapsed, pss[0]),
+            Sample(rss[1], cpu1[1] - cpu0[1], elapsed, pss[1]),
+        )
+    finally:
+        stop(agent)
+        stop(exporter)
+
+
+def during_speedtests(
+    broker: realparts.Mosquitto, workdir: Path, seconds: float
+) -> tuple[Sample, int]:
+    """The agent with speed tests back to back: RSS every 0.1 s; how many tests finished."""
+    from collector.speedtest_server import serve_in_thread, speedtest_app
+
+    with serve_in_thread(speedtest_app()) as url:
+        agent = start_agent(agent_config(workdir, broker, url), workdir / "agent.log")
+        try:
+            proc = psutil.Process(agent.pid)
+            cpu0 = cpu_seconds(proc)
+            rss: list[float] = []
+            began = time.monotonic()
+            while time.monotonic() - began < seconds:
+                rss.append(proc.memory_info().rss / MB)
+                time.sleep(0.1)
+            sample = Sample(rss, cpu_seconds(proc) - cpu0, time.monotonic() - began)
+        finally:
+            stop(agent)
+    log = (workdir / "agent.log").read_text(errors="replace")
+    return sample, log.count("speed test done")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    memory = psutil.virtual_memory().total / 1024**3
+    return (
+        f"{platform.system()} {platform.release()}, {psutil.cpu_count()} CPU ({cpu}), "
+        f"{memory:.0f} GiB RAM, Python {platform.python_version()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a shorter, smaller run")
+    parser.add_argument("--out", default=str(ROOT / "bench/results/agent_footprint.md"))
+    args = parser.parse_args(argv)
+    runs, warmup, seconds, st_seconds = (2, 8, 25, 25) if args.quick else (3, 10, 75, 60)
+
+    agents: list[Sample] = []
+    exporters: list[Sample] = []
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edugap-bench-")))
+        broker = stack.enter_context(realparts.mosquitto(tmp / "mosquitto"))
+        for run in range(runs):
+            workdir = tmp / f"run{run}"
+            workdir.mkdir()
+            agent, exporter = side_by_side(broker, workdir, warmup, seconds)
+            agents.append(agent)
+            exporters.append(exporter)
+            print(
+                f"run {run + 1}/{runs}: agent RSS {agent.steady_rss_mb:.1f} MB "
+                f"(peak {agent.peak_rss_mb:.1f}), CPU {agent.cpu_s_per_hour:.1f} s/h; "
+                f"node_exporter RSS {exporter.steady_rss_mb:.1f} MB "
+                f"(peak {exporter.peak_rss_mb:.1f}), CPU {exporter.cpu_s_per_hour:.1f} s/h",
+                flush=True,
+            )
+        st_dir = tmp / "speedtest"
+        st_dir.mkdir()
+        speed, tests = during_speedtests(broker, st_dir, st_seconds)
+        print(f"speed tests: {tests} done, agent peak RSS {speed.peak_rss_mb:.1f} MB", flush=True)
+
+    a_rss = statistics.median(s.steady_rss_mb for s in agents)
+    e_rss = statistics.median(s.steady_rss_mb for s in exporters)
+    a_peak = max(s.peak_rss_mb for s in agents)
+    a_cpu = statistics.median(s.cpu_s_per_hour for s in agents)
+    e_cpu = statistics.median(s.cpu_s_per_hour for s in exporters)
+    rss_ratio = a_rss / e_rss
+    cpu_ratio = a_cpu / e_cpu if e_cpu else float("inf")
+    rss_met = rss_ratio <= RSS_RATIO_TARGET and max(a_peak, speed.peak_rss_mb) <= RSS_CAP_MB
+    cpu_met = a_cpu <= e_cpu
+
+    command = "python bench/agent_footprint.py" + (" --quick" if args.quick else "")
+
+    def yes(ok: bool) -> str:
+        return "yes" if ok else "no"
+
+    def table(header: list[str], body: list[list[str]]) -> str:
+        out = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        out += ["| " + " | ".join(row) + " |" for row in body]
+        return "\n".join(out)
+
+    per_run = table(
+        [
+            "run",
+            "agent RSS median",
+            "agent RSS peak",
+            "agent PSS",
+            "agent CPU",
+            "node_exporter RSS median",
+            "node_exporter RSS peak",
+            "node_exporter PSS",
+            "node_exporter CPU",
+        ],
+        [
+            [
+                str(i + 1),
+                f"{a.steady_rss_mb:.1f} MB",
+                f"{a.peak_rss_mb:.1f} MB",
+                f"{a.pss_mb:.1f} MB",
+                f"{a.cpu_s_per_hour:.1f} s/h",
+                f"{e.steady_rss_mb:.1f} MB",
+                f"{e.peak_rss_mb:.1f} MB",
+                f"{e.pss_mb:.1f} MB",
+                f"{e.cpu_s_per_hour:.1f} s/h",
+            ]
+            for i, (a, e) in enumerate(zip(agents, exporters, strict=True))
+        ],
+    )
+    summary = table(
+        ["figure", "agent", "node_exporter", "ratio", "target", "met"],
+        [
+            [
+                "steady RSS (median of runs)",
+                f"{a_rss:.1f} MB",
+                f"{e_rss:.1f} MB",
+                f"{rss_ratio:.2f}",
+                f"<= {RSS_RATIO_TARGET}",
+                yes(rss_ratio <= RSS_RATIO_TARGET),
+            ],
+            [
+                "peak RSS, normal schedule",
+                f"{a_peak:.1f} MB",
+                "",
+                "",
+                f"<= {RSS_CAP_MB:.0f} MB",
+                yes(a_peak <= RSS_CAP_MB),
+            ],
+            [
+                f"peak RSS while speed tests run ({tests} selfhosted tests in {st_seconds} s)",
+                f"{speed.peak_rss_mb:.1f} MB",
+                "",
+                "",
+                f"<= {RSS_CAP_MB:.0f} MB",
+                yes(speed.peak_rss_mb <= RSS_CAP_MB),
+            ],
+            [
+                "CPU (median of runs)",
+                f"{a_cpu:.1f} s/h",
+                f"{e_cpu:.1f} s/h",
+                f"{cpu_ratio:.2f}",
+                "<= 1.00",
+                yes(cpu_met),
+            ],
+        ],
+    )
+    text = f"""## Agent footprint: `edugap-agent run` vs node_exporter
+
+Machine: {machine()}.
+Command: `{command}` ({runs} runs of {seconds} s after {warmup} s warm-up, then {st_seconds} s
+with speed tests). Measured with psutil: RSS sampled every second (every 0.1 s during speed
+tests), PSS at the end of each run, CPU = user + system seconds over the window, per hour.
+
+Agent: `edugap-agent run` against a private Mosquitto, intervals 10x shorter than the defaults
+(heartbeat 30 s, availability check every 6 s, inventory every 6 min), bandwidth role off, so
+its CPU figure is an upper bound for a production agent. Then bandwidth role on, a selfhosted
+speed test about every 8 s against collector/speedtest_server.py on this machine. Baseline:
+Prometheus node_exporter {_exporter_version()} with its default collectors, scraped every
+15 s by the bench, running at the same time as the agent.
+
+{per_run}
+
+{summary}
+
+Memory target {"met" if rss_met else "NOT met"}; CPU target {"met" if cpu_met else "NOT met"}.
+"""
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(text)
+    print(f"wrote {out}")
+    return 0
+
+
+def _exporter_version() -> str:
+    exe = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+    if exe is None:
+        return "(not found)"
+    done = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    words = (done.stdout or done.stderr).split()
+    return words[words.index("version") + 1] if "version" in words[:-1] else "(unknown version)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
