@@ -22,6 +22,8 @@ log = logging.getLogger("agent")
 
 EXIT_CONFIG = 2
 ONCE_PROBES = ("inventory", "heartbeat", "bandwidth")
+# `availability` is what the probe is called; its report is the heartbeat
+PROBE_ALIASES = {"availability": "heartbeat"}
 NOT_INSTALLED = "not-installed"
 
 DESCRIPTION = """\
@@ -64,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--probe",
-        choices=ONCE_PROBES,
+        choices=(*ONCE_PROBES, *PROBE_ALIASES),
         help="only this measurement (default: all; bandwidth only when bandwidth.role is true)",
     )
     p.set_defaults(func=cmd_once)
@@ -183,7 +185,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     _logging(config)
     identity = _identity(config)
     wanted = (
-        [args.probe]
+        [PROBE_ALIASES.get(args.probe, args.probe)]
         if args.probe
         else [p for p in ONCE_PROBES if p != "bandwidth" or config.bandwidth.role]
     )
@@ -343,26 +345,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"device:        {device}")
     print(f"state dir:     {state_dir}")
     path = state_dir / FILE_NAME
-    if path.exists():
-        try:
-            stats = read_stats(path)
-        except (OSError, sqlite3.Error) as e:
-            print(f"outbox:        cannot read {path}: {e}")
-        else:
-            oldest = f", oldest measured {stats.oldest_measured_at}" if stats.depth else ""
-            print(
-                f"outbox:        {stats.depth} report(s) waiting "
-                f"({stats.size_bytes / 1024:.1f} KiB){oldest}"
-            )
-            print(
-                f"dropped:       {stats.dropped_pending} not yet reported, "
-                f"{stats.dropped_total} in total"
-            )
-            print(f"delivered:     {stats.acked_total} report(s)")
-            print(f"last publish:  {_ago(stats.last_ack_at)}")
-            print(f"last report:   {_ago(stats.last_enqueued_at)}")
-    else:
+    try:
+        stats = read_stats(path)
+    except FileNotFoundError:
         print(f"outbox:        none yet ({path} does not exist: has the service run?)")
+    except PermissionError as e:
+        print(f"outbox:        cannot read {path} ({e.strerror}): run as root / administrator")
+    except (OSError, sqlite3.Error) as e:
+        print(f"outbox:        cannot read {path}: {e}")
+    else:
+        oldest = f", oldest measured {stats.oldest_measured_at}" if stats.depth else ""
+        print(
+            f"outbox:        {stats.depth} report(s) waiting "
+            f"({stats.size_bytes / 1024:.1f} KiB){oldest}"
+        )
+        print(
+            f"dropped:       {stats.dropped_pending} not yet reported, "
+            f"{stats.dropped_total} in total"
+        )
+        print(f"delivered:     {stats.acked_total} report(s)")
+        print(f"last publish:  {_ago(stats.last_ack_at)}")
+        print(f"last report:   {_ago(stats.last_enqueued_at)}")
     today = datetime.now(load_zone(config.schedule.timezone)).date()
     usage = state.read_usage(state_dir, today)
     print(
