@@ -4,6 +4,7 @@ the ACL (a school publishes only under its own id; collectors read all), and TLS
 from __future__ import annotations
 
 import csv
+import getpass
 import shutil
 import subprocess
 import sys
@@ -177,3 +178,49 @@ def test_rerun_keeps_existing_users(tmp_path: Path) -> None:
     assert result.returncode == 0 and "nothing to do" in result.stdout
     assert (tmp_path / "passwd").read_text() == before
     assert len(first) == 3
+
+
+def test_the_deploy_config_itself_starts_and_serves_tls(tmp_path: Path) -> None:
+    """deploy/mosquitto/mosquitto.conf with only its paths and ports changed."""
+    exe = realparts.find_mosquitto()
+    if exe is None:
+        realparts.missing("mosquitto", "install the Debian package 'mosquitto'")
+    users = credentials(tmp_path)
+    ca, cert, key = make_certificates(tmp_path / "certs")
+    tls_port, plain_port = realparts.free_port(), realparts.free_port()
+    (tmp_path / "data").mkdir()
+    conf = (DEPLOY / "mosquitto.conf").read_text(encoding="utf-8")
+    for old, new in {
+        "/etc/mosquitto/edugap/passwd": str(tmp_path / "passwd"),
+        "/etc/mosquitto/edugap/acl": str(DEPLOY / "acl"),
+        "/etc/mosquitto/certs/server.crt": str(cert),
+        "/etc/mosquitto/certs/server.key": str(key),
+        "/var/lib/mosquitto/": f"{tmp_path / 'data'}/",
+        "listener 8883": f"listener {tls_port} 127.0.0.1",
+        "listener 1883 127.0.0.1": f"listener {plain_port} 127.0.0.1",
+        "log_dest syslog": f"log_dest file {tmp_path / 'mosquitto.log'}",
+    }.items():
+        assert old in conf, f"{old} is no longer in the deploy config: update this test"
+        conf = conf.replace(old, new)
+    # run as whoever runs the tests: as root, Mosquitto would otherwise switch to the user
+    # `mosquitto`, who cannot read pytest's private temporary directory
+    conf += f"user {getpass.getuser()}\n"
+    (tmp_path / "mosquitto.conf").write_text(conf, encoding="utf-8")
+    proc = subprocess.Popen([exe or "mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        realparts.wait_port(tls_port)
+        agent, rc = connect(
+            BrokerSettings(port=tls_port, tls=True, ca_file=str(ca), username="HN-B",
+                           password=users["HN-B"]), "HN-B-dev1",
+        )  # fmt: skip
+        assert not rc.is_failure
+        agent.disconnect()
+        agent.loop_stop()
+        anonymous, rc = connect(BrokerSettings(port=plain_port), "anon")
+        anonymous.loop_stop()
+        assert rc.is_failure
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=10)
+    assert b"Error" not in err, err.decode()
