@@ -224,15 +224,15 @@ def main() -> int:
     cpu = platform.processor() or platform.machine()
     text = f"""## Speed-test accuracy (self-hosted backend)
 
-What: the agent's bandwidth probe (speedtest-cli 2.1.3's own download/upload threads, the
-self-hosted plan: {plan.seconds:g} s per direction, {plan.download_threads} download and
+What: the agent's bandwidth probe (speedtest-cli 2.1.3's own download/upload threads; the
+self-hosted plan: {plan.seconds:g} s per direction, {plan.download_threads} download and \
 {plan.upload_threads} upload threads) against the collector's speed-test endpoint behind a
-token-bucket limiter at a known rate, in its own process (both directions, all connections
-sharing the bucket,
-{CHUNK_BYTES // 1024} KiB chunks, server receive buffer {RCVBUF // 1024} KiB standing in for a
-bottleneck queue). Baselines side by side: the configured rate (the truth), what the limiter
-actually delivered as measured at the server, and a plain single-stream urllib download of a
-file sized for {baseline_seconds:g} s through the same limiter.
+token-bucket limiter at a known rate. The endpoint runs in its own process; one bucket per
+direction is shared by all connections, paced in {CHUNK_BYTES // 1024} KiB chunks, and a
+{RCVBUF // 1024} KiB server receive buffer stands in for a bottleneck queue. Baselines side by
+side: the configured rate (the truth), what the limiter actually delivered as measured at the
+server, and a plain single-stream urllib download of a file sized for {baseline_seconds:g} s
+through the same limiter.
 
 Machine: {platform.system()} {platform.release()}, {cpu}, {psutil.cpu_count()} logical CPUs,
 Python {platform.python_version()}; everything on 127.0.0.1.
@@ -246,12 +246,21 @@ Command: `.venv/bin/python {command}` ({runs} runs per rate; medians).
 Target: download and upload medians within {TARGET:.0%} of the true rate at every rate up to
 100 Mbps. **{"Met" if met else "NOT met"}.**
 
-Notes: a ratio is measured / true. The probe's `bytes_used` counts HTTP bodies; the server's
-count is the bodies it served and received (the difference is latency probes, upload answers
-and, for uploads cut off by the time limit, bytes still in flight). Without TCP_NOTSENT_LOWAT
-on the test connections (the agent sets it where the OS has it), speedtest-cli counts upload
-bytes as they enter the kernel's send buffer; on a slow link that overstates the upload and
-lets the test run past its time limit.
+Notes:
+
+- A ratio is measured / true. The probe's `bytes_used` counts HTTP bodies; the server's count
+  is the bodies it served and received (the difference is latency probes, upload answers and,
+  for uploads cut off by the time limit, bytes still in flight).
+- Two choices in the probe came from this bench (4 s per direction, while it was developed).
+  Without TCP_NOTSENT_LOWAT on the test connections, the kernel accepted all 7.3 MB of upload
+  bodies at once, so the 5 Mbps upload phase ran about 12 s instead of 4 s and the test
+  overran its time limit. With speedtest-cli's own 8 upload threads, a 5 Mbps upload read
+  about 15% high, because each connection's bytes in flight count as sent when time runs
+  out; with the plan's 4 it read 5.03.
+- At 100 Mbps the test ends by size (the plan's caps: 93.7 MB down, 7.3 MB up), not by time.
+- Limits of this bench: loopback has no propagation delay or loss, and a token bucket at the
+  server is not a real access link; TCP_NOTSENT_LOWAT does not exist on Windows, so Windows
+  agents' uploads on slow links were not measured here.
 """
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
