@@ -24,7 +24,13 @@ from starlette.types import ASGIApp
 
 from collector.export import ExportError, Filters, filter_schools, write_shortages
 from collector.exposition import CONTENT_TYPE, Exposition
-from collector.model import Reject, SchoolStatus, Snapshot
+from collector.model import (
+    CONNECTIVITY_CLASSES,
+    MONITORING_STATES,
+    Reject,
+    SchoolStatus,
+    Snapshot,
+)
 from collector.openapi import openapi_document
 from collector.snapshots import SnapshotHolder
 
@@ -81,7 +87,10 @@ def _authorized(request: Request, token: str | None) -> bool:
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
     # constant-time comparison: the token guards the whole national list
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
+    # (as bytes: compare_digest refuses non-ASCII str, and a header may carry anything)
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
 
 
 def _unauthorized() -> Response:
@@ -101,6 +110,13 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise BadRequest(f"query parameter '{name}' has value {raw!r}: must be {low}..{high}")
     return value
+
+
+def _choice(request: Request, name: str, allowed: tuple[str, ...]) -> str | None:
+    raw = request.query_params.get(name) or None
+    if raw is not None and raw not in allowed:
+        raise BadRequest(f"query parameter '{name}' has value {raw!r}: one of {', '.join(allowed)}")
+    return raw
 
 
 def _filters(request: Request) -> Filters:
@@ -157,8 +173,8 @@ def build_app(deps: HttpDeps) -> Starlette:
             return snap
         limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
         offset = _int_param(request, "offset", 0, 0, 10**9)
-        connectivity = request.query_params.get("connectivity") or None
-        monitoring = request.query_params.get("monitoring") or None
+        connectivity = _choice(request, "connectivity", CONNECTIVITY_CLASSES)
+        monitoring = _choice(request, "monitoring", MONITORING_STATES)
         f = _filters(request)
         # the same matching as the exports (accents and case ignored), highest priority first
         ordered = [

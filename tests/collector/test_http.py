@@ -78,6 +78,7 @@ def test_api_needs_the_bearer_token_when_configured(store: Store, path: str) -> 
     client = make_client(store, api_token=TOKEN)
     assert client.get(path).status_code == 401
     assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get(path, headers={"Authorization": "Bearer sécret".encode()}).status_code == 401
     assert client.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
@@ -133,7 +134,8 @@ def test_pagination_walks_every_school_once(store: Store) -> None:
 @pytest.mark.parametrize(
     ("query", "named"),
     [("limit=0", "limit"), ("limit=abc", "limit"), ("offset=-1", "offset"),
-     ("kind=nonsense", "nonsense")],
+     ("kind=nonsense", "nonsense"), ("connectivity=great", "connectivity"),
+     ("monitoring=sometimes", "monitoring")],
 )  # fmt: skip
 def test_bad_query_parameters_are_400_naming_them(store: Store, query: str, named: str) -> None:
     response = make_client(store).get(f"/api/v1/schools?{query}")
