@@ -149,6 +149,16 @@ def main() -> int:
     warm_times, warm_body = timed(lambda: b"".join(exposition.text()), runs)
     shard_times, shard_body = timed(lambda: b"".join(exposition.text(province=SHARD)), runs)
 
+    def gzip_cold() -> bytes:
+        rendered = exposition.prepare()
+        assert rendered is not None
+        rendered.gzipped.clear()
+        return exposition.gzipped_shard(SHARD)
+
+    gzip_cold_times, gz = timed(gzip_cold, runs)
+    gzip_warm_times, _ = timed(lambda: exposition.gzipped_shard(SHARD), runs)
+    assert isinstance(gz, bytes)
+
     print("baseline: filling plain Gauges ...", flush=True)
     started = time.perf_counter()
     registry = gauges(snapshot)
@@ -187,6 +197,11 @@ def main() -> int:
         ("**baseline**: `generate_latest` over plain labelled Gauges", base_times),
         (f"**measured shard** `?province={SHARD}` (warm)", shard_times),
         ("**baseline shard**: `generate_latest` of that province's Gauges", base_shard_times),
+        (
+            f"shard gzip-compressed, first scrape of a snapshot ({len(gz) / 1e6:.2f} MB)",
+            gzip_cold_times,
+        ),
+        ("shard gzip-compressed, later scrapes (cached)", gzip_warm_times),
         ("over HTTP (uvicorn + httpx): `/metrics`", http_times),
         (f"over HTTP: `/metrics?province={SHARD}`", http_shard_times),
     ]

@@ -9,11 +9,12 @@ are cheap and change between snapshots, so they are rendered fresh with `generat
 
 from __future__ import annotations
 
+import gzip
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -141,6 +142,7 @@ class Rendered:
     schools: dict[str, list[bytes]]  # province -> chunk per school family
     provinces: dict[str, list[bytes]]  # province -> chunk per province family
     seconds: float
+    gzipped: dict[str, bytes] = field(default_factory=dict)  # province -> compressed shard
 
     def school_text(self, only: str | None) -> Iterator[bytes]:
         """Family-major text of every province (only=None) or of one province."""
@@ -217,6 +219,23 @@ class Exposition:
     def provinces(self) -> list[str]:
         rendered = self.prepare()
         return sorted(rendered.provinces) if rendered else []
+
+    def gzipped_shard(self, province: str) -> bytes:
+        """One province's shard, gzip-compressed once per snapshot.
+
+        A shard holds only snapshot series, so its compressed form can be cached like its
+        text; at national scale that is ~10x less traffic per scrape for one compression.
+        """
+        rendered = self.prepare()
+        if rendered is None:
+            return gzip.compress(b"".join(self.text(province=province)), 6, mtime=0)
+        found = rendered.gzipped.get(province)
+        if found is None:
+            text = b"".join(
+                _chain(rendered.school_text(province), rendered.province_text(province))
+            )
+            found = rendered.gzipped[province] = gzip.compress(text, 6, mtime=0)
+        return found
 
     def text(self, province: str | None = None, collector: bool = False) -> Iterator[bytes]:
         """Everything (default), one province's shard, or (collector=True) the collector's own

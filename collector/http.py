@@ -93,6 +93,14 @@ def _authorized(request: Request, token: str | None) -> bool:
     )
 
 
+def _accepts_gzip(request: Request) -> bool:
+    for coding in request.headers.get("accept-encoding", "").split(","):
+        name, _, params = coding.partition(";")
+        if name.strip() == "gzip":
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
 def _unauthorized() -> Response:
     return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
 
@@ -162,6 +170,10 @@ def build_app(deps: HttpDeps) -> Starlette:
         collector = request.query_params.get("collector", "") not in ("", "0", "false")
         # an unknown province is an empty shard, not an error: it may have no schools yet.
         # Rendering (once per snapshot) and joining run in a worker thread, off the event loop.
+        if province is not None and not collector and _accepts_gzip(request):
+            body = await run_in_threadpool(deps.exposition.gzipped_shard, province)
+            headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+            return Response(body, media_type=CONTENT_TYPE, headers=headers)
         pieces: Iterable[bytes] = await run_in_threadpool(
             lambda: list(deps.exposition.text(province=province, collector=collector))
         )

@@ -215,3 +215,16 @@ def test_openapi_lists_every_route(store: Store) -> None:
 def test_speedtest_is_mounted(store: Store) -> None:
     client = make_client(store)
     assert client.get("/speedtest/latency.txt").text == "test=test"
+
+
+def test_province_shard_is_served_gzipped_to_clients_that_ask(store: Store) -> None:
+    client = make_client(store)
+    shard = {"province": "Hà Nội"}
+    plain = client.get("/metrics", params=shard, headers={"Accept-Encoding": "identity"})
+    zipped = client.get("/metrics", params=shard, headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.text == plain.text  # httpx decompressed it
+    assert 'school_id="HN-1"' in zipped.text and "HCM-1" not in zipped.text
+    refused = client.get("/metrics", params=shard, headers={"Accept-Encoding": "gzip;q=0"})
+    assert "content-encoding" not in refused.headers
