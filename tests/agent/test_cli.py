@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from agent import protocol
 from agent.config import default_config_path
+from tests import realparts
 from tests.agent.agentproc import (
     AgentProcess,
     agent_command,
@@ -109,3 +111,39 @@ def test_status_shows_outbox_last_publish_and_broker(run_agent: Any, broker: Any
     assert done.returncode == 1
     assert "NOT reachable" in done.stdout
     assert "0 report(s) waiting" not in done.stdout
+
+
+def test_credentials_are_used_and_a_refusal_is_shown(tmp_path: Path) -> None:
+    passwd = realparts.require_tool("mosquitto_passwd", "mosquitto")
+    password_file = tmp_path / "passwords"
+    subprocess.run([passwd, "-b", "-c", str(password_file), "79000001", "s3cret"], check=True)
+    extra = f"allow_anonymous false\npassword_file {password_file}\n"
+    with realparts.mosquitto(tmp_path / "mosquitto", extra_config=extra) as broker:
+        (tmp_path / "good").mkdir()
+        good = AgentProcess(
+            tmp_path / "good",
+            broker.url,
+            broker.port,
+            broker={"username": "79000001", "password": "s3cret"},
+        ).start()
+        (tmp_path / "bad").mkdir()
+        bad = AgentProcess(
+            tmp_path / "bad",
+            broker.url,
+            broker.port,
+            broker={"username": "79000001", "password": "wrong"},
+        ).start()
+        try:
+            wait_for(
+                lambda: good.meta().get("acked_total", 0) >= 2, what="delivery with a password"
+            )
+            wait_for(lambda: "refused the connection" in bad.log_text(), what="a logged refusal")
+            assert bad.meta().get("acked_total", 0) == 0
+            assert bad.outbox(), "refused reports stay in the outbox"
+            done = agent_command("status", "--config", str(bad.config))
+            assert done.returncode == 1
+            assert "refused the connection" in done.stdout
+            assert agent_command("status", "--config", str(good.config)).returncode == 0
+        finally:
+            good.stop()
+            bad.stop()

@@ -99,7 +99,7 @@ def test_nothing_is_lost_when_the_agent_is_killed_with_a_full_outbox(
     run_agent: Any, listener: Listener, broker: Any
 ) -> None:
     broker.stop()
-    agent = run_agent()
+    agent = run_agent(outbox={"drain_per_second": 50})  # the backlog drains rate-limited
     before_kill = wait_for(lambda: agent.outbox_at_least(5), what="an outbox holding reports")
     agent.kill()
     ids = {report_id for report_id, _ in agent.outbox()}
