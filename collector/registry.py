@@ -57,7 +57,8 @@ def _number(row: dict[str, str], column: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{column} {text!r} is not a number") from None
+        hint = " (use a dot as the decimal separator)" if "," in text else ""
+        raise ValueError(f"{column} {text!r} is not a number{hint}") from None
     if not math.isfinite(value):
         raise ValueError(f"{column} {text!r} is not a finite number")
     return value

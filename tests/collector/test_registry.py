@@ -32,6 +32,7 @@ BAD = [  # (row, line it is on, words the reason must contain)
     ("HN-008,X,Hà Nội,Ba Đình,primary,21,105.8,10,,0\n", 12, "contracted_mbps '0'"),
     ("HN-009,X,Hà Nội\n", 13, "missing commune"),
     ("HN-010,X,Hà Nội,Ba Đình,primary,21,105.8,10,1,2,3\n", 14, "11 fields"),
+    ('HN-012,X,Hà Nội,Ba Đình,primary,"21,03",105.8,10,,\n', 15, "dot as the decimal"),
 ]
 # a quoted name spanning two lines: the next row's line number must still be right
 MULTILINE = 'HN-011,"Trường\nhai dòng",Hà Nội,Ba Đình,primary,21,105.8,10,,\n'
@@ -50,7 +51,7 @@ def test_bad_rows_are_named_by_line_and_reason() -> None:
         assert words in errors[line], (line, errors)
     assert len(result.errors) == len(BAD)
     assert [str(w) for w in result.warnings] == [
-        "line 17: province 'Atlantis' is not one of the 34 provinces of 2025"
+        "line 18: province 'Atlantis' is not one of the 34 provinces of 2025"
     ]
 
 
@@ -100,8 +101,8 @@ def test_import_command_upserts_good_rows(
     code, _, err = run(["schools", "import", str(path), "--db", db_url], capsys)
     assert code == 1  # some rows failed
     assert f"error: {path} line 6: lat 'north' is not a number" in err
-    assert f"warning: {path} line 17: province 'Atlantis'" in err
-    assert "imported 4 schools; 11 rows failed; 1 warnings" in err
+    assert f"warning: {path} line 18: province 'Atlantis'" in err
+    assert "imported 4 schools; 12 rows failed; 1 warnings" in err
 
     path.write_text(HEADER + GOOD[0].replace("600", "650"), encoding="utf-8")
     assert run(["schools", "import", str(path), "--db", db_url], capsys)[0] == 0
