@@ -1,6 +1,6 @@
 """The text /metrics serves: rendered once per snapshot, cut per family and per province.
 
-At 60,000 schools a full scrape is about 1.2 million samples. Rendering them with pre-escaped
+At 60,000 schools a full scrape is about 1.4 million samples. Rendering them with pre-escaped
 labels straight from the snapshot, and keeping the encoded bytes per (family, province), makes
 every later scrape a join of cached bytes and a province's shard a join of its own chunks
 (bench/scrape.py measures both against `generate_latest`). The collector's own health series
