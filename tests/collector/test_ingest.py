@@ -149,3 +149,23 @@ def test_a_collector_that_was_down_gets_what_was_published_meanwhile(
     finally:
         second.stop()
     assert len(store.bandwidth_since(T0)) == 50
+
+
+def test_stored_messages_are_acknowledged_so_a_restart_gets_no_second_copy(
+    store: Store, broker: Mosquitto
+) -> None:
+    first = started(store, broker, client_id="collector-ack")
+    with publisher(broker.url) as pub:
+        publish(pub, [bandwidth(device=f"d{i}") for i in range(300)])
+        wait_until(lambda: first.stats.messages["stored"] == 300, what="300 stored")
+        first.stop()
+        second = started(store, broker, client_id="collector-ack")
+        try:
+            # the broker would resend unacknowledged messages before this newer one
+            publish(pub, [bandwidth(device="marker")])
+            wait_until(lambda: second.stats.messages["stored"] == 1, what="the marker stored")
+            assert second.wait_idle(10)
+        finally:
+            second.stop()
+    assert second.stats.messages["duplicate"] == 0
+    assert len(store.bandwidth_since(T0)) == 301
