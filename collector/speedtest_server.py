@@ -91,9 +91,11 @@ def speedtest_app(
                 n = min(chunk_bytes, remaining)
                 if download_pacer is not None:
                     await download_pacer.take(n)
-                yield block if n == chunk_bytes else block[:n]
+                # counted as handed to the server, before the yield: once a client holds the
+                # whole body, the count already includes it (tests and metrics read it then)
                 app.bytes_served += n
                 remaining -= n
+                yield block if n == chunk_bytes else block[:n]
 
         headers = {**_NO_CACHE, "Content-Length": str(size)}
         return StreamingResponse(body(), media_type="image/jpeg", headers=headers)
