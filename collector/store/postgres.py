@@ -18,7 +18,6 @@ from typing import Any
 
 import psycopg
 
-from agent.protocol import Bandwidth
 from collector.model import (
     BandwidthRow,
     DeviceRow,
@@ -36,6 +35,7 @@ from collector.store.prepare import (
     first_occurrences,
     inventory_json,
     prepare,
+    to_datetime,
 )
 
 log = logging.getLogger(__name__)
@@ -158,9 +158,7 @@ class PostgresStore:
                 "COPY bandwidth (report_id, school_id, device_id, measured_at, download_mbps,"
                 " upload_mbps, latency_ms, error, skipped, backend, bytes_used) FROM STDIN"
             ) as copy:
-                for item in rows.bandwidth:
-                    b = item.report
-                    assert isinstance(b, Bandwidth)
+                for b, _at in rows.bandwidth:
                     copy.write_row(
                         (
                             clean(b.report_id),
@@ -183,7 +181,11 @@ class PostgresStore:
                 " SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])"
                 " ON CONFLICT (school_id, device_id) DO UPDATE"
                 " SET last_seen = GREATEST(devices.last_seen, excluded.last_seen)",
-                ([k[0] for k, _ in seen], [k[1] for k, _ in seen], [at for _, at in seen]),
+                (
+                    [k[0] for k, _ in seen],
+                    [k[1] for k, _ in seen],
+                    [to_datetime(at) for _, at in seen],
+                ),
             )
         if rows.inventories:
             cur.executemany(
@@ -207,7 +209,7 @@ class PostgresStore:
                         device,
                         inv.measured_at,
                     )
-                    for (school, device), inv in sorted(rows.inventories.items())
+                    for (school, device), (inv, _at) in sorted(rows.inventories.items())
                 ],
             )
         hours = rows.sorted_hours()
@@ -222,7 +224,7 @@ class PostgresStore:
                 " checks_ok = heartbeat_hours.checks_ok + excluded.checks_ok",
                 (
                     [s for s, _, _ in hours],
-                    [h for _, h, _ in hours],
+                    [to_datetime(h) for _, h, _ in hours],
                     [v.heartbeats for _, _, v in hours],
                     [v.checks for _, _, v in hours],
                     [v.checks_ok for _, _, v in hours],
@@ -235,7 +237,7 @@ class PostgresStore:
                 " SELECT * FROM unnest(%s::text[], %s::timestamptz[])"
                 " ON CONFLICT (school_id) DO UPDATE"
                 " SET last_report = GREATEST(school_reports.last_report, excluded.last_report)",
-                ([s for s, _ in last], [at for _, at in last]),
+                ([s for s, _ in last], [to_datetime(at) for _, at in last]),
             )
 
     def save_rejects(self, rejects: list[Reject]) -> None:

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.protocol import Bandwidth
 from collector.model import (
     BandwidthRow,
     DeviceRow,
@@ -191,16 +190,16 @@ class SqliteStore:
 
     def _write_rows(self, conn: sqlite3.Connection, new: list[Received]) -> None:
         rows = prepare(new)
-        bandwidth = []
-        for item in rows.bandwidth:
-            b = item.report
-            assert isinstance(b, Bandwidth)
-            bandwidth.append(
+        conn.executemany(
+            "INSERT INTO bandwidth (report_id, school_id, device_id, measured_at, download_mbps,"
+            " upload_mbps, latency_ms, error, skipped, backend, bytes_used)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
                 (
                     clean(b.report_id),
                     b.school_id,
                     b.device_id,
-                    _ts(b.measured_at),
+                    at,
                     b.download_mbps,
                     b.upload_mbps,
                     b.latency_ms,
@@ -209,18 +208,14 @@ class SqliteStore:
                     clean(b.backend),
                     bounded(b.bytes_used),
                 )
-            )
-        conn.executemany(
-            "INSERT INTO bandwidth (report_id, school_id, device_id, measured_at, download_mbps,"
-            " upload_mbps, latency_ms, error, skipped, backend, bytes_used)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            bandwidth,
+                for b, at in rows.bandwidth
+            ],
         )
         conn.executemany(
             "INSERT INTO devices (school_id, device_id, last_seen) VALUES (?, ?, ?)"
             " ON CONFLICT (school_id, device_id) DO UPDATE"
             " SET last_seen = max(devices.last_seen, excluded.last_seen)",
-            [(s, d, _ts(at)) for (s, d), at in sorted(rows.last_seen.items())],
+            [(s, d, at) for (s, d), at in sorted(rows.last_seen.items())],
         )
         conn.executemany(
             "UPDATE devices SET inventory_at = ?, memory_mb = ?, cpu_cores = ?, os_name = ?,"
@@ -230,7 +225,7 @@ class SqliteStore:
             " AND (inventory_at IS NULL OR inventory_at <= ?)",
             [
                 (
-                    _ts(inv.measured_at),
+                    at,
                     bounded(inv.memory_mb),
                     bounded(inv.cpu.cores),
                     clean(inv.os.name),
@@ -241,9 +236,9 @@ class SqliteStore:
                     inventory_json(inv),
                     school,
                     device,
-                    _ts(inv.measured_at),
+                    at,
                 )
-                for (school, device), inv in sorted(rows.inventories.items())
+                for (school, device), (inv, at) in sorted(rows.inventories.items())
             ],
         )
         conn.executemany(
@@ -251,16 +246,13 @@ class SqliteStore:
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (school_id, hour) DO UPDATE SET"
             " heartbeats = heartbeats + excluded.heartbeats,"
             " checks = checks + excluded.checks, checks_ok = checks_ok + excluded.checks_ok",
-            [
-                (s, int(_ts(h)), v.heartbeats, v.checks, v.checks_ok)
-                for s, h, v in rows.sorted_hours()
-            ],
+            [(s, h, v.heartbeats, v.checks, v.checks_ok) for s, h, v in rows.sorted_hours()],
         )
         conn.executemany(
             "INSERT INTO school_reports (school_id, last_report) VALUES (?, ?)"
             " ON CONFLICT (school_id) DO UPDATE"
             " SET last_report = max(last_report, excluded.last_report)",
-            [(s, _ts(at)) for s, at in sorted(rows.last_report.items())],
+            sorted(rows.last_report.items()),
         )
 
     def save_rejects(self, rejects: list[Reject]) -> None:
