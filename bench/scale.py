@@ -129,6 +129,7 @@ class Run:
     measured: dict[str, list[float]] = field(default_factory=dict)
     baseline: dict[str, list[float]] = field(default_factory=dict)
     province: str = ""
+    load_before: float = field(default_factory=lambda: os.getloadavg()[0])
 
 
 def start_serve(work: Path, name: str, mqtt_url: str, db: str, port: int) -> Child:
@@ -335,6 +336,9 @@ def write_results(r: Run, path: Path = RESULTS) -> str:
         "- Policy snapshot of all schools: "
         + (f"{r.snapshot_s:.1f} s" if r.snapshot_s is not None else "not reported")
         + f"; SQLite store on disk: {r.db_mb:,.0f} MB.",
+        f"- Machine load (1-minute load average) {r.load_before:.1f} at the start and "
+        f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores: other processes "
+        "running at the same time slow every figure down.",
         "- Sizing drawn from these figures: docs/scale.md.",
     ]
     text = "\n".join(lines) + "\n"
