@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agent.mqtt import parse_broker_url
+from collector.bulk_publish import Message, Publisher, PublishResult
 from collector.demo_procs import (
     BrokerImpl,
     Child,
@@ -37,7 +38,7 @@ from collector.demo_procs import (
 )
 from collector.demo_summary import Summary, summarise
 from collector.fleet import SimSchool, build_fleet, write_registry_file
-from collector.simulate import Message, Plan, Publisher, PublishResult, fleet_reports, plan_now
+from collector.simulate import Plan, fleet_reports, plan_now
 
 STATE_FILES = ("demo.db", "demo.db-wal", "demo.db-shm", "mosquitto.db")
 

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import TextIO
 
 from agent.mqtt import BrokerUrlError, parse_broker_url
+from collector.bulk_publish import Publisher, PublishError, PublishResult
 from collector.fleet import build_fleet, write_registry_file
-from collector.simulate import Plan, Publisher, PublishError, PublishResult, fleet_reports, plan_now
+from collector.simulate import Plan, fleet_reports, plan_now
 
 
 def _positive_int(text: str) -> int:
