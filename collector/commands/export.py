@@ -87,9 +87,12 @@ def shortages_command(args: argparse.Namespace) -> int:
         else:
             path = Path(args.output)
             partial = path.with_name(path.name + ".partial")
-            with partial.open("wb") as out:
-                count = write_shortages(snapshot, fmt, out, filters, _progress)
-            partial.replace(path)  # a reader never sees half a file
+            try:
+                with partial.open("wb") as out:
+                    count = write_shortages(snapshot, fmt, out, filters, _progress)
+                partial.replace(path)  # a reader never sees half a file
+            finally:
+                partial.unlink(missing_ok=True)  # only left after a failure
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
