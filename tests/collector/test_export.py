@@ -232,3 +232,15 @@ def test_every_free_text_column_is_neutralised() -> None:
         "'@commune",
         "'-level",
     ]
+
+
+def test_export_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "o.db")
+    src = tmp_path / "schools.csv"
+    src.write_text(REGISTRY, encoding="utf-8")
+    assert main(["schools", "import", str(src), "--db", db]) == 0
+    capsys.readouterr()
+    code = main(["export", "shortages", "--db", db, "--format", "csv", "--kind", "any", "-o", "-"])
+    out = capsys.readouterr().out.lstrip("\ufeff")
+    assert code == 0
+    assert [r["school_id"] for r in csv.DictReader(io.StringIO(out))] == ["DN-1", "QN-1"]
