@@ -157,7 +157,11 @@ def test_reports_become_metrics_and_shortage_lists(
         return stored == len(REPORTS) and zz == 5.0 and a == 40.0 and b == 1.0
 
     wait_until(caught_up, timeout=60, what="the reports to reach the snapshot")
-    m = samples(httpx.get(f"{base}/metrics").text)
+    body = httpx.get(f"{base}/metrics").content
+    m = samples(body.decode())
+    lint = subprocess.run([realparts.require_tool("promtool", "prometheus"), "check", "metrics"],
+                          input=body, capture_output=True, timeout=60)  # fmt: skip
+    assert lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(), lint
 
     def school(name: str, school_id: str, province: str = HANOI, **labels: str) -> float | None:
         return metric(m, name, school_id=school_id, province=province, **labels)
