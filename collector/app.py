@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,12 +40,34 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets)
-        if self.started:
-            log.info("listening on http://%s:%d", self.config.host, self.config.port)
+        if self.started and sockets:
+            host, port = sockets[0].getsockname()[:2]
+            log.info("listening on http://%s:%d", host, port)
 
 
 class StartupError(RuntimeError):
     """The collector cannot start with these settings; the message says which and why."""
+
+
+def _bind(c: CollectorConfig) -> socket.socket:
+    """The listening socket for http.listen, or StartupError naming the key and the reason."""
+    try:
+        infos = socket.getaddrinfo(c.listen_host, c.listen_port, type=socket.SOCK_STREAM)
+        family, kind, proto, _name, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise StartupError(f"config key 'http.listen' has value {c.http_listen!r}: {e}") from e
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        raise StartupError(
+            f"config key 'http.listen' has value {c.http_listen!r}: cannot listen: {e.strerror}"
+        ) from e
+    sock.set_inheritable(True)
+    return sock
 
 
 @dataclass
@@ -73,10 +96,13 @@ class CollectorApp:
         self.ingest: Ingest | None = None
         self.refresher: SnapshotRefresher | None = None
         self.http: Starlette | None = None
+        self.socket: socket.socket | None = None
 
     def start(self) -> Starlette:
         """Open everything; raises StartupError naming the setting that is wrong."""
         c = self.config
+        # bind first: a port in use stops the collector before it touches store or broker
+        self.socket = _bind(c)
         try:
             policy = self.parts.load_policy(c.policy_file)
         except ValueError as e:
@@ -172,15 +198,12 @@ class CollectorApp:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda signum, _frame: received.append(signum))
         try:
-            server.run()
+            server.run(sockets=[self.socket] if self.socket else None)
         finally:
             if received or server.should_exit:
                 log.info("shutting down")
             self.stop()
-        if not server.started:
-            log.error("could not listen on %s", self.config.http_listen)
-            return 1
-        return 0
+        return 0 if server.started else 1
 
     def stop(self) -> None:
         """Stop the refresher, drain ingest, close the store. Safe to call twice."""
@@ -194,4 +217,7 @@ class CollectorApp:
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
         log.info("collector stopped")

@@ -20,6 +20,7 @@ import csv
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -236,6 +237,7 @@ def test_reports_become_metrics_and_shortage_lists(
         ("ca_file", ["'broker.url'", "garbage.pem"]),
         ("policy", ["'policy.file'", "policy.toml"]),
         ("db", ["'db.url'", "postgresql://nobody@127.0.0.1:1/edugap"]),
+        ("port in use", ["'http.listen'", "cannot listen"]),
     ],
 )
 def test_bad_setting_stops_serve_at_start(tmp_path: Path, case: str, named: list[str]) -> None:
@@ -249,10 +251,16 @@ def test_bad_setting_stops_serve_at_start(tmp_path: Path, case: str, named: list
         "ca_file": ["--broker", "mqtts://127.0.0.1:1", "--ca-file", str(garbage), "--db", db],
         "policy": ["--policy", str(policy), "--db", db],
         "db": ["--db", "postgresql://nobody@127.0.0.1:1/edugap"],
-    }[case]
-    result = subprocess.run(edugap("serve", "--listen", "127.0.0.1:0", *args) if case != "listen"
-                            else edugap("serve", *args),
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    }.get(case, [])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        if case == "port in use":
+            args = ["--listen", f"127.0.0.1:{busy.getsockname()[1]}", "--db", db]
+        elif case != "listen":
+            args = ["--listen", "127.0.0.1:0", *args]
+        result = subprocess.run(edugap("serve", *args), capture_output=True, text=True,
+                                timeout=60)  # fmt: skip
     assert result.returncode == 2, result.stderr
     for text in named:
         assert text in result.stderr, result.stderr
