@@ -28,6 +28,7 @@ from collector.demo_procs import (
     Child,
     Children,
     DemoError,
+    Interrupted,
     agent_argv,
     broker_child,
     edugap_argv,
@@ -172,7 +173,7 @@ class Demo:
         self.broker_name = child.name
         self.mqtt_url = f"mqtt://127.0.0.1:{port}"
         self.children.start(child)
-        wait_until(lambda: port_open(port), 20, f"{child.name} on port {port}", child)
+        wait_until(lambda: port_open(port), 20, f"{child.name} on port {port}", child, self.stop)
         self.say(f"broker: {child.name} on {self.mqtt_url} (MQTT {self.mqtt_version})")
 
     def _import_registry(self, fleet: list[SimSchool]) -> None:
@@ -192,7 +193,9 @@ class Demo:
         env = {**os.environ, "EDUGAP_BROKER_MQTT_VERSION": str(self.mqtt_version)}
         child = Child("edugap serve", edugap_argv(*args), self.logs / "serve.log", env=env)
         self.children.start(child)
-        wait_until(lambda: _http_ok(f"{self.http_base}/readyz"), 60, "the collector", child)
+        wait_until(
+            lambda: _http_ok(f"{self.http_base}/readyz"), 60, "the collector", child, self.stop
+        )
         self.say(f"collector: edugap serve on {self.http_base} (log {child.log_path})")
         return child
 
@@ -247,7 +250,9 @@ class Demo:
                     done += float(line.rsplit(" ", 1)[1])
             return done >= sent
 
-        wait_until(stored, self.o.ready_timeout, "the collector to store the fleet", collector)
+        wait_until(
+            stored, self.o.ready_timeout, "the collector to store the fleet", collector, self.stop
+        )
         summary: list[Summary] = []
 
         def covered() -> bool:
@@ -255,7 +260,7 @@ class Demo:
             summary[:] = [s]
             return s.heard_from >= reporting
 
-        wait_until(covered, 60, "a snapshot with every simulated school", collector)
+        wait_until(covered, 60, "a snapshot with every simulated school", collector, self.stop)
         return summary[0]
 
     def urls(self) -> dict[str, str]:
@@ -280,7 +285,7 @@ class Demo:
             collector = self._start_collector()
             result = self._publish(fleet)
             if self.stop.is_set():
-                return 0
+                raise Interrupted("interrupted while publishing the fleet")
             self._start_agents(fleet)
             reporting = sum(1 for s in fleet if s.profile.monitoring != "never")
             summary = self._wait_ingested(result.sent, reporting, collector)
@@ -294,6 +299,9 @@ class Demo:
             until = "for " + f"{o.duration:g}s" if o.duration is not None else "until Ctrl-C"
             self.say(f"edugap demo is running {until}.")
             return self._watch()
+        except Interrupted as e:
+            self.say(f"edugap demo: {e}")
+            return 130
         except DemoError as e:
             self.say(f"edugap demo: {e}")
             return 1

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -120,12 +121,25 @@ class Children:
         return [c for c in self.started if not c.running()]
 
 
+class Interrupted(DemoError):
+    """The user asked the demo to stop (Ctrl-C, SIGTERM) while it was starting."""
+
+
 def wait_until(
-    check: Callable[[], bool], timeout: float, what: str, child: Child | None = None
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    child: Child | None = None,
+    cancel: threading.Event | None = None,
 ) -> None:
-    """Poll `check` until true; DemoError naming `what` (and the child's log) otherwise."""
+    """Poll `check` until true; DemoError naming `what` (and the child's log) otherwise.
+
+    A set `cancel` event ends the wait at once with Interrupted.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if cancel is not None and cancel.is_set():
+            raise Interrupted(f"interrupted while waiting for {what}")
         if check():
             return
         if child is not None and not child.running():

@@ -34,7 +34,7 @@ class DemoRun:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable, "-m", "collector.cli", "demo", "--dir", str(self.dir)]
-        argv += ["--port", str(self.port), "--schools", "200", *args]
+        argv += ["--port", str(self.port), "--schools", "200", *args]  # later --schools wins
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path
         )
@@ -192,3 +192,20 @@ def test_demo_refuses_a_busy_port_and_leaves_nothing(tmp_path: Path) -> None:
         if str(tmp_path) in " ".join(p.info["cmdline"] or [])
     ]
     assert mine == []
+
+
+def test_ctrl_c_while_starting_stops_everything(tmp_path: Path) -> None:
+    if find_mosquitto() is None:
+        missing("mosquitto", "install the Debian package 'mosquitto'")
+    # 3,000 schools take several seconds to publish: Ctrl-C arrives in the middle of it.
+    with demo(tmp_path, "--schools", "3000") as run:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not any(line.startswith("collector:") for line in run.lines):
+            assert run.proc.poll() is None, run.output
+            assert time.monotonic() < deadline, run.output
+            time.sleep(0.05)
+        children = [p.pid for p in psutil.Process(run.proc.pid).children(recursive=True)]
+        run.proc.send_signal(signal.SIGINT)
+        assert run.proc.wait(60) == 130, run.output
+        assert "interrupted" in run.output
+        assert _alive(children) == []
