@@ -88,7 +88,9 @@ def run_one(name: str, full: bool, paths: Paths, python: str = sys.executable) -
     seconds = time.monotonic() - started
     if done.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:]
-        return Outcome(name, False, seconds, f"exit {done.returncode}:\n" + "\n".join(tail))
+        last = tail[-1] if tail else "no output"
+        # first line: the exit code and the last thing the bench said (usually the exception)
+        return Outcome(name, False, seconds, f"exit {done.returncode}: {last}\n" + "\n".join(tail))
     return Outcome(name, True, seconds)
 
 
