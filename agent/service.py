@@ -146,19 +146,30 @@ class Service:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             wait = (self.scheduler.next_at() - self._clock()).total_seconds()
-            rate_wait = self.drain.pump()
+            try:
+                rate_wait = self.drain.pump()
+            except Exception:
+                # e.g. the disk went away under the outbox: say so, wait, try again
+                log.exception("cannot read the outbox; retrying")
+                rate_wait = MAX_WAIT_SECONDS
             if rate_wait is not None:
                 wait = min(wait, rate_wait)
             try:
                 item = self.events.get(timeout=min(max(wait, 0.0), MAX_WAIT_SECONDS))
-                self._handle(item)
+                self._safely(item)
                 while True:  # take everything already waiting, then commit acks once
-                    self._handle(self.events.get_nowait())
+                    self._safely(self.events.get_nowait())
             except queue.Empty:
                 pass
             self._commit()
             for job in self.scheduler.due(self._clock()):
                 self._run_job(job)
+
+    def _safely(self, item: Any) -> None:
+        try:
+            self._handle(item)
+        except Exception:
+            log.exception("could not handle %r; going on", item)
 
     def _handle(self, item: Any) -> None:
         if isinstance(item, Event):

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent import config as agent_config
+from agent import config_values
 from agent.cli import main
 from agent.config import ConfigError, ScheduleConfig, load, parse
 from agent.scheduler import HEARTBEAT, INVENTORY, SPEEDTEST, Scheduler, within_budget
@@ -152,10 +152,10 @@ def test_check_config_command_exit_codes(tmp_path: Path) -> None:
 
 
 def test_windows_fallback_zone_is_exact_for_vietnam() -> None:
-    fixed = agent_config._FIXED_ZONES["Asia/Ho_Chi_Minh"]
+    fixed = config_values._FIXED_ZONES["Asia/Ho_Chi_Minh"]
     moment = datetime(2026, 7, 1, 12, tzinfo=UTC)
     assert moment.astimezone(HCM).utcoffset() == timedelta(hours=fixed)
-    assert agent_config.load_zone("+07:00").utcoffset(None) == timedelta(hours=7)
+    assert config_values.load_zone("+07:00").utcoffset(None) == timedelta(hours=7)
 
 
 # --- scheduler -----------------------------------------------------------------------------
