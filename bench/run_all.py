@@ -129,11 +129,21 @@ def machine() -> list[str]:
 
 
 def verdict(text: str) -> str:
-    """The line of a results section that says whether its target was met, shortened."""
-    for line in text.splitlines():
-        if re.search(r"\*\*(not met|met)\*\*", line, re.I):
-            return re.sub(r"^[-*]\s*", "", line.strip())
-    return "(no target verdict in the results file)"
+    """What a results section says about its targets, short enough for one table cell.
+
+    One verdict sentence is quoted; verdicts inside a table are counted ("3 met, 1 not met").
+    """
+    lines = [line.strip() for line in text.splitlines() if _VERDICT.search(line)]
+    if not lines:
+        return "(no target verdict in the results file)"
+    if len(lines) == 1 and not lines[0].startswith("|"):
+        return re.sub(r"^[-*]\s*", "", lines[0]).replace("|", "/")
+    met = sum(len(re.findall(r"\*\*met\*\*", line, re.I)) for line in lines)
+    not_met = sum(len(re.findall(r"\*\*not met\*\*", line, re.I)) for line in lines)
+    return f"{met} targets **met**, {not_met} **not met**"
+
+
+_VERDICT = re.compile(r"\*\*(not met|met)\*\*", re.I)
 
 
 def title(text: str, name: str) -> str:

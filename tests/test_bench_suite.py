@@ -76,3 +76,11 @@ def test_full_flag_and_reassembly_without_running(tmp_path: Path) -> None:
     page = paths.doc.read_text()
     assert "not run (recorded result) | edited: **not met** |" in page
     assert run_all.main(["--only", "nosuch"], paths) == 2
+
+
+def test_verdicts_in_a_table_are_counted_not_quoted() -> None:
+    run_all = _run_all()
+    table = "| drain | 5 s | 1 s | **met** |\n| rss | 9 GB | 1 GB | **not met** |\n| x | **met** |"
+    assert run_all.verdict(table) == "2 targets **met**, 1 **not met**"
+    assert run_all.verdict("- Ratio 2x; target 3x: **met**.") == "Ratio 2x; target 3x: **met**."
+    assert run_all.verdict("no verdict here") == "(no target verdict in the results file)"
