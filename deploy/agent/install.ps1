@@ -99,7 +99,7 @@ if (Test-Path $Config) {
         $lines += "ca_file = $(TomlString $ca)"
     }
     # UTF-8 without a byte-order mark: TOML parsers reject the BOM
-    [IO.File]::WriteAllLines($Config, $lines, (New-Object Text.UTF8Encoding($false)))
+    [IO.File]::WriteAllLines($Config, [string[]]$lines, (New-Object Text.UTF8Encoding($false)))
 }
 # only SYSTEM and Administrators may read the config (it holds the MQTT password) and the state
 & icacls $DataDir /inheritance:r /grant:r "*S-1-5-18:(OI)(CI)F" "*S-1-5-32-544:(OI)(CI)F" /T /Q | Out-Null
