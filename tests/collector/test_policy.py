@@ -319,3 +319,12 @@ def test_shortfalls_are_listed_in_the_model_order() -> None:
 
     for s in snapshot().schools.values():
         assert s.shortfalls == tuple(k for k in SHORTFALL_KINDS if k in s.shortfalls)
+
+
+def test_policy_file_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path / "env.toml", "[isp]\ncompliance_share = 0.9\n")
+    monkeypatch.setenv("EDUGAP_POLICY_FILE", str(path))
+    assert main(["policy", "show"]) == 0
+    assert f"# from {path}\ncompliance_share = 0.9\n" in capsys.readouterr().out
