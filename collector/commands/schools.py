@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,17 +18,19 @@ from collector.registry import ParseResult, RegistryError, decode, parse
 
 
 def add_db_argument(parser: argparse.ArgumentParser) -> None:
-    """--db with the same default as `edugap serve` ($EDUGAP_DB, else ./edugap.db)."""
+    """--db with the same default as `edugap serve` ($EDUGAP_DB_URL, $EDUGAP_DB, ./edugap.db)."""
     parser.add_argument(
         "--db",
         default=None,
         metavar="URL",
-        help="store: SQLite file path or postgresql:// URL (default: $EDUGAP_DB, else edugap.db)",
+        help="store: SQLite file path or postgresql:// URL "
+        "(default: $EDUGAP_DB_URL, else $EDUGAP_DB, else edugap.db)",
     )
 
 
 def db_url(args: argparse.Namespace) -> str:
-    return str(args.db) if args.db else default_db_url()
+    """--db, else $EDUGAP_DB_URL (serve's variable for db.url), else $EDUGAP_DB, else edugap.db."""
+    return str(args.db) if args.db else (os.environ.get("EDUGAP_DB_URL") or default_db_url())
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

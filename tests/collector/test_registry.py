@@ -158,3 +158,21 @@ def test_list_command_filters_and_unregistered(
     assert "HN-001" in out and "HCM-01" not in out and "(1 schools)" in out
     _, out, _ = run(["schools", "list", "--db", db, "--unregistered", "--format", "csv"], capsys)
     assert out.splitlines() == ["school_id,last_report", "GHOST-1,2026-11-20T08:00:00+00:00"]
+
+
+@pytest.mark.parametrize("variable", ["EDUGAP_DB_URL", "EDUGAP_DB"])
+def test_store_from_the_environment(
+    variable: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    db = tmp_path / "env.db"
+    monkeypatch.delenv("EDUGAP_DB_URL", raising=False)
+    monkeypatch.delenv("EDUGAP_DB", raising=False)
+    monkeypatch.setenv(variable, str(db))
+    path = tmp_path / "schools.csv"
+    path.write_text(HEADER + GOOD[0], encoding="utf-8")
+    assert run(["schools", "import", str(path)], capsys)[0] == 0
+    _, out, _ = run(["schools", "list", "--format", "csv"], capsys)
+    assert db.exists() and out.splitlines()[1].startswith("HN-001,")
