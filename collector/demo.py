@@ -243,7 +243,10 @@ class Demo:
         """Until the collector stored what was published and a snapshot shows every school."""
 
         def stored() -> bool:
-            text = _get(f"{self.http_base}/metrics?collector=1").decode()
+            try:
+                text = _get(f"{self.http_base}/metrics?collector=1").decode()
+            except OSError:
+                return False  # busy or restarting: ask again
             done = 0.0
             for line in text.splitlines():
                 if line.startswith("edugap_collector_messages_total{"):
@@ -256,7 +259,10 @@ class Demo:
         summary: list[Summary] = []
 
         def covered() -> bool:
-            s = summarise(_get_json(f"{self.http_base}/api/v1/provinces"))
+            try:
+                s = summarise(_get_json(f"{self.http_base}/api/v1/provinces"))
+            except (OSError, ValueError):
+                return False  # 503 before the first snapshot, or busy
             summary[:] = [s]
             return s.heard_from >= reporting
 
