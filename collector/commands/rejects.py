@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -26,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--db",
         default=None,
         metavar="URL",
-        help="store: SQLite file path or postgresql:// URL (default: $EDUGAP_DB, else edugap.db)",
+        help="store: SQLite file path or postgresql:// URL "
+        "(default: $EDUGAP_DB_URL, else $EDUGAP_DB, else edugap.db)",
     )
     parser.add_argument(
         "--limit", type=_positive, default=20, metavar="N", help="how many (default: 20)"
@@ -47,7 +49,8 @@ def _positive(text: str) -> int:
 
 def rejects_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout  # looked up per call: tests and callers may replace sys.stdout
-    url = str(args.db) if args.db else default_db_url()
+    # the same default as `edugap serve` and the other commands
+    url = str(args.db) if args.db else (os.environ.get("EDUGAP_DB_URL") or default_db_url())
     # a read-only command must not create an empty database where the operator mistyped a path
     if scheme_of(url) == "sqlite" and not Path(sqlite_path(url)).exists():
         print(f"edugap rejects: no store at {url} (give --db or set EDUGAP_DB)", file=sys.stderr)
