@@ -94,6 +94,12 @@ class Ingest:
             # Without this Mosquitto sends at most max_inflight_messages (default 20)
             # unacknowledged messages, and batches could never fill while acks wait on them.
             props.ReceiveMaximum = min(_RECEIVE_MAX_LIMIT, max(2 * self.batch_max, 100))
+        else:
+            log.info(
+                "MQTT 3.1.1: the broker's max_inflight_messages caps unacknowledged messages; "
+                "set it to at least batch_max (%d) or batches wait batch_seconds to fill",
+                self.batch_max,
+            )
         self._writer.start()
         self.client.connect_async(self.broker.host, self.broker.port, **kwargs)
         self.client.loop_start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -169,3 +170,17 @@ def test_stored_messages_are_acknowledged_so_a_restart_gets_no_second_copy(
             second.stop()
     assert second.stats.messages["duplicate"] == 0
     assert len(store.bandwidth_since(T0)) == 301
+
+
+def test_ingest_over_mqtt_311_stores_and_acknowledges(store: Store, broker: Mosquitto) -> None:
+    settings = dataclasses.replace(parse_broker_url(broker.url), mqtt_version=3)
+    ingest = Ingest(store, settings, client_id="collector-v3", batch_seconds=0.05)
+    ingest.start()
+    try:
+        wait_until(ingest.ready, what="subscribed over MQTT 3.1.1")
+        with publisher(broker.url) as pub:
+            publish(pub, [bandwidth(device=f"d{i}") for i in range(30)])
+        wait_until(lambda: ingest.stats.messages["stored"] == 30, what="30 stored")
+    finally:
+        ingest.stop()
+    assert len(store.bandwidth_since(T0)) == 30
