@@ -107,8 +107,8 @@ class Ingest:
     def stop(self, drain_seconds: float = 10.0) -> None:
         """Store and acknowledge what is queued, then disconnect (the session stays).
 
-        Messages still arriving after `drain_seconds` are left unacknowledged: the broker keeps
-        them for the next start.
+        Messages arriving after stop() begins, or still queued after `drain_seconds`, are left
+        unacknowledged: the broker keeps them for the next start.
         """
         self._drain_until = time.monotonic() + drain_seconds
         self._stopping.set()
@@ -161,6 +161,8 @@ class Ingest:
             log.warning("disconnected from %s: %s; reconnecting", self.broker.url, reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        if self._stopping.is_set():
+            return  # never acknowledged: the broker keeps it for the next start
         try:
             topic = message.topic
         except UnicodeDecodeError:  # brokers check this; never let it kill the network thread

@@ -51,13 +51,13 @@ def collector_process(store_url: str, broker: Mosquitto, client_id: str) -> Iter
                 proc.wait()
 
 
-def test_a_collector_killed_mid_stream_and_restarted_stores_every_report_once(
+def test_a_collector_stopped_then_killed_mid_stream_stores_every_report_once(
     tmp_path: Path, broker: Mosquitto
 ) -> None:
     db = str(tmp_path / "edugap.db")
     store = open_store(db)  # this test's own reader of the collector's file
     reports = [bandwidth(device=f"d{i % 37}", at=T0 + timedelta(seconds=i)) for i in range(3000)]
-    # kill on the publisher's clock (at a third and at two thirds), not just after a commit
+    # stop, then kill, on the publisher's clock (at 1/3 and 2/3), not just after a commit
     # was seen, so the collector is as likely to hold an unsaved batch as to wait for one
     marks = [threading.Event(), threading.Event()]
     published = threading.Event()
@@ -79,7 +79,10 @@ def test_a_collector_killed_mid_stream_and_restarted_stores_every_report_once(
                 if n == 0:
                     sender.start()
                 wait_until(mark.is_set, what="the publisher's mark")
-                os.kill(pid, signal.SIGKILL)  # no flush, no disconnect, no acks for its batch
+                if n == 0:
+                    os.kill(pid, signal.SIGTERM)  # clean stop: stores what it holds, then leaves
+                else:
+                    os.kill(pid, signal.SIGKILL)  # no flush, no disconnect, no acks
             assert not published.is_set(), "the kill must happen while reports still flow"
         sender.join()
         assert store.report_count() < len(reports)  # type: ignore[attr-defined]
