@@ -29,7 +29,7 @@ from collector.model import (
     StoreError,
 )
 from collector.store import sqlite_path
-from collector.store.migrations import migrations
+from collector.store.migrations import migrations, statements
 from collector.store.prepare import (
     bounded,
     clean,
@@ -144,7 +144,7 @@ class SqliteStore:
                 if done is None:
                     log.info("applying SQLite migration %s to %s", name, self.url)
                     # executescript would commit first; run the statements one by one instead
-                    for statement in _statements(sql):
+                    for statement in statements(sql):
                         conn.execute(statement)
                     conn.execute(
                         "INSERT INTO schema_version VALUES (?, ?, ?)", (version, name, time.time())
@@ -400,9 +400,3 @@ class SqliteStore:
                 except sqlite3.Error as e:  # closing must not hide the caller's own error
                     log.warning("closing %s: %s", self.url, e)
             self._all.clear()
-
-
-def _statements(sql: str) -> list[str]:
-    """Split a migration script into statements (our scripts have no ';' inside literals)."""
-    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

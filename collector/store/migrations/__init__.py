@@ -19,3 +19,9 @@ def migrations(backend: str) -> list[tuple[int, str, str]]:
     if len(set(versions)) != len(versions):
         raise RuntimeError(f"two {backend} migrations share a number: {[n for _, n, _ in found]}")
     return found
+
+
+def statements(sql: str) -> list[str]:
+    """Split a migration script into statements (our scripts have no ';' inside literals)."""
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
