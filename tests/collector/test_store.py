@@ -273,3 +273,39 @@ def test_rejects_command_refuses_a_missing_sqlite_file(
     assert main(["rejects", "--db", str(missing)]) == 2
     assert "no store at" in capsys.readouterr().err
     assert not missing.exists()
+
+
+def test_two_writers_saving_the_same_reports_store_each_once(db_url: str) -> None:
+    """Two collectors (two store objects) racing on overlapping batches: exactly once."""
+    reports = [
+        received(heartbeat(device=f"d{i % 40}", at=T0 + timedelta(seconds=i))) for i in range(600)
+    ]
+    reports += [
+        received(bandwidth(device=f"d{i % 40}", at=T0 + timedelta(seconds=i))) for i in range(200)
+    ]
+    stores = [open_store(db_url), open_store(db_url)]
+    results: list[list[bool]] = [[], []]
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        order = reports if n == 0 else reports[::-1]  # opposite orders: worst case for locks
+        try:
+            for start in range(0, len(order), 100):
+                results[n] += stores[n].save_batch(order[start : start + 100])
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert not errors
+        assert sum(results[0]) + sum(results[1]) == len(reports)
+        assert len(stores[0].bandwidth_since(T0)) == 200
+        hours = stores[0].heartbeat_hours_since(T0)
+        assert sum(h.heartbeats for h in hours) == 600
+    finally:
+        for s in stores:
+            s.close()
