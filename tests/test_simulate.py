@@ -7,6 +7,7 @@ import statistics
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from agent.mqtt import connect_properties, new_client, parse_broker_url
 from agent.protocol import Bandwidth, Inventory, decode
+from collector.bulk_publish import Publisher
 from collector.cli import main
 from collector.fleet import REGISTRY_COLUMNS, build_fleet, required_mbps
 from collector.simulate import Plan, fleet_reports
@@ -127,27 +129,38 @@ def test_schools_are_placed_in_official_provinces_and_communes_inside_vietnam() 
 
 
 class _Listener:
-    """A real MQTT subscriber on the edugap topics that counts what arrives."""
+    """A real MQTT subscriber on the edugap topics that counts what arrives.
 
-    def __init__(self, url: str) -> None:
+    With `persistent` its session (and the messages queued for it) survives a broker restart.
+    """
+
+    def __init__(self, url: str, persistent: bool = False) -> None:
         settings = parse_broker_url(url)
         self.topics: list[str] = []
+        self.report_ids: set[str] = set()
         self.lock = threading.Lock()
         subscribed = threading.Event()
-        self.client = new_client(settings, "test-listener")
+        self.client = new_client(settings, "test-listener", clean_start=not persistent)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("edugap/v1/#", qos=1)
         self.client.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
         self.client.on_message = self._on_message
-        self.client.connect_async(
-            settings.host, settings.port, **connect_properties(settings, True)
-        )  # type: ignore[arg-type]
+        kwargs = connect_properties(settings, clean_start=not persistent)
+        self.client.connect_async(settings.host, settings.port, **kwargs)  # type: ignore[arg-type]
         self.client.loop_start()
         assert subscribed.wait(10), "listener could not subscribe"
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        decode(msg.topic, msg.payload)
+        report = decode(msg.topic, msg.payload)
         with self.lock:
             self.topics.append(msg.topic)
+            self.report_ids.add(report.report_id)
+
+    def wait_for_ids(self, ids: set[str], timeout: float = 60.0) -> set[str]:
+        """Wait until every id has arrived (at least once); return the missing ones."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not ids <= self.report_ids:
+            time.sleep(0.1)
+        return ids - self.report_ids
 
     def wait_for(self, n: int, timeout: float = 30.0) -> int:
         deadline = time.monotonic() + timeout
@@ -173,6 +186,32 @@ def test_reports_arrive_through_a_real_broker(broker: Mosquitto, tmp_path: Path)
         listener.close()
     registered = {row["school_id"] for row in csv.DictReader((tmp_path / "r.csv").open())}
     assert {t.split("/")[2] for t in listener.topics} <= registered
+
+
+def test_publishing_survives_a_broker_restart(broker: Mosquitto) -> None:
+    """Every report reaches a persistent subscriber although the broker restarts mid-run."""
+    fleet = build_fleet(600, 2, seed=9)
+    messages = list(fleet_reports(fleet, Plan(now=NOW), seed=9))
+    expected = {decode(t, p).report_id for t, p in messages}
+    listener = _Listener(broker.url, persistent=True)
+    sent = 0
+
+    def counted() -> Iterator[tuple[str, bytes]]:
+        nonlocal sent
+        for n, message in enumerate(messages):
+            if n == len(messages) // 3:
+                broker.restart()  # mid-run: paho reconnects and resends what was not acked
+            sent += 1
+            yield message
+
+    try:
+        with Publisher(parse_broker_url(broker.url)) as publisher:
+            result = publisher.publish_all(counted())
+        assert result.sent == sent == len(messages)
+        assert result.acked == result.sent
+        assert listener.wait_for_ids(expected) == set()
+    finally:
+        listener.close()
 
 
 @pytest.mark.parametrize(
