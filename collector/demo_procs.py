@@ -157,11 +157,13 @@ def find_mosquitto() -> str | None:
     return None
 
 
-def choose_broker(impl: BrokerImpl) -> tuple[Literal["mosquitto", "amqtt"], str | None]:
+def choose_broker(
+    impl: BrokerImpl, find: Callable[[], str | None] = find_mosquitto
+) -> tuple[Literal["mosquitto", "amqtt"], str | None]:
     """The broker to run and, for Mosquitto, its executable."""
     if impl == "amqtt":
         return "amqtt", None
-    exe = find_mosquitto()
+    exe = find()
     if exe:
         return "mosquitto", exe
     if impl == "mosquitto":

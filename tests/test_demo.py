@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from collector.demo_procs import find_mosquitto
 from tests.realparts import free_port, missing
@@ -209,3 +210,16 @@ def test_ctrl_c_while_starting_stops_everything(tmp_path: Path) -> None:
         assert run.proc.wait(60) == 130, run.output
         assert "interrupted" in run.output
         assert _alive(children) == []
+
+
+def test_auto_falls_back_to_the_embedded_broker_without_mosquitto() -> None:
+    from collector.demo_procs import DemoError, choose_broker
+
+    assert choose_broker("auto", find=lambda: None) == ("amqtt", None)
+    assert choose_broker("auto", find=lambda: "/usr/sbin/mosquitto") == (
+        "mosquitto",
+        "/usr/sbin/mosquitto",
+    )
+    assert choose_broker("amqtt", find=lambda: "/usr/sbin/mosquitto") == ("amqtt", None)
+    with pytest.raises(DemoError, match="no mosquitto in PATH or /usr/sbin"):
+        choose_broker("mosquitto", find=lambda: None)
