@@ -8,6 +8,7 @@ benchmarks publish through it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -55,7 +56,7 @@ class Publisher:
         self,
         settings: BrokerSettings,
         client_factory: ClientFactory = new_client,
-        client_id: str = "edugap-simulator",
+        client_id: str | None = None,
         window: int = 2000,
         connect_timeout: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
@@ -66,6 +67,8 @@ class Publisher:
         self._acks = _Acks()
         self._connected = threading.Event()
         self._refused: str | None = None
+        # A broker drops the older of two connections with one client id: one id per process.
+        client_id = client_id or f"edugap-simulator-{os.getpid()}"
         self.client: mqtt.Client = client_factory(settings, client_id, clean_start=True)
         self.client.max_inflight_messages_set(min(window, 1000))
         self.client.max_queued_messages_set(0)
