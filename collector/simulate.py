@@ -236,7 +236,7 @@ def school_reports(sim: SimSchool, plan: Plan, seed: int = 1) -> list[Report]:
     devices = _devices(sim, rng)
     reports: list[Report] = []
     for dev in devices:
-        # Inventory is sent at start and daily; the newest one is what counts.
+        # Agents send an inventory every few hours; only the newest counts, so one per device.
         at = (end - timedelta(hours=rng.uniform(0, min(12.0, plan.days * 24)))).replace(
             microsecond=0
         )
