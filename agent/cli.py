@@ -9,6 +9,7 @@ import queue
 import signal
 import sqlite3
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -26,22 +27,31 @@ ONCE_PROBES = ("inventory", "heartbeat", "bandwidth")
 PROBE_ALIASES = {"availability": "heartbeat"}
 NOT_INSTALLED = "not-installed"
 
-DESCRIPTION = """\
-The edugap school agent measures this computer and the school's Internet link and reports
-over MQTT to the edugap collector.
+# What each command does: the main --help lists them, each command's --help starts with its own.
+COMMANDS = {
+    "run": "the service: inventory, heartbeats and speed tests on schedule, delivered through "
+    "an on-disk outbox that survives broker outages and restarts",
+    "once": "take every measurement now and print the reports as JSON; sends nothing, needs "
+    'no config file (the school is then shown as "unenrolled")',
+    "speedtest": "run one speed test now with a progress display and a summary; sends nothing",
+    "status": "outbox depth, dropped reports, last successful publish, broker reachable",
+    "check-config": "validate the config file and environment; non-zero exit on any bad key",
+}
 
-commands:
-  run           the service: inventory, heartbeats and speed tests on schedule, delivered
-                through an on-disk outbox that survives broker outages and restarts
-  once          take every measurement now and print the reports as JSON; sends nothing,
-                needs no config file (the school is then shown as "unenrolled")
-  speedtest     run one speed test now with a progress display and a summary; sends nothing
-  status        outbox depth, dropped reports, last successful publish, broker reachable
-  check-config  validate the config file and environment; non-zero exit on any bad key
 
-The config file is TOML (see docs/agent.md); every key can be overridden by an environment
-variable EDUGAP_AGENT_<SECTION>_<KEY>, e.g. EDUGAP_AGENT_SCHEDULE_HEARTBEAT_MINUTES=5.
-"""
+def _description() -> str:
+    listing = "\n".join(
+        textwrap.fill(text, 92, initial_indent=f"  {name:<14}", subsequent_indent=" " * 16)
+        for name, text in COMMANDS.items()
+    )
+    return (
+        "The edugap school agent measures this computer and the school's Internet link and\n"
+        "reports over MQTT to the edugap collector.\n\ncommands:\n"
+        + listing
+        + "\n\nThe config file is TOML (see docs/agent.md); every key can be overridden by an"
+        "\nenvironment variable EDUGAP_AGENT_<SECTION>_<KEY>, e.g."
+        " EDUGAP_AGENT_SCHEDULE_HEARTBEAT_MINUTES=5.\n"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,15 +64,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(
         prog="edugap-agent",
-        description=DESCRIPTION,
+        description=_description(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"edugap-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("run", parents=[common], help="run the agent service (until stopped)")
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        description=COMMANDS["run"],
+        help="run the agent service (until stopped)",
+    )
     p.set_defaults(func=cmd_run)
     p = sub.add_parser(
-        "once", parents=[common], help="measure now and print the reports as JSON; send nothing"
+        "once",
+        parents=[common],
+        description=COMMANDS["once"],
+        help="measure now and print the reports as JSON; send nothing",
     )
     p.add_argument(
         "--probe",
@@ -70,17 +88,30 @@ def _parser() -> argparse.ArgumentParser:
         help="only this measurement (default: all; bandwidth only when bandwidth.role is true)",
     )
     p.set_defaults(func=cmd_once)
-    p = sub.add_parser("speedtest", parents=[common], help="one speed test now, with progress")
+    p = sub.add_parser(
+        "speedtest",
+        parents=[common],
+        description=COMMANDS["speedtest"],
+        help="one speed test now, with progress",
+    )
     p.add_argument("--backend", choices=("selfhosted", "speedtest.net"), help="override backend")
     p.add_argument("--server-url", help="override bandwidth.server_url")
     p.add_argument("--json", action="store_true", help="also print the report as JSON")
     p.set_defaults(func=cmd_speedtest)
     p = sub.add_parser(
-        "status", parents=[common], help="outbox, dropped reports, last publish, broker reachable"
+        "status",
+        parents=[common],
+        description=COMMANDS["status"],
+        help="outbox, dropped reports, last publish, broker reachable",
     )
     p.add_argument("--timeout", type=float, default=5.0, help="broker check timeout (s)")
     p.set_defaults(func=cmd_status)
-    p = sub.add_parser("check-config", parents=[common], help="validate the configuration")
+    p = sub.add_parser(
+        "check-config",
+        parents=[common],
+        description=COMMANDS["check-config"],
+        help="validate the configuration",
+    )
     p.set_defaults(func=cmd_check_config)
     return parser
 
