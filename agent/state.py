@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 DEVICE_ID_FILE = "device_id"
 USAGE_FILE = "bandwidth_usage.json"
+# shown by `once`, `status` and `speedtest` before the service has ever made a device id
+NOT_INSTALLED = "not-installed"
 
 
 def _write_atomic(path: Path, text: str) -> None:
