@@ -252,59 +252,25 @@ def listener(broker: Any) -> Iterator[Listener]:
 
 
 def make_certificates(workdir: Path) -> dict[str, Path]:
-    """A private CA and a server certificate for 127.0.0.1 (openssl CLI); paths by name."""
+    """A private CA, a server certificate for 127.0.0.1 and a client certificate (openssl)."""
     openssl = realparts.require_tool("openssl", "openssl")
     workdir.mkdir(parents=True, exist_ok=True)
-    paths = {n: workdir / f"{n}.pem" for n in ("ca", "ca_key", "server", "server_key")}
-    csr = workdir / "server.csr"
+    names = ("ca", "ca_key", "server", "server_key", "client", "client_key")
+    paths = {n: workdir / f"{n}.pem" for n in names}
     ext = workdir / "san.ext"
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
 
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], check=True, capture_output=True)
 
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        str(paths["ca_key"]),
-        "-out",
-        str(paths["ca"]),
-    )
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        str(paths["server_key"]),
-        "-out",
-        str(csr),
-    )
-    run(
-        "x509",
-        "-req",
-        "-in",
-        str(csr),
-        "-CA",
-        str(paths["ca"]),
-        "-CAkey",
-        str(paths["ca_key"]),
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        str(ext),
-        "-out",
-        str(paths["server"]),
-    )
+    new_key = ("-newkey", "rsa:2048", "-nodes")
+    run("req", "-x509", *new_key, "-days", "2", "-subj", "/CN=test-ca",
+        "-keyout", str(paths["ca_key"]), "-out", str(paths["ca"]))  # fmt: skip
+    for name, subject in (("server", "/CN=127.0.0.1"), ("client", "/CN=79000001")):
+        csr = workdir / f"{name}.csr"
+        run("req", *new_key, "-subj", subject, "-keyout", str(paths[f"{name}_key"]),
+            "-out", str(csr))  # fmt: skip
+        run("x509", "-req", "-in", str(csr), "-CA", str(paths["ca"]), "-CAkey",
+            str(paths["ca_key"]), "-CAcreateserial", "-days", "2", "-extfile", str(ext),
+            "-out", str(paths[name]))  # fmt: skip
     return paths

@@ -149,6 +149,14 @@ def test_check_config_command_exit_codes(tmp_path: Path) -> None:
     assert done.returncode != 0 and "does not exist" in done.stderr
     env = clean_env(EDUGAP_AGENT_CONFIG=str(bad))
     assert agent_command("check-config", env=env).returncode != 0
+    # the service refuses to start on the same problem, naming it
+    done = agent_command("run", "--config", str(bad))
+    assert done.returncode == 2
+    assert "config key 'schedule.heartbeat_minutes' has value '-5'" in done.stderr
+    env = clean_env(EDUGAP_AGENT_SCHEDULE_HEARTBEAT_MINUTES="soon")
+    done = agent_command("run", "--config", str(good), env=env)
+    assert done.returncode == 2
+    assert "(from environment variable EDUGAP_AGENT_SCHEDULE_HEARTBEAT_MINUTES)" in done.stderr
 
 
 def test_windows_fallback_zone_is_exact_for_vietnam() -> None:

@@ -205,25 +205,26 @@ def test_falls_back_to_mqtt_3_when_the_broker_refuses_mqtt_5(tmp_path: Path) -> 
         server.wait(10)
 
 
-def test_delivers_over_tls_with_the_configured_ca(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mutual", [False, True], ids=["ca-only", "client-certificate"])
+def test_delivers_over_tls(tmp_path: Path, mutual: bool) -> None:
     certs = make_certificates(tmp_path / "certs")
     tls_port = realparts.free_port()
     extra = (
         f"listener {tls_port} 127.0.0.1\n"
         f"cafile {certs['ca']}\ncertfile {certs['server']}\nkeyfile {certs['server_key']}\n"
+        + ("require_certificate true\n" if mutual else "")
     )
+    tls: dict[str, Any] = {"ca_file": str(certs["ca"])}
+    if mutual:
+        tls.update(cert_file=str(certs["client"]), key_file=str(certs["client_key"]))
     with realparts.mosquitto(tmp_path / "mosquitto", extra_config=extra) as broker:
         listener = Listener(broker.url)  # plain listener of the same broker
         (tmp_path / "agent").mkdir()
-        agent = AgentProcess(
-            tmp_path / "agent",
-            f"mqtts://127.0.0.1:{tls_port}",
-            broker.port,
-            broker={"ca_file": str(certs["ca"])},
-        ).start()
+        url = f"mqtts://127.0.0.1:{tls_port}"
+        agent = AgentProcess(tmp_path / "agent", url, broker.port, broker=tls).start()
         try:
             wait_for(lambda: listener.reports("heartbeat"), what="a heartbeat over TLS")
-            assert f"connected to mqtts://127.0.0.1:{tls_port}" in agent.log_text()
+            assert f"connected to {url}" in agent.log_text()
         finally:
             agent.stop()
             listener.close()
