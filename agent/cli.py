@@ -158,7 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         service = Service(config)
-    except OSError as e:
+    except (OSError, sqlite3.Error) as e:
         log.error("cannot use state directory %s: %s", config.state_dir, e)
         return 1
 

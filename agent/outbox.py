@@ -134,7 +134,20 @@ class Outbox:
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self._clock = clock
-        self._db = connect(path)
+        try:
+            self._db = connect(path)
+            self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
+        except sqlite3.OperationalError:
+            raise  # locked, read-only, no space: not the file's fault; keep it
+        except sqlite3.DatabaseError as e:
+            # a damaged file (disk fault, power cut on a cheap SD card) must not stop the
+            # agent for ever: keep it aside for whoever investigates, start empty
+            aside = path.with_name(f"{path.name}.corrupt-{int(clock())}")
+            log.error("outbox %s is unreadable (%s); moved to %s, starting empty", path, e, aside)
+            os.replace(path, aside)
+            for extra in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+                extra.unlink(missing_ok=True)
+            self._db = connect(path)
 
     def close(self) -> None:
         self._db.close()

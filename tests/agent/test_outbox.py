@@ -122,3 +122,12 @@ def test_daily_usage_resets_on_a_new_day(tmp_path: Path) -> None:
     assert read_usage(tmp_path, today + timedelta(days=1)) == DailyUsage(today + timedelta(days=1))
     (tmp_path / "bandwidth_usage.json").write_text("{broken")
     assert read_usage(tmp_path, today) == DailyUsage(today)
+
+
+def test_a_damaged_outbox_file_is_kept_aside_and_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    path.write_bytes(b"this is not a database, a disk fault wrote it" * 100)
+    outbox = Outbox(path, clock=lambda: 1234.0)
+    outbox.add(heartbeat(1))
+    assert [r.report_id for r in outbox.pending()] == ["report-0001"]
+    assert (tmp_path / "outbox.sqlite3.corrupt-1234").read_bytes().startswith(b"this is not")
