@@ -93,6 +93,7 @@ class Ingest:
         if props is not None:
             # Without this Mosquitto sends at most max_inflight_messages (default 20)
             # unacknowledged messages, and batches could never fill while acks wait on them.
+            # (paho's max_inflight_messages_set limits only our own publishes: there are none.)
             props.ReceiveMaximum = min(_RECEIVE_MAX_LIMIT, max(2 * self.batch_max, 100))
         else:
             log.info(
