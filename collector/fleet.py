@@ -8,7 +8,6 @@ commune, so maps look plausible without shipping boundary data. Everything is dr
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 from collections.abc import Iterable, Sequence
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO
 
+from collector import registry
 from collector.model import School
 
 SimConnectivity = Literal["good", "moderate", "bad"]
@@ -294,26 +294,7 @@ def build_fleet(
 
 def write_registry(out: TextIO, schools: Iterable[School]) -> int:
     """Write the registry CSV (header + one row per school); returns the number of rows."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(REGISTRY_COLUMNS)
-    n = 0
-    for s in schools:
-        writer.writerow(
-            [
-                s.school_id,
-                s.name,
-                s.province,
-                s.commune,
-                s.level,
-                f"{s.lat:.5f}",
-                f"{s.lon:.5f}",
-                s.students,
-                "" if s.computers_required is None else s.computers_required,
-                "" if s.contracted_mbps is None else f"{s.contracted_mbps:g}",
-            ]
-        )
-        n += 1
-    return n
+    return registry.write_csv(out, schools)
 
 
 def write_registry_file(path: Path, schools: Iterable[School]) -> int:

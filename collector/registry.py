@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TextIO
 
 from agent.protocol import ID_PATTERN
 from collector.model import School
@@ -214,11 +215,11 @@ def parse(text: str, places: Places | None = None) -> ParseResult:
     return result
 
 
-def to_csv(schools: Iterable[School]) -> str:
-    """Registry rows as CSV with the import's columns (what `parse` reads back)."""
-    out = io.StringIO()
+def write_csv(out: TextIO, schools: Iterable[School]) -> int:
+    """Write registry rows as CSV with the import's columns; returns the number of rows."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(REQUIRED + OPTIONAL)
+    n = 0
     for s in schools:
         writer.writerow(
             [
@@ -234,4 +235,12 @@ def to_csv(schools: Iterable[School]) -> str:
                 "" if s.contracted_mbps is None else repr(s.contracted_mbps),
             ]
         )
+        n += 1
+    return n
+
+
+def to_csv(schools: Iterable[School]) -> str:
+    """Registry rows as CSV with the import's columns (what `parse` reads back)."""
+    out = io.StringIO()
+    write_csv(out, schools)
     return out.getvalue()
