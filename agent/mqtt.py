@@ -65,23 +65,29 @@ ClientFactory = Callable[..., mqtt.Client]
 
 
 def new_client(
-    settings: BrokerSettings, client_id: str, clean_start: bool = True, manual_ack: bool = False
+    settings: BrokerSettings,
+    client_id: str,
+    clean_start: bool = True,
+    manual_ack: bool = False,
+    *,
+    client_class: type[mqtt.Client] = mqtt.Client,
 ) -> mqtt.Client:
     """A configured but unconnected paho client (callback API v2, MQTT 5 unless asked for 3.1.1).
 
     With `clean_start=False` the broker keeps the session (subscriptions and queued QoS 1
     messages) while the client is away. With `manual_ack=True` QoS 1 messages are acknowledged
     only when the caller calls `client.ack(mid, qos)` (after its write is durable).
+    `client_class` may be a subclass of paho's Client (the collector reads with its own).
     """
     if settings.mqtt_version == 5:
-        client = mqtt.Client(
+        client = client_class(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
             manual_ack=manual_ack,
         )
     else:
-        client = mqtt.Client(
+        client = client_class(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv311,
