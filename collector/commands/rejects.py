@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from pathlib import Path
 from typing import TextIO
 
-from collector.config import default_db_url
+from collector.commands.common import add_db_argument, db_url, open_store
 from collector.model import Reject, StoreError
-from collector.store import open_store, redact, scheme_of, sqlite_path
+from collector.store import redact
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,13 +21,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "topic_mismatch, bad_topic), the detail and the start of the payload. The store keeps "
         "the newest 5000.",
     )
-    parser.add_argument(
-        "--db",
-        default=None,
-        metavar="URL",
-        help="store: SQLite file path or postgresql:// URL "
-        "(default: $EDUGAP_DB_URL, else $EDUGAP_DB, else edugap.db)",
-    )
+    add_db_argument(parser)
     parser.add_argument(
         "--limit", type=_positive, default=20, metavar="N", help="how many (default: 20)"
     )
@@ -49,14 +41,10 @@ def _positive(text: str) -> int:
 
 def rejects_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout  # looked up per call: tests and callers may replace sys.stdout
-    # the same default as `edugap serve` and the other commands
-    url = str(args.db) if args.db else (os.environ.get("EDUGAP_DB_URL") or default_db_url())
-    # a read-only command must not create an empty database where the operator mistyped a path
-    if scheme_of(url) == "sqlite" and not Path(sqlite_path(url)).exists():
-        print(f"edugap rejects: no store at {url} (give --db or set EDUGAP_DB)", file=sys.stderr)
-        return 2
+    url = db_url(args)
     try:
-        store = open_store(url)
+        # a read-only command must not create an empty database where the operator mistyped
+        store = open_store(url, create=False)
         try:
             rejects = store.recent_rejects(limit=args.limit)
         finally:

@@ -5,32 +5,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from collector.config import default_db_url
-from collector.model import School, Store, StoreError
+from collector.commands.common import add_db_argument, db_url, open_store
+from collector.model import School, StoreError
 from collector.places import key, province_key
 from collector.registry import ParseResult, RegistryError, decode, parse
-
-
-def add_db_argument(parser: argparse.ArgumentParser) -> None:
-    """--db with the same default as `edugap serve` ($EDUGAP_DB_URL, $EDUGAP_DB, ./edugap.db)."""
-    parser.add_argument(
-        "--db",
-        default=None,
-        metavar="URL",
-        help="store: SQLite file path or postgresql:// URL "
-        "(default: $EDUGAP_DB_URL, else $EDUGAP_DB, else edugap.db)",
-    )
-
-
-def db_url(args: argparse.Namespace) -> str:
-    """--db, else $EDUGAP_DB_URL (serve's variable for db.url), else $EDUGAP_DB, else edugap.db."""
-    return str(args.db) if args.db else (os.environ.get("EDUGAP_DB_URL") or default_db_url())
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,23 +47,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     ls.add_argument("--format", choices=["table", "csv", "json"], default="table")
     ls.set_defaults(func=list_command)
-
-
-def open_store(url: str, *, create: bool = True) -> Store:
-    """The store at `url` (imported late so `edugap --help` stays fast).
-
-    With create=False a missing SQLite file is an error instead of a new empty store, so a
-    mistyped --db does not quietly export nothing.
-    """
-    from collector.store import open_store as _open_store
-    from collector.store import scheme_of, sqlite_path
-
-    if not create and scheme_of(url) == "sqlite" and not Path(sqlite_path(url)).exists():
-        raise StoreError(
-            f"no store at {url}: import the registry first (edugap schools import FILE --db "
-            f"{url}) or give --db / EDUGAP_DB"
-        )
-    return _open_store(url)
 
 
 def import_command(args: argparse.Namespace) -> int:
