@@ -45,10 +45,17 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 import psycopg  # noqa: E402
 
-from agent.mqtt import BrokerSettings, connect_properties, new_client, parse_broker_url  # noqa: E402
+from agent.mqtt import (  # noqa: E402
+    BrokerSettings,
+    ClientFactory,
+    connect_properties,
+    new_client,
+    parse_broker_url,
+)
 from agent.protocol import decode, encode, new_report_id, topic_for  # noqa: E402
 from collector.ingest import Ingest  # noqa: E402
 from collector.model import Received  # noqa: E402
+from collector.mqtt_fast import fast_client  # noqa: E402
 from collector.store import open_store  # noqa: E402
 from tests.collector.reports import bandwidth, heartbeat, inventory  # noqa: E402
 from tests.realparts import Mosquitto, postgres_admin_url  # noqa: E402
@@ -134,11 +141,17 @@ def drain_ingest(store_url: str, settings: BrokerSettings, client_id: str, n: in
 class BarePaho:
     """Only counts messages: the least a Python MQTT consumer can do."""
 
-    def __init__(self, settings: BrokerSettings, client_id: str, receive_max: int) -> None:
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        client_id: str,
+        receive_max: int,
+        factory: ClientFactory = new_client,
+    ) -> None:
         self.settings = settings
         self.count = 0
         self.subscribed = threading.Event()
-        self.client = new_client(settings, client_id, clean_start=False)
+        self.client = factory(settings, client_id, clean_start=False)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe(f"$share/{client_id}/{TOPIC}", qos=1)
         self.client.on_subscribe = lambda *_: self.subscribed.set()
@@ -354,6 +367,7 @@ def one_run(n: int, messages: list[tuple[str, bytes]], run: int) -> dict[str, fl
         ingest_session(str(work / "v311.db"), v311, "bench-v311")
         BarePaho(settings, "bench-bare", 4000).run(None)
         BarePaho(v311, "bench-bare-v311", 4000).run(None)
+        BarePaho(settings, "bench-fast", 4000, fast_client).run(None)
         mosquitto_sub(broker.port, "bench-sub", None)
         published = publish_all(settings, messages)
         result = {"publish": published}
@@ -361,6 +375,7 @@ def one_run(n: int, messages: list[tuple[str, bytes]], run: int) -> dict[str, fl
             ("sqlite", lambda: drain_ingest(sqlite_db, settings, "bench-sqlite", n)),
             ("postgres", lambda: drain_ingest(pg_url, settings, "bench-pg", n)),
             ("paho", lambda: BarePaho(settings, "bench-bare", 4000).run(n)),
+            ("fast", lambda: BarePaho(settings, "bench-fast", 4000, fast_client).run(n)),
             ("mosquitto_sub", lambda: mosquitto_sub(broker.port, "bench-sub", n)),
             ("sqlite_v311", lambda: drain_ingest(str(work / "v311.db"), v311, "bench-v311", n)),
             ("paho_v311", lambda: BarePaho(v311, "bench-bare-v311", 4000).run(n)),
@@ -400,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         "sqlite",
         "postgres",
         "paho",
+        "fast",
         "mosquitto_sub",
         "sqlite_store",
         "postgres_store",
@@ -487,6 +503,7 @@ def report_md(
             row("**measured**: `Ingest` -> SQLite (ack after commit)", "sqlite"),
             row("**measured**: `Ingest` -> PostgreSQL", "postgres"),
             row("**baseline**: bare paho-mqtt client, counting only", "paho"),
+            row("paho `FastClient` (collector.mqtt_fast), counting only", "fast"),
             row("ceiling: `mosquitto_sub` > /dev/null", "mosquitto_sub"),
             row("`Ingest` -> SQLite over MQTT 3.1.1", "sqlite_v311"),
             row("bare paho-mqtt client over MQTT 3.1.1", "paho_v311"),

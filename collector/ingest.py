@@ -22,9 +22,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from agent.mqtt import BrokerSettings, ClientFactory, connect_properties, new_client
+from agent.mqtt import BrokerSettings, ClientFactory, connect_properties
 from agent.protocol import MAX_PAYLOAD_BYTES, TOPIC_ROOT, ProtocolError, decode, utcnow
 from collector.model import IngestStats, Received, Reject, Store, StoreError
+from collector.mqtt_fast import fast_client
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class Ingest:
         batch_seconds: float = 0.2,
         max_future_skew_s: float = 600.0,
         clock: Callable[[], datetime] = utcnow,
-        client_factory: ClientFactory = new_client,
+        client_factory: ClientFactory = fast_client,
         stats: IngestStats | None = None,
         retry_max_seconds: float = 30.0,
     ) -> None:
