@@ -1,15 +1,17 @@
 """Apply the shortfall policy to the stored facts: one `Snapshot` of every school and area.
 
-`compute` is pure (rows in, snapshot out) so it can be tested and benchmarked without a store;
-`evaluate` reads the rows it needs from a `Store` and calls it. The rules and the priority
-formula are documented in docs/policy.md.
+`compute` is pure (rows in, snapshot out) so it can be tested and benchmarked without a store.
+`evaluate` asks the `Store` for per-school aggregates instead of rows (the database sums the
+heartbeat hours and counts the devices; only successful speed tests travel, as bare numbers),
+so a national store does not become millions of Python objects. Both end in `assemble`, so
+they reach the same conclusions. The rules and the priority formula are in docs/policy.md.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -20,12 +22,14 @@ from collector.model import (
     AreaSummary,
     BandwidthRow,
     Connectivity,
+    DeviceCounts,
     DeviceRow,
     HeartbeatHour,
     Monitoring,
     School,
     SchoolStatus,
     Snapshot,
+    SpeedTests,
     Store,
 )
 from collector.policy import Policy
@@ -43,25 +47,8 @@ def statistic(values: Sequence[float], name: str) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-@dataclass(slots=True)
-class _Tests:
-    """Successful speed tests of one school inside the window."""
-
-    down: list[float] = field(default_factory=list)
-    up: list[float] = field(default_factory=list)
-    latency: list[float] = field(default_factory=list)
-    newest: datetime | None = None
-
-
-@dataclass(slots=True)
-class _Devices:
-    reporting: int = 0
-    usable: int = 0
-    out_of_support: int = 0
-
-
-def _group_tests(rows: Iterable[BandwidthRow], since: datetime) -> dict[str, _Tests]:
-    tests: dict[str, _Tests] = defaultdict(_Tests)
+def _group_tests(rows: Iterable[BandwidthRow], since: datetime) -> dict[str, SpeedTests]:
+    tests: dict[str, SpeedTests] = defaultdict(SpeedTests)
     for r in rows:
         down = r.download_mbps
         if down is None or r.skipped or r.error is not None or r.measured_at < since:
@@ -79,8 +66,8 @@ def _group_tests(rows: Iterable[BandwidthRow], since: datetime) -> dict[str, _Te
 
 def _group_devices(
     rows: Iterable[DeviceRow], live_since: datetime, p: Policy
-) -> dict[str, _Devices]:
-    devices: dict[str, _Devices] = defaultdict(_Devices)
+) -> dict[str, DeviceCounts]:
+    devices: dict[str, DeviceCounts] = defaultdict(DeviceCounts)
     min_memory = p.min_memory_mb
     for d in rows:
         if d.last_seen < live_since:
@@ -114,8 +101,10 @@ def school_hour_starts(since: datetime, now: datetime, p: Policy) -> frozenset[d
     return frozenset(hours)
 
 
-def _uptime(rows: Iterable[HeartbeatHour], school_hours: frozenset[datetime]) -> dict[str, float]:
-    """Per school: 100 x checks_ok / checks over the heartbeat hours in `school_hours`."""
+def _heartbeat_sums(
+    rows: Iterable[HeartbeatHour], school_hours: frozenset[datetime]
+) -> dict[str, list[int]]:
+    """Per school: [min(checks_ok, checks), checks] summed over the hours in `school_hours`."""
     sums: dict[str, list[int]] = {}
     get = sums.get
     for h in rows:
@@ -127,7 +116,12 @@ def _uptime(rows: Iterable[HeartbeatHour], school_hours: frozenset[datetime]) ->
         else:
             s[0] += min(h.checks_ok, h.checks)
             s[1] += h.checks
-    return {school: 100.0 * ok / checks for school, (ok, checks) in sums.items()}
+    return sums
+
+
+def _uptime(sums: Mapping[str, Sequence[int]]) -> dict[str, float]:
+    """Per school: 100 x checks_ok / checks."""
+    return {school: 100.0 * ok / checks for school, (ok, checks) in sums.items() if checks > 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,14 +151,14 @@ def _monitoring(last: datetime | None, cut: _Cutoffs) -> Monitoring:
     return "drop_off"
 
 
-_NO_DEVICES = _Devices()
+_NO_DEVICES = DeviceCounts()
 
 
 def _school_status(
     school: School | None,
     school_id: str,
-    tests: _Tests | None,
-    devices: _Devices | None,
+    tests: SpeedTests | None,
+    devices: DeviceCounts | None,
     uptime: float | None,
     last: datetime | None,
     p: Policy,
@@ -321,12 +315,50 @@ def compute(
 ) -> Snapshot:
     """The snapshot at `now` of the registry plus every school that reported (pure function)."""
     window_start = now - timedelta(days=policy.window_days)
-    tests = _group_tests(bandwidth, window_start)
-    devs = _group_devices(devices, now - timedelta(days=policy.live_days), policy)
-    uptime = _uptime(heartbeat_hours, school_hour_starts(window_start, now, policy))
+    hours = school_hour_starts(window_start, now, policy)
+    return assemble(
+        schools,
+        last_reports,
+        _group_tests(bandwidth, window_start),
+        _group_devices(devices, now - timedelta(days=policy.live_days), policy),
+        _uptime(_heartbeat_sums(heartbeat_hours, hours)),
+        policy,
+        now,
+        reporting,
+    )
+
+
+def evaluate(store: Store, policy: Policy, now: datetime) -> Snapshot:
+    """Ask `store` for the per-school aggregates the policy needs; the snapshot at `now`."""
+    window_start = now - timedelta(days=policy.window_days)
+    hours = school_hour_starts(window_start, now, policy)
+    live_since = now - timedelta(days=policy.live_days)
+    return assemble(
+        schools=store.schools(),
+        last_reports=store.last_report_per_school(),
+        tests=store.speed_tests_since(window_start),
+        devices=store.device_counts(live_since, policy.min_memory_mb, policy.min_cores),
+        uptime=_uptime(store.heartbeat_sums(hours)),
+        policy=policy,
+        now=now,
+        reporting=store.reporting_school_ids(),
+    )
+
+
+def assemble(
+    schools: Iterable[School],
+    last_reports: Mapping[str, datetime],
+    tests: Mapping[str, SpeedTests],
+    devices: Mapping[str, DeviceCounts],
+    uptime: Mapping[str, float],
+    policy: Policy,
+    now: datetime,
+    reporting: Iterable[str] = (),
+) -> Snapshot:
+    """The snapshot from per-school aggregates: the registry plus every school that reported."""
     registry = {s.school_id: s for s in schools}
     ids = set(registry)
-    ids.update(last_reports, tests, devs, uptime, reporting)
+    ids.update(last_reports, tests, devices, uptime, reporting)
 
     cut = _Cutoffs.at(now, policy)
     statuses: dict[str, SchoolStatus] = {}
@@ -338,7 +370,7 @@ def compute(
             school,
             school_id,
             tests.get(school_id),
-            devs.get(school_id),
+            devices.get(school_id),
             uptime.get(school_id),
             last_reports.get(school_id),
             policy,
@@ -353,19 +385,4 @@ def compute(
         schools=statuses,
         provinces=[provinces[p].summary(p, None) for p in sorted(provinces)],
         communes=[communes[k].summary(k[0], k[1]) for k in sorted(communes)],
-    )
-
-
-def evaluate(store: Store, policy: Policy, now: datetime) -> Snapshot:
-    """Read what the policy needs from `store` and compute the snapshot at `now`."""
-    since = now - timedelta(days=max(policy.window_days, policy.unknown_after_days))
-    return compute(
-        schools=store.schools(),
-        last_reports=store.last_report_per_school(),
-        bandwidth=store.bandwidth_since(since),
-        devices=store.devices(),
-        heartbeat_hours=store.heartbeat_hours_since(since),
-        policy=policy,
-        now=now,
-        reporting=store.reporting_school_ids(),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -112,6 +113,25 @@ class HeartbeatHour:
     checks_ok: int
 
 
+@dataclass(slots=True)
+class SpeedTests:
+    """One school's successful speed tests in a window: what the policy statistic needs."""
+
+    down: list[float] = field(default_factory=list)
+    up: list[float] = field(default_factory=list)
+    latency: list[float] = field(default_factory=list)
+    newest: datetime | None = None  # measured_at of the newest one
+
+
+@dataclass(slots=True)
+class DeviceCounts:
+    """One school's live devices: how many report, are usable, run an OS out of support."""
+
+    reporting: int = 0
+    usable: int = 0
+    out_of_support: int = 0
+
+
 class Store(Protocol):
     """Where the collector keeps the registry and the reports. Two backends: SQLite, PostgreSQL."""
 
@@ -150,8 +170,27 @@ class Store(Protocol):
 
     def heartbeat_hours_since(self, since: datetime) -> list[HeartbeatHour]: ...
 
-    def prune(self, before: datetime) -> int:
-        """Delete raw rows (bandwidth, heartbeat hours, report ids) older than `before`."""
+    # --- aggregates: the database sums, so national scale does not become millions of objects
+
+    def speed_tests_since(self, since: datetime) -> dict[str, SpeedTests]:
+        """Per school, successful speed tests (a download, no error, not skipped) since `since`."""
+        ...
+
+    def device_counts(
+        self, live_since: datetime, min_memory_mb: float, min_cores: int
+    ) -> dict[str, DeviceCounts]:
+        """Per school, devices last seen at or after `live_since`; usable: RAM and cores at
+        least the minimums (unknown counts as 0); out of support: inventory says so."""
+        ...
+
+    def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
+        """Per school, (sum of min(checks_ok, checks), sum of checks) over the heartbeat hours
+        starting at one of `hours` with checks > 0; schools without such hours are absent."""
+        ...
+
+    def prune(self, before: datetime, report_ids_before: datetime | None = None) -> int:
+        """Delete raw rows (bandwidth, heartbeat hours) older than `before`, and report ids
+        received before `report_ids_before` (default: `before`)."""
         ...
 
     def close(self) -> None: ...

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from agent.protocol import utcnow
+from collector.commands.common import add_db_argument, db_url, open_store
 from collector.commands.policy import add_policy_argument, load_from_args
-from collector.commands.schools import add_db_argument, db_url, open_store
 from collector.evaluate import evaluate
 from collector.export import FORMATS, KIND_ANY, ExportError, Filters, write_shortages
 from collector.model import SHORTFALL_KINDS, StoreError

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -20,11 +20,13 @@ import psycopg
 
 from collector.model import (
     BandwidthRow,
+    DeviceCounts,
     DeviceRow,
     HeartbeatHour,
     Received,
     Reject,
     School,
+    SpeedTests,
     StoreError,
 )
 from collector.store import redact
@@ -37,6 +39,7 @@ from collector.store.prepare import (
     prepare,
     to_datetime,
 )
+from collector.store.sums import group_tests
 
 log = logging.getLogger(__name__)
 
@@ -293,15 +296,15 @@ class PostgresStore:
             )
         return len(schools)
 
-    def prune(self, before: datetime) -> int:
+    def prune(self, before: datetime, report_ids_before: datetime | None = None) -> int:
         deleted = 0
         with self._transaction("prune") as cur:
-            for sql in (
-                "DELETE FROM bandwidth WHERE measured_at < %s",
-                "DELETE FROM heartbeat_hours WHERE hour < %s",
-                "DELETE FROM report_ids WHERE received_at < %s",
+            for sql, cutoff in (
+                ("DELETE FROM bandwidth WHERE measured_at < %s", before),
+                ("DELETE FROM heartbeat_hours WHERE hour < %s", before),
+                ("DELETE FROM report_ids WHERE received_at < %s", report_ids_before or before),
             ):
-                cur.execute(sql, (before,))
+                cur.execute(sql, (cutoff,))
                 deleted += max(cur.rowcount, 0)
         return deleted
 
@@ -355,6 +358,36 @@ class PostgresStore:
             (since,),
         )
         return [HeartbeatHour(r[0], _utc(r[1]), r[2], r[3], r[4]) for r in rows]
+
+    def speed_tests_since(self, since: datetime) -> dict[str, SpeedTests]:
+        rows = self._read(
+            "SELECT school_id, download_mbps, upload_mbps, latency_ms, measured_at FROM bandwidth"
+            " WHERE measured_at >= %s AND download_mbps IS NOT NULL AND error IS NULL"
+            " AND NOT skipped",
+            (since,),
+        )
+        return group_tests(rows, _utc)
+
+    def device_counts(
+        self, live_since: datetime, min_memory_mb: float, min_cores: int
+    ) -> dict[str, DeviceCounts]:
+        rows = self._read(
+            "SELECT school_id, count(*),"
+            " count(*) FILTER (WHERE coalesce(memory_mb, 0) >= %s"
+            " AND coalesce(cpu_cores, 0) >= %s),"
+            " count(*) FILTER (WHERE out_of_support)"
+            " FROM devices WHERE last_seen >= %s GROUP BY school_id",
+            (min_memory_mb, min_cores, live_since),
+        )
+        return {r[0]: DeviceCounts(r[1], r[2], r[3]) for r in rows}
+
+    def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
+        rows = self._read(
+            "SELECT school_id, sum(least(checks_ok, checks)), sum(checks) FROM heartbeat_hours"
+            " WHERE hour = ANY(%s::timestamptz[]) AND checks > 0 GROUP BY school_id",
+            (sorted(hours),),
+        )
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
     def report_count(self) -> int:
         """How many distinct reports are stored (report ids not yet pruned)."""

@@ -8,12 +8,13 @@ them to the broker, and the broker would then never redeliver them.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,11 +22,13 @@ from typing import Any
 
 from collector.model import (
     BandwidthRow,
+    DeviceCounts,
     DeviceRow,
     HeartbeatHour,
     Received,
     Reject,
     School,
+    SpeedTests,
     StoreError,
 )
 from collector.store import sqlite_path
@@ -37,6 +40,7 @@ from collector.store.prepare import (
     inventory_json,
     prepare,
 )
+from collector.store.sums import group_tests
 
 log = logging.getLogger(__name__)
 
@@ -304,14 +308,14 @@ class SqliteStore:
             )
         return len(schools)
 
-    def prune(self, before: datetime) -> int:
-        cutoff = _ts(before)
+    def prune(self, before: datetime, report_ids_before: datetime | None = None) -> int:
+        ids_cutoff = _ts(before if report_ids_before is None else report_ids_before)
         with self._transaction("prune") as conn:
             deleted = 0
-            for sql in (
-                "DELETE FROM bandwidth WHERE measured_at < ?",
-                "DELETE FROM heartbeat_hours WHERE hour < ?",
-                "DELETE FROM report_ids WHERE received_at < ?",
+            for sql, cutoff in (
+                ("DELETE FROM bandwidth WHERE measured_at < ?", _ts(before)),
+                ("DELETE FROM heartbeat_hours WHERE hour < ?", _ts(before)),
+                ("DELETE FROM report_ids WHERE received_at < ?", ids_cutoff),
             ):
                 deleted += conn.execute(sql, (cutoff,)).rowcount
         return deleted
@@ -382,6 +386,38 @@ class SqliteStore:
             (start,),
         )
         return [HeartbeatHour(r[0], _dt(r[1]), r[2], r[3], r[4]) for r in rows]
+
+    def speed_tests_since(self, since: datetime) -> dict[str, SpeedTests]:
+        rows = self._read(
+            "SELECT school_id, download_mbps, upload_mbps, latency_ms, measured_at FROM bandwidth"
+            " WHERE measured_at >= ? AND download_mbps IS NOT NULL AND error IS NULL"
+            " AND skipped = 0",
+            (_ts(since),),
+        )
+        return group_tests(rows, _dt)
+
+    def device_counts(
+        self, live_since: datetime, min_memory_mb: float, min_cores: int
+    ) -> dict[str, DeviceCounts]:
+        rows = self._read(
+            "SELECT school_id, count(*),"
+            " sum(coalesce(memory_mb, 0) >= ? AND coalesce(cpu_cores, 0) >= ?),"
+            " sum(coalesce(out_of_support, 0) != 0)"
+            " FROM devices WHERE last_seen >= ? GROUP BY school_id",
+            (min_memory_mb, min_cores, _ts(live_since)),
+        )
+        return {r[0]: DeviceCounts(r[1], r[2], r[3]) for r in rows}
+
+    def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
+        # one JSON parameter however many hours: no limit on bound parameters to work around
+        starts = json.dumps(sorted(int(_ts(h)) for h in hours))
+        rows = self._read(
+            "SELECT school_id, sum(min(checks_ok, checks)), sum(checks) FROM heartbeat_hours"
+            " WHERE hour IN (SELECT value FROM json_each(?)) AND checks > 0"
+            " GROUP BY school_id",
+            (starts,),
+        )
+        return {r[0]: (r[1], r[2]) for r in rows}
 
     def report_count(self) -> int:
         """How many distinct reports are stored (report ids not yet pruned)."""

@@ -3,18 +3,21 @@ checked against figures worked out by hand."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from agent.protocol import OsInfo
+from agent.protocol import AnyReport, OsInfo
 from collector.cli import main
 from collector.evaluate import compute, evaluate, statistic
-from collector.model import BandwidthRow, DeviceRow, HeartbeatHour, School
-from collector.policy import Policy, PolicyError, load, load_policy
+from collector.model import BandwidthRow, DeviceRow, HeartbeatHour, School, Snapshot, Store
+from collector.policy import PolicyError, load, load_policy
 from collector.store import open_store
+from tests import realparts
 from tests.collector import reports
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday, 19:00 in Hà Nội
@@ -109,7 +112,7 @@ def school(sid: str, students: int, **kw: object) -> School:
 def speed(
     sid: str, hours_ago: float, down: float | None, *, error: str | None = None
 ) -> BandwidthRow:
-    return BandwidthRow(sid, "d1", NOW - timedelta(hours=hours_ago), down, 5.0, 30.0, error, False)
+    return BandwidthRow(sid, "a", NOW - timedelta(hours=hours_ago), down, 5.0, 30.0, error, False)
 
 
 def device(sid: str, dev: str, days_ago: float, mb: int = 8192, cores: int = 4,
@@ -161,6 +164,8 @@ DEVICES = [
     device("MODERATE", "d", 0.1, cores=1),  # one core
     device("BAD", "a", 1),
     device("AT_RISK", "a", 25),  # not live: neither reporting nor usable
+    device("STALE", "a", 1),
+    device("UNREG", "a", 1),
 ]
 HOURS = [
     *(hour("GOOD", MON + timedelta(hours=h), 60, 60) for h in range(10)),
@@ -172,11 +177,50 @@ HOURS = [
 ]
 
 
-def snapshot(policy: Policy | None = None):  # type: ignore[no-untyped-def]
-    return compute(SCHOOLS, LAST, BANDWIDTH, DEVICES, HOURS, policy or load_policy(), NOW)
+Evaluated = Callable[..., Snapshot]  # (policy: Policy | None = None) -> Snapshot
 
 
-def test_good_school_has_no_shortfall() -> None:
+def fill(store: Store) -> None:
+    """The hand-worked facts above, sent to a store as the reports that make them."""
+    store.upsert_schools(SCHOOLS)
+    batch: list[AnyReport] = [
+        reports.bandwidth(b.school_id, b.device_id, b.measured_at, b.download_mbps, error=b.error)
+        for b in BANDWIDTH
+    ]
+    for d in DEVICES:
+        inv = reports.inventory(d.school_id, d.device_id, d.last_seen,
+                                memory_mb=d.memory_mb or 0, cores=d.cpu_cores or 0)  # fmt: skip
+        os_info = OsInfo(name="Windows", version="10", out_of_support=d.out_of_support)
+        batch.append(msgspec.structs.replace(inv, os=os_info))
+    batch += [reports.heartbeat(h.school_id, "a", h.hour, checks=h.checks, ok=h.checks_ok)
+              for h in HOURS]  # fmt: skip
+    # a status report at each school's last report time, so the store's last reports are LAST
+    batch += [reports.status(sid, "a", at) for sid, at in LAST.items()]
+    store.save_batch([reports.received(r) for r in batch])
+
+
+@pytest.fixture(params=["rows", "sqlite", "postgres"])
+def snapshot(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Evaluated]:
+    """The hand-worked snapshot: compute() over the rows, or evaluate() over each real store."""
+    if request.param == "rows":
+        yield lambda policy=None: compute(
+            SCHOOLS, LAST, BANDWIDTH, DEVICES, HOURS, policy or load_policy(), NOW
+        )
+        return
+    with (
+        realparts.postgres_database()
+        if request.param == "postgres"
+        else nullcontext(str(tmp_path / "edugap.db"))
+    ) as url:
+        store = open_store(url)
+        try:
+            fill(store)
+            yield lambda policy=None: evaluate(store, policy or load_policy(), NOW)
+        finally:
+            store.close()
+
+
+def test_good_school_has_no_shortfall(snapshot: Evaluated) -> None:
     s = snapshot().schools["GOOD"]
     assert (s.required_mbps, s.download_mbps, s.tests_7d, s.connectivity) == (20.0, 40.0, 3, "good")
     assert s.isp_compliant is True  # 40 >= 0.8 x 45 = 36
@@ -189,7 +233,7 @@ def test_good_school_has_no_shortfall() -> None:
     assert (s.bandwidth_gap_mbps, s.computers_gap, s.shortfalls, s.priority) == (0.0, 0, (), 0.0)
 
 
-def test_moderate_school_is_short_of_everything_measured() -> None:
+def test_moderate_school_is_short_of_everything_measured(snapshot: Evaluated) -> None:
     s = snapshot().schools["MODERATE"]
     # 1000 students x 0.05 = 50 Mbps required; median of 10, 12, 100 = 12
     assert (s.required_mbps, s.download_mbps, s.tests_7d, s.connectivity) == (
@@ -207,7 +251,7 @@ def test_moderate_school_is_short_of_everything_measured() -> None:
     assert s.shortfalls == ("bandwidth", "computers", "availability", "isp_contract", "os_upgrade")
 
 
-def test_bad_school_and_its_priority() -> None:
+def test_bad_school_and_its_priority(snapshot: Evaluated) -> None:
     s = snapshot().schools["BAD"]
     assert (s.download_mbps, s.connectivity, s.bandwidth_gap_mbps) == (0.65, "bad", 19.35)
     assert (s.computers_gap, s.uptime_pct, s.shortfalls) == (0, None, ("bandwidth",))
@@ -215,7 +259,7 @@ def test_bad_school_and_its_priority() -> None:
     assert s.priority == 387.0
 
 
-def test_monitoring_states_and_unknown_connectivity() -> None:
+def test_monitoring_states_and_unknown_connectivity(snapshot: Evaluated) -> None:
     snap = snapshot()
     at_risk, drop, never, stale = (
         snap.schools[k] for k in ("AT_RISK", "DROP_OFF", "NEVER", "STALE")
@@ -234,13 +278,13 @@ def test_monitoring_states_and_unknown_connectivity() -> None:
     assert stale.shortfalls == () and stale.tests_7d == 0
 
 
-def test_unregistered_reporter_is_in_the_snapshot() -> None:
+def test_unregistered_reporter_is_in_the_snapshot(snapshot: Evaluated) -> None:
     s = snapshot().schools["UNREG"]
     assert (s.registered, s.province, s.students, s.required_mbps) == (False, "", None, 20.0)
     assert (s.connectivity, s.computers_required, s.shortfalls) == ("good", None, ())
 
 
-def test_area_summaries() -> None:
+def test_area_summaries(snapshot: Evaluated) -> None:
     snap = snapshot()
     hn = next(a for a in snap.provinces if a.province == HN and a.commune is None)
     assert hn.schools == 6
@@ -255,7 +299,7 @@ def test_area_summaries() -> None:
     assert order[0] == "MODERATE" and order.index("BAD") < order.index("GOOD")
 
 
-def test_policy_changes_the_conclusions(tmp_path: Path) -> None:
+def test_policy_changes_the_conclusions(tmp_path: Path, snapshot: Evaluated) -> None:
     path = write(
         tmp_path / "p.toml",
         "[statistic]\nstatistic = 'mean'\n[required]\nunknown_gap = 'zero'\n"
@@ -305,6 +349,18 @@ def test_evaluate_reads_a_real_store(db_url: str) -> None:
     assert (stranger.registered, stranger.connectivity) == (False, "moderate")
 
 
+def test_a_store_reaches_the_conclusions_of_the_rows(db_url: str) -> None:
+    """evaluate() asks the store for sums and counts; compute() folds the rows itself."""
+    store = open_store(db_url)
+    try:
+        fill(store)
+        from_store = evaluate(store, load_policy(), NOW)
+    finally:
+        store.close()
+    from_rows = compute(SCHOOLS, LAST, BANDWIDTH, DEVICES, HOURS, load_policy(), NOW)
+    assert from_store == from_rows
+
+
 def test_every_policy_key_is_documented() -> None:
     from collector.policy import SECTIONS
 
@@ -314,7 +370,7 @@ def test_every_policy_key_is_documented() -> None:
     assert "edugap policy show" in doc
 
 
-def test_shortfalls_are_listed_in_the_model_order() -> None:
+def test_shortfalls_are_listed_in_the_model_order(snapshot: Evaluated) -> None:
     from collector.model import SHORTFALL_KINDS
 
     for s in snapshot().schools.values():

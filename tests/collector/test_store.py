@@ -7,9 +7,11 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from collector.model import Reject, School, Store, StoreError
+from agent.protocol import OsInfo
+from collector.model import DeviceCounts, Reject, School, Store, StoreError
 from collector.store import open_store, redact, sqlite_path
 from tests.collector.reports import T0, bandwidth, heartbeat, inventory, received, status
 
@@ -178,6 +180,83 @@ def test_prune_deletes_old_raw_rows_and_keeps_recent(store: Store) -> None:
     assert [h.hour for h in store.heartbeat_hours_since(T0 - timedelta(days=90))] == [T0]
     # devices and last reports are state, not raw rows: they stay
     assert store.reporting_school_ids() == {"SCH-1"}
+
+
+def test_report_ids_have_their_own_shorter_window(store: Store) -> None:
+    recent, old = bandwidth(at=T0), bandwidth(at=T0 - timedelta(days=20))
+    store.save_batch([received(recent), received(old)])
+    deleted = store.prune(T0 - timedelta(days=400), report_ids_before=T0 - timedelta(days=14))
+    assert deleted == 1  # only the 20-day-old report id; both speed tests stay for the policy
+    assert store.report_count() == 1  # type: ignore[attr-defined]
+    assert len(store.bandwidth_since(T0 - timedelta(days=90))) == 2
+    # a redelivery inside the id window is still a duplicate
+    assert store.save_batch([received(recent)]) == [False]
+
+
+def test_speed_tests_since_groups_successful_tests_per_school(store: Store) -> None:
+    skipped = msgspec.structs.replace(bandwidth("A", at=T0), skipped=True)
+    store.save_batch(
+        [
+            received(r)
+            for r in (
+                bandwidth("A", at=T0 - timedelta(hours=2), down=10.0),
+                bandwidth("A", "dev-2", at=T0, down=30.0),
+                bandwidth("A", at=T0 - timedelta(hours=1), error="timeout"),
+                skipped,
+                bandwidth("A", at=T0 - timedelta(days=8), down=99.0),  # before `since`
+                bandwidth("B", at=T0 - timedelta(hours=3), down=5.5),
+                bandwidth("C", at=T0, error="no server"),  # no successful test: absent
+            )
+        ]
+    )
+    tests = store.speed_tests_since(T0 - timedelta(days=7))
+    assert sorted(tests) == ["A", "B"]
+    a, b = tests["A"], tests["B"]
+    assert (sorted(a.down), a.up, a.latency, a.newest) == ([10.0, 30.0], [5.0, 5.0], [30.0] * 2, T0)
+    assert (b.down, b.newest) == ([5.5], T0 - timedelta(hours=3))
+
+
+def test_device_counts_are_per_school_and_follow_the_minimums(store: Store) -> None:
+    old_os = msgspec.structs.replace(
+        inventory("A", "d4", T0), os=OsInfo(name="Windows", version="7", out_of_support=True)
+    )
+    store.save_batch(
+        [
+            received(r)
+            for r in (
+                inventory("A", "d1", T0, memory_mb=3800, cores=2),  # usable after the slack
+                inventory("A", "d2", T0, memory_mb=2048),  # too little RAM
+                inventory("A", "d3", T0, cores=1),  # one core
+                old_os,  # usable, but needs an upgrade
+                status("A", "d5", T0),  # reporting, no inventory yet: not usable
+                inventory("A", "d6", T0 - timedelta(days=30)),  # not live
+                inventory("B", "d1", T0 - timedelta(days=30)),  # B has no live device
+            )
+        ]
+    )
+    counts = store.device_counts(T0 - timedelta(days=21), 3686.4, 2)
+    assert counts == {"A": DeviceCounts(reporting=5, usable=2, out_of_support=1)}
+
+
+def test_heartbeat_sums_cover_only_the_given_hours(store: Store) -> None:
+    hours = [T0 + timedelta(hours=h) for h in range(3)]
+    store.save_batch(
+        [
+            received(r)
+            for r in (
+                heartbeat("A", "d1", hours[0], checks=60, ok=60),
+                heartbeat("A", "d2", hours[0] + timedelta(minutes=30), checks=60, ok=30),
+                heartbeat("A", "d1", hours[1], checks=10, ok=15),  # ok above checks counts 10
+                # no checks of its own: counts as one check, failed when unreachable
+                heartbeat("A", "d1", hours[2], reachable=False),
+                heartbeat("A", "d1", T0 - timedelta(hours=1), checks=60, ok=0),  # not asked
+                heartbeat("B", "d1", T0 - timedelta(hours=1), checks=60, ok=0),  # not asked
+                heartbeat("C", "d1", hours[2]),
+            )
+        ]
+    )
+    assert store.heartbeat_sums(frozenset(hours)) == {"A": (100, 131), "C": (1, 1)}
+    assert store.heartbeat_sums(frozenset()) == {}
 
 
 def test_migrations_rerun_safely_on_an_existing_database(db_url: str) -> None:
