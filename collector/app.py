@@ -146,6 +146,7 @@ class CollectorApp:
             c.snapshot_interval_seconds,
             prune=store.prune,
             retention=timedelta(days=c.db_retention_days),
+            report_id_retention=timedelta(days=c.db_report_id_days),
             clock=self.parts.clock,
         )
         self.refresher.start()

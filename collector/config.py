@@ -188,6 +188,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("db", "retention_days", _int_at_least(8), 400,
             "raw reports older than this many days are pruned (the policy needs 7)",
             "--retention-days"),
+    Setting("db", "report_id_days", _int_at_least(1), 14,
+            "report ids (duplicate detection) older than this many days are pruned; keep it "
+            "above the broker's session expiry, within which redeliveries come"),
     Setting("http", "listen", _listen, "127.0.0.1:8080", "HOST:PORT of the HTTP server",
             "--listen"),
     Setting("http", "api_token", _optional_text, None,
@@ -219,6 +222,7 @@ class CollectorConfig:
     ingest_max_future_skew_seconds: int
     db_url: str
     db_retention_days: int
+    db_report_id_days: int
     http_listen: str
     http_api_token: str | None
     http_metrics_token: str | None

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from agent.protocol import utcnow
 from collector.model import Snapshot
@@ -19,7 +20,12 @@ from collector.model import Snapshot
 log = logging.getLogger(__name__)
 
 Evaluator = Callable[[datetime], Snapshot]
-Pruner = Callable[[datetime], int]
+
+
+class Pruner(Protocol):
+    """Deletes raw rows older than `before` and report ids older than `report_ids_before`."""
+
+    def __call__(self, before: datetime, report_ids_before: datetime | None = None) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,7 @@ class SnapshotRefresher:
         *,
         prune: Pruner | None = None,
         retention: timedelta | None = None,
+        report_id_retention: timedelta | None = None,
         clock: Callable[[], datetime] = utcnow,
         prune_every: timedelta = timedelta(days=1),
     ) -> None:
@@ -89,6 +96,9 @@ class SnapshotRefresher:
         self.interval = interval
         self.prune = prune
         self.retention = retention
+        # report ids only catch redeliveries, which come within the broker's session expiry,
+        # so they need not live as long as the raw rows (None: as long)
+        self.report_id_retention = report_id_retention
         self.clock = clock
         self.prune_every = prune_every
         self._last_prune: datetime | None = None
@@ -119,7 +129,10 @@ class SnapshotRefresher:
             return
         self._last_prune = now
         try:
-            removed = self.prune(now - self.retention)
+            if self.report_id_retention is None:
+                removed = self.prune(now - self.retention)
+            else:
+                removed = self.prune(now - self.retention, now - self.report_id_retention)
         except Exception:
             log.exception("pruning rows older than %s failed", self.retention)
             return

@@ -89,6 +89,7 @@ interval_seconds = 30
         ("ingest.batch_seconds", "-1", "positive"),
         ("ingest.max_future_skew_seconds", "soon", "integer"),
         ("db.retention_days", "3", "at least 8"),
+        ("db.report_id_days", "0", "at least 1"),
         ("http.listen", "8080", "HOST:PORT"),
         ("http.listen", "localhost:99999", "HOST:PORT"),
         ("policy.file", "/nonexistent/policy.toml", "no such file"),

@@ -11,7 +11,9 @@ import msgspec
 import pytest
 
 from agent.protocol import OsInfo
+from collector.evaluate import evaluate
 from collector.model import DeviceCounts, Reject, School, Store, StoreError
+from collector.policy import load_policy
 from collector.store import open_store, redact, sqlite_path
 from tests.collector.reports import T0, bandwidth, heartbeat, inventory, received, status
 
@@ -191,6 +193,20 @@ def test_report_ids_have_their_own_shorter_window(store: Store) -> None:
     assert len(store.bandwidth_since(T0 - timedelta(days=90))) == 2
     # a redelivery inside the id window is still a duplicate
     assert store.save_batch([received(recent)]) == [False]
+
+
+def test_the_refresher_prunes_report_ids_on_their_own_window(store: Store) -> None:
+    from collector.snapshots import SnapshotHolder, SnapshotRefresher
+
+    store.save_batch([received(bandwidth(at=T0 - timedelta(days=d))) for d in (1, 20)])
+    refresher = SnapshotRefresher(
+        lambda now: evaluate(store, load_policy(), now), SnapshotHolder(), 60,
+        prune=store.prune, retention=timedelta(days=400),
+        report_id_retention=timedelta(days=14), clock=lambda: T0,
+    )  # fmt: skip
+    refresher.refresh()
+    assert store.report_count() == 1  # type: ignore[attr-defined]
+    assert len(store.bandwidth_since(T0 - timedelta(days=90))) == 2
 
 
 def test_speed_tests_since_groups_successful_tests_per_school(store: Store) -> None:
