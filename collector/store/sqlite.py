@@ -409,13 +409,20 @@ class SqliteStore:
         return {r[0]: DeviceCounts(r[1], r[2], r[3]) for r in rows}
 
     def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
-        # one JSON parameter however many hours: no limit on bound parameters to work around
-        starts = json.dumps(sorted(int(_ts(h)) for h in hours))
+        if not hours:
+            return {}
+        starts = sorted(int(_ts(h)) for h in hours)
+        # School by school, a primary-key range over the window: only the window's rows are
+        # read, in storage order, however long the retention. (Through the hour index the same
+        # sums took 3x as long: a key lookup per row, then a sort to group.) The hours travel
+        # as one JSON parameter, so their number meets no limit on bound parameters.
         rows = self._read(
-            "SELECT school_id, sum(min(checks_ok, checks)), sum(checks) FROM heartbeat_hours"
-            " WHERE hour IN (SELECT value FROM json_each(?)) AND checks > 0"
-            " GROUP BY school_id",
-            (starts,),
+            "SELECT r.school_id, sum(min(h.checks_ok, h.checks)), sum(h.checks)"
+            " FROM school_reports r CROSS JOIN heartbeat_hours h"
+            " ON h.school_id = r.school_id AND h.hour >= ? AND h.hour <= ?"
+            " WHERE h.hour IN (SELECT value FROM json_each(?)) AND h.checks > 0"
+            " GROUP BY r.school_id",
+            (starts[0], starts[-1], json.dumps(starts)),
         )
         return {r[0]: (r[1], r[2]) for r in rows}
 
