@@ -12,8 +12,10 @@ second that per-message overhead, not the broker or the store, is what limits in
 - `loop_read` (public) keeps handling packets while that buffer holds bytes, because paho's
   loop only calls it again after `select` says the socket is readable, and buffered bytes
   are invisible to `select`;
-- `_handle_publish` (private) skips building an empty Properties object for an MQTT 5
-  QoS 0/1 PUBLISH with no properties; anything else goes through paho's own code.
+- `_packet_read` (private) decodes a QoS 0/1 PUBLISH that lies whole in the buffer straight
+  from it, without paho's per-packet bookkeeping and, for MQTT 5, without building an empty
+  Properties object; any other packet (CONNACK, SUBACK, QoS 2, a PUBLISH with properties or
+  only partly received) goes through paho's own code, fed from the buffer.
 
 Everything else (connect, TLS, keepalive, acks, reconnects, callbacks) is paho's. The private
 names used are checked by `fast_supported()`; if a paho release drops or reshapes them,
@@ -36,35 +38,63 @@ log = logging.getLogger(__name__)
 
 READ_CHUNK = 64 * 1024
 _U16 = struct.Struct("!H")
-# paho internals this module relies on: name -> parameters after self
-PRIVATE_API = {
+_PUBLISH = 0x30
+_OK = MQTTErrorCode.MQTT_ERR_SUCCESS
+# paho internals this module relies on: methods (with their parameters after self) ...
+PRIVATE_METHODS = {
     "_sock_recv": ["bufsize"],
+    "_packet_read": [],
     "_handle_publish": [],
     "_handle_on_message": ["message"],
-    "_packet_read": [],
+    "_send_puback": ["mid"],
+    "_easy_log": ["level", "fmt", "args"],
 }
+# ... and attributes of a client instance
+PRIVATE_ATTRIBUTES = (
+    "_sock",
+    "_in_packet",
+    "_protocol",
+    "_manual_ack",
+    "_userdata",
+    "_in_callback_mutex",
+    "_msgtime_mutex",
+    "_last_bytes_received",
+)
 
 
 def fast_supported() -> bool:
-    """True if the installed paho still has the private methods FastClient overrides."""
-    for name, params in PRIVATE_API.items():
+    """True if the installed paho still has the private parts FastClient relies on."""
+    for name, params in PRIVATE_METHODS.items():
         method = getattr(mqtt.Client, name, None)
-        if method is None:
-            return False
-        if list(inspect.signature(method).parameters)[1:] != params:
+        if method is None or list(inspect.signature(method).parameters)[1:] != params:
             return False
     probe = mqtt.Client(CallbackAPIVersion.VERSION2)
-    return isinstance(getattr(probe, "_in_packet", None), dict) and hasattr(probe, "_sock")
+    if not all(hasattr(probe, name) for name in PRIVATE_ATTRIBUTES):
+        return False
+    return isinstance(probe._in_packet, dict) and probe._in_packet.get("command") == 0
 
 
 class FastClient(mqtt.Client):
-    """paho's Client with buffered socket reads and a cheaper MQTT 5 PUBLISH decode."""
+    """paho's Client with buffered socket reads and a cheaper PUBLISH decode."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._rbuf = b""
         self._rpos = 0
         self._rsock: object = None  # the socket the buffer was read from
+        self._filtered = False  # message_callback_add used: let paho match topics
+
+    def message_callback_add(self, sub: str, callback: mqtt.CallbackOnMessage) -> None:
+        self._filtered = True
+        super().message_callback_add(sub, callback)
+
+    def buffered(self) -> int:
+        """Bytes read from the socket but not yet handed to paho."""
+        if self._rsock is not self._sock:
+            return 0
+        return len(self._rbuf) - self._rpos
+
+    # --- reading ---------------------------------------------------------------------------
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._rsock is not self._sock:  # a new connection: old bytes belong to the old one
@@ -80,45 +110,92 @@ class FastClient(mqtt.Client):
         self._rpos = min(start + bufsize, len(self._rbuf))
         return self._rbuf[start : self._rpos]
 
-    def buffered(self) -> int:
-        """Bytes read from the socket but not yet handed to paho."""
-        if self._rsock is not self._sock:
-            return 0
-        return len(self._rbuf) - self._rpos
-
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         """paho's loop_read, repeated while whole or partial packets wait in the buffer."""
         rc = super().loop_read(max_packets)
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and self.buffered():
+        while rc == _OK and self._sock is not None and self.buffered():
             rc = super().loop_read(max_packets)
+        return rc
+
+    def _packet_read(self) -> MQTTErrorCode:
+        if self._in_packet["command"] != 0 or self._rsock is not self._sock:
+            return super()._packet_read()  # paho is midway through a packet, or nothing buffered
+        buf, pos = self._rbuf, self._rpos
+        end = len(buf)
+        if pos >= end or buf[pos] & 0xF0 != _PUBLISH:
+            return super()._packet_read()
+        # remaining length: 1 to 4 bytes, 7 bits each, low first
+        at, length, shift = pos + 1, 0, 0
+        while True:
+            if at >= end or shift > 21:
+                return super()._packet_read()  # partly received, or malformed: paho decides
+            byte = buf[at]
+            at += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if at + length > end:
+            return super()._packet_read()
+        self._rpos = at + length  # consumed before on_message runs, even if it raises
+        rc = self._publish(buf[pos], buf, at, at + length)
+        if rc is None:
+            self._rpos = pos
+            return super()._packet_read()
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
         return rc
 
     def _handle_publish(self) -> MQTTErrorCode:
         packet = self._in_packet["packet"]
-        header = self._in_packet["command"]
+        rc = self._publish(self._in_packet["command"], packet, 0, len(packet))
+        return super()._handle_publish() if rc is None else rc
+
+    def _publish(
+        self, header: int, buf: bytes | bytearray, start: int, end: int
+    ) -> MQTTErrorCode | None:
+        """Deliver a QoS 0/1 PUBLISH held in buf[start:end]; None to leave it to paho."""
         qos = (header & 0x06) >> 1
-        if self._protocol != MQTTProtocolVersion.MQTTv5 or qos == 2:
-            return super()._handle_publish()
-        (topic_len,) = _U16.unpack_from(packet, 0)
-        at = 2 + topic_len
+        if qos == 2 or end - start < 2:
+            return None
+        (topic_len,) = _U16.unpack_from(buf, start)
+        at = start + 2 + topic_len
+        if topic_len == 0 or at + (2 if qos else 0) > end:
+            return None  # empty topic (alias) or malformed: paho's way
         mid = 0
         if qos:
-            if len(packet) < at + 2:
-                return super()._handle_publish()  # paho reports the malformed packet
-            (mid,) = _U16.unpack_from(packet, at)
+            (mid,) = _U16.unpack_from(buf, at)
             at += 2
-        if len(packet) <= at or packet[at] != 0:
-            return super()._handle_publish()  # has properties (or is malformed): paho's way
-        message = mqtt.MQTTMessage(mid=mid, topic=bytes(packet[2 : 2 + topic_len]))
+        if self._protocol == MQTTProtocolVersion.MQTTv5:
+            if at >= end or buf[at] != 0:
+                return None  # has properties: paho builds them
+            at += 1
+        message = mqtt.MQTTMessage(mid=mid, topic=bytes(buf[start + 2 : start + 2 + topic_len]))
         message.dup = bool(header & 0x08)
         message.qos = qos
         message.retain = bool(header & 0x01)
-        message.payload = bytes(packet[at + 1 :])
+        message.payload = bytes(buf[at:end])
         message.timestamp = mqtt.time_func()
-        self._handle_on_message(message)
+        self._deliver(message)
         if qos == 1 and not self._manual_ack:
             return self._send_puback(mid)
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return _OK
+
+    def _deliver(self, message: mqtt.MQTTMessage) -> None:
+        """on_message, as paho calls it, skipping its topic matcher when nothing is filtered."""
+        if self._filtered:
+            self._handle_on_message(message)
+            return
+        on_message = self.on_message
+        if on_message is None:
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
 
 
 def fast_client(
