@@ -2,14 +2,25 @@
 
 A report-producing probe is one class with `collect(identity) -> Report`. The availability and
 traffic probes feed the heartbeat instead (they keep running counters between heartbeats).
+
+The registry is lazy: `PROBES` maps a name to "module:Class", and a probe's module (with its
+dependencies, e.g. speedtest-cli and http.client for the bandwidth probe) is imported the first
+time the probe is asked for. An agent whose bandwidth role is off never loads speedtest-cli.
+Adding a probe is one module in this folder and one line in `PROBES`.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from agent.protocol import Report
+if TYPE_CHECKING:
+    from agent.probes.availability import AvailabilityProbe, AvailabilitySummary
+    from agent.probes.bandwidth import BandwidthProbe
+    from agent.probes.inventory import InventoryProbe
+    from agent.probes.traffic import TrafficProbe
+    from agent.protocol import Report
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,18 +40,41 @@ class Probe(Protocol):
     def collect(self, identity: Identity) -> Report: ...
 
 
-# Imported after Identity so the probe modules can import it from this package.
-from agent.probes.availability import AvailabilityProbe, AvailabilitySummary  # noqa: E402
-from agent.probes.bandwidth import BandwidthProbe  # noqa: E402
-from agent.probes.inventory import InventoryProbe  # noqa: E402
-from agent.probes.traffic import TrafficProbe  # noqa: E402
-
-PROBES: dict[str, type] = {
-    "inventory": InventoryProbe,
-    "bandwidth": BandwidthProbe,
-    "availability": AvailabilityProbe,
-    "traffic": TrafficProbe,
+#: Probe name -> "module:Class", imported on first use.
+PROBES: dict[str, str] = {
+    "inventory": "agent.probes.inventory:InventoryProbe",
+    "bandwidth": "agent.probes.bandwidth:BandwidthProbe",
+    "availability": "agent.probes.availability:AvailabilityProbe",
+    "traffic": "agent.probes.traffic:TrafficProbe",
 }
+
+# Other public names of the probe modules, also loaded on first use.
+_OTHER_NAMES = {"AvailabilitySummary": "agent.probes.availability:AvailabilitySummary"}
+_CLASS_PATHS = {path.rsplit(":", 1)[1]: path for path in PROBES.values()} | _OTHER_NAMES
+
+
+def _resolve(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def probe_class(name: str) -> type:
+    """The class of the probe registered as `name`; KeyError lists the known names."""
+    try:
+        path = PROBES[name]
+    except KeyError:
+        raise KeyError(f"no probe {name!r}; known: {', '.join(sorted(PROBES))}") from None
+    cls: type = _resolve(path)
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    # `from agent.probes import BandwidthProbe` keeps working, importing only that probe.
+    path = _CLASS_PATHS.get(name)
+    if path is None:
+        raise AttributeError(f"module 'agent.probes' has no attribute {name!r}")
+    return _resolve(path)
+
 
 __all__ = [
     "PROBES",
@@ -51,4 +85,5 @@ __all__ = [
     "InventoryProbe",
     "Probe",
     "TrafficProbe",
+    "probe_class",
 ]

@@ -35,6 +35,13 @@ LATENCY_SAMPLES: Final = 5
 #: Unsent bytes a test connection may queue in the kernel (Linux, macOS: TCP_NOTSENT_LOWAT).
 UNSENT_BYTES: Final = 16 * 1024
 _NOTSENT_LOWAT: Final[int | None] = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+#: speedtest-cli's upload body: this prefix, then these characters over and over.
+_UPLOAD_PREFIX: Final = b"content1="
+_UPLOAD_CHARS: Final = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#: One read-only block of the repeating characters that every upload body is read from; a read
+#: returns at most one block less one period, so the block is the only upload memory of a test.
+_UPLOAD_BLOCK: Final = _UPLOAD_CHARS * 1821  # 65,556 bytes
+_UPLOAD_MAX_READ: Final = len(_UPLOAD_BLOCK) - len(_UPLOAD_CHARS)
 
 
 def download_bytes(side: int) -> int:
@@ -131,6 +138,33 @@ class _CountingResponse:
         return getattr(self._response, name)
 
 
+class UploadBody:
+    """The bytes of speedtest-cli's upload body of `length` bytes, without holding them.
+
+    speedtest-cli pre-allocates every upload body of a test before the first is sent (about
+    7 MB for the self-hosted plan, far more for speedtest.net's sizes). This reader produces
+    the same bytes as views of one shared block, so the upload phase holds no body at all.
+    """
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes | memoryview:
+        left = self.length - self._pos
+        if left <= 0:
+            return b""
+        n = left if n is None or n < 0 else min(n, left)
+        prefix = len(_UPLOAD_PREFIX)
+        if self._pos < prefix:
+            chunk: bytes | memoryview = _UPLOAD_PREFIX[self._pos : self._pos + n]
+        else:
+            offset = (self._pos - prefix) % len(_UPLOAD_CHARS)
+            chunk = memoryview(_UPLOAD_BLOCK)[offset : offset + min(n, _UPLOAD_MAX_READ)]
+        self._pos += len(chunk)
+        return chunk
+
+
 class CountingOpener:
     """Wraps speedtest-cli's opener: counts request and response bodies, records failures."""
 
@@ -142,6 +176,9 @@ class CountingOpener:
         url = request if isinstance(request, str) else request.get_full_url()
         url = url.split("?", 1)[0]
         body = None if isinstance(request, str) else request.data
+        if isinstance(body, speedtest.HTTPUploaderData) and body._data is None:
+            # Session.upload() asks speedtest-cli not to pre-allocate: read from the shared block
+            body._data = UploadBody(int(body.length))
         try:
             response = self._opener.open(request, *args, **kwargs)
         except speedtest.SpeedtestUploadTimeout:
@@ -248,6 +285,13 @@ class Session(speedtest.Speedtest):  # type: ignore[misc]
         self.config.update(self._synthetic_config)
         self.lat_lon = (0.0, 0.0)
         return dict(self.config)
+
+    def upload(
+        self, callback: Any = speedtest.do_nothing, pre_allocate: bool = True, threads: Any = None
+    ) -> float:
+        # pre_allocate is ignored: bodies are always read from one shared block (UploadBody)
+        bits: float = super().upload(callback=callback, pre_allocate=False, threads=threads)
+        return bits
 
     def use_server(self, server: dict[str, Any]) -> None:
         """Test against this server only, as get_best_server() would have chosen it."""
