@@ -77,7 +77,10 @@ class Ingest:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self._queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
-        self._pending = 0  # queued or in a batch not yet acknowledged
+        # received - done = queued or in a batch not yet acknowledged; each counter has one
+        # writer thread (paho's, the writer), so neither needs a lock per message
+        self._received = 0
+        self._done = 0
         self._idle = threading.Condition()
         self._generation = 0  # bumped per connection: a mid is only valid on its connection
         self._ready = False
@@ -127,7 +130,7 @@ class Ingest:
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every received message is stored (or rejected) and acknowledged."""
         with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+            return self._idle.wait_for(lambda: self._received == self._done, timeout)
 
     # --- paho callbacks (network thread: hand over only) ---------------------------------
 
@@ -172,8 +175,7 @@ class Ingest:
         payload = message.payload
         if not isinstance(payload, bytes):
             payload = bytes(payload)
-        with self._idle:
-            self._pending += 1
+        self._received += 1
         self._queue.put((topic, payload, message.mid, message.qos, self._generation))
 
     # --- writer thread -------------------------------------------------------------------
@@ -188,7 +190,7 @@ class Ingest:
                     log.exception("ingest batch of %d messages failed", len(batch))
                 finally:
                     with self._idle:
-                        self._pending -= len(batch)
+                        self._done += len(batch)
                         self._idle.notify_all()
             if self._stopping.is_set() and (not batch or time.monotonic() > self._drain_until):
                 return
