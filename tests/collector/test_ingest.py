@@ -14,6 +14,7 @@ from agent.mqtt import parse_broker_url
 from agent.protocol import encode, to_builtins, topic_for
 from collector.ingest import Ingest
 from collector.model import Store
+from collector.mqtt_fast import FastClient
 from collector.store import open_store
 from tests.collector.mqtt_helpers import publish, publish_raw, publisher, wait_until
 from tests.collector.reports import T0, bandwidth, heartbeat, inventory, status
@@ -56,6 +57,7 @@ def test_valid_reports_are_stored_and_a_redelivery_counts_as_duplicate(
     assert device.memory_mb == 3072
     assert store.reporting_school_ids() == {"SCH-1"}
     assert ingest.stats.batches >= 1 and ingest.stats.last_batch_at is not None
+    assert isinstance(ingest.client, FastClient)  # the buffered reader, not plain paho
 
 
 def _with(report: object, **changes: object) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import paho.mqtt.client as mqtt
@@ -77,7 +77,7 @@ class Collector:
             self.client.loop_stop()
 
 
-def send(settings: BrokerSettings, sent: list[Sent]) -> None:
+def send(settings: BrokerSettings, sent: Sequence[Sent]) -> None:
     pub = new_client(settings, "fast-pub")
     pub.max_inflight_messages_set(1000)
     pub.connect(settings.host, settings.port, **connect_properties(settings, True))  # type: ignore[arg-type]
@@ -134,3 +134,33 @@ def test_messages_keep_flowing_across_a_broker_restart(broker: Mosquitto) -> Non
     # second batch arrives in order (messages whose PUBACK the restart cut off come again)
     assert set(sub.got) == set(first + second)
     assert [m for m in sub.got if m in second and m[2] == 1] == [m for m in second if m[2] == 1]
+
+
+@pytest.mark.parametrize("filtered", [False, True])
+def test_filtered_callbacks_and_a_failing_callback_behave_as_in_paho(
+    broker: Mosquitto, filtered: bool
+) -> None:
+    settings = parse_broker_url(broker.url)
+    sub = Collector(settings, fast_client)
+    alarms: list[bytes] = []
+    if filtered:  # FastClient then leaves topic matching and the callback to paho
+        sub.client.message_callback_add(f"{TOPIC}/alarm", lambda *a: alarms.append(a[2].payload))
+    sub.client.suppress_exceptions = True  # paho logs a failing callback and goes on
+    record = sub._on_message
+
+    def fussy(c: mqtt.Client, u: object, m: mqtt.MQTTMessage) -> None:
+        if m.payload == b"boom":
+            raise ValueError("callback bug")
+        record(c, u, m)
+
+    sub.client.on_message = fussy
+    sent = [(f"{TOPIC}/n", b"m%d" % i, 1, None) for i in range(300)]
+    with sub.running():
+        wait_until(sub.subscribed.is_set, what="subscribed")
+        send(settings, [*sent[:100], (f"{TOPIC}/n", b"boom", 1, None), *sent[100:]])
+        send(settings, [(f"{TOPIC}/alarm", b"fire", 1, None)])
+        wait_until(lambda: len(sub.got) + len(alarms) >= len(sent) + 1, what="all messages")
+    if filtered:
+        assert sub.got == sent and alarms == [b"fire"]
+    else:
+        assert sub.got == [*sent, (f"{TOPIC}/alarm", b"fire", 1, None)]
