@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -20,17 +20,16 @@ import psycopg
 
 from collector.model import (
     BandwidthRow,
-    DeviceCounts,
     DeviceRow,
     HeartbeatHour,
     Received,
     Reject,
     School,
-    SpeedTests,
     StoreError,
 )
 from collector.store import redact
 from collector.store.migrations import migrations
+from collector.store.postgres_sums import PostgresSums
 from collector.store.prepare import (
     bounded,
     clean,
@@ -39,7 +38,6 @@ from collector.store.prepare import (
     prepare,
     to_datetime,
 )
-from collector.store.sums import group_tests
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ REJECTS_KEPT = 5000
 _MIGRATION_LOCK = 0x6564756761700001
 
 
-class PostgresStore:
+class PostgresStore(PostgresSums):
     """The PostgreSQL backend of `collector.model.Store`."""
 
     def __init__(self, url: str, *, rejects_kept: int = REJECTS_KEPT) -> None:
@@ -358,36 +356,6 @@ class PostgresStore:
             (since,),
         )
         return [HeartbeatHour(r[0], _utc(r[1]), r[2], r[3], r[4]) for r in rows]
-
-    def speed_tests_since(self, since: datetime) -> dict[str, SpeedTests]:
-        rows = self._read(
-            "SELECT school_id, download_mbps, upload_mbps, latency_ms, measured_at FROM bandwidth"
-            " WHERE measured_at >= %s AND download_mbps IS NOT NULL AND error IS NULL"
-            " AND NOT skipped",
-            (since,),
-        )
-        return group_tests(rows, _utc)
-
-    def device_counts(
-        self, live_since: datetime, min_memory_mb: float, min_cores: int
-    ) -> dict[str, DeviceCounts]:
-        rows = self._read(
-            "SELECT school_id, count(*),"
-            " count(*) FILTER (WHERE coalesce(memory_mb, 0) >= %s"
-            " AND coalesce(cpu_cores, 0) >= %s),"
-            " count(*) FILTER (WHERE out_of_support)"
-            " FROM devices WHERE last_seen >= %s GROUP BY school_id",
-            (min_memory_mb, min_cores, live_since),
-        )
-        return {r[0]: DeviceCounts(r[1], r[2], r[3]) for r in rows}
-
-    def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
-        rows = self._read(
-            "SELECT school_id, sum(least(checks_ok, checks)), sum(checks) FROM heartbeat_hours"
-            " WHERE hour = ANY(%s::timestamptz[]) AND checks > 0 GROUP BY school_id",
-            (sorted(hours),),
-        )
-        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
     def report_count(self) -> int:
         """How many distinct reports are stored (report ids not yet pruned)."""

@@ -8,13 +8,12 @@ them to the broker, and the broker would then never redeliver them.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,13 +21,11 @@ from typing import Any
 
 from collector.model import (
     BandwidthRow,
-    DeviceCounts,
     DeviceRow,
     HeartbeatHour,
     Received,
     Reject,
     School,
-    SpeedTests,
     StoreError,
 )
 from collector.store import sqlite_path
@@ -40,7 +37,7 @@ from collector.store.prepare import (
     inventory_json,
     prepare,
 )
-from collector.store.sums import group_tests
+from collector.store.sqlite_sums import SqliteSums
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +59,7 @@ def _dt_or_none(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
-class SqliteStore:
+class SqliteStore(SqliteSums):
     """The SQLite backend of `collector.model.Store`."""
 
     def __init__(
@@ -386,45 +383,6 @@ class SqliteStore:
             (start,),
         )
         return [HeartbeatHour(r[0], _dt(r[1]), r[2], r[3], r[4]) for r in rows]
-
-    def speed_tests_since(self, since: datetime) -> dict[str, SpeedTests]:
-        rows = self._read(
-            "SELECT school_id, download_mbps, upload_mbps, latency_ms, measured_at FROM bandwidth"
-            " WHERE measured_at >= ? AND download_mbps IS NOT NULL AND error IS NULL"
-            " AND skipped = 0",
-            (_ts(since),),
-        )
-        return group_tests(rows, _dt)
-
-    def device_counts(
-        self, live_since: datetime, min_memory_mb: float, min_cores: int
-    ) -> dict[str, DeviceCounts]:
-        rows = self._read(
-            "SELECT school_id, count(*),"
-            " sum(coalesce(memory_mb, 0) >= ? AND coalesce(cpu_cores, 0) >= ?),"
-            " sum(coalesce(out_of_support, 0) != 0)"
-            " FROM devices WHERE last_seen >= ? GROUP BY school_id",
-            (min_memory_mb, min_cores, _ts(live_since)),
-        )
-        return {r[0]: DeviceCounts(r[1], r[2], r[3]) for r in rows}
-
-    def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
-        if not hours:
-            return {}
-        starts = sorted(int(_ts(h)) for h in hours)
-        # School by school, a primary-key range over the window: only the window's rows are
-        # read, in storage order, however long the retention. (Through the hour index the same
-        # sums took 3x as long: a key lookup per row, then a sort to group.) The hours travel
-        # as one JSON parameter, so their number meets no limit on bound parameters.
-        rows = self._read(
-            "SELECT r.school_id, sum(min(h.checks_ok, h.checks)), sum(h.checks)"
-            " FROM school_reports r CROSS JOIN heartbeat_hours h"
-            " ON h.school_id = r.school_id AND h.hour >= ? AND h.hour <= ?"
-            " WHERE h.hour IN (SELECT value FROM json_each(?)) AND h.checks > 0"
-            " GROUP BY r.school_id",
-            (starts[0], starts[-1], json.dumps(starts)),
-        )
-        return {r[0]: (r[1], r[2]) for r in rows}
 
     def report_count(self) -> int:
         """How many distinct reports are stored (report ids not yet pruned)."""
