@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 COLUMNS = ("os", "version", "edition", "end_of_support", "note")
@@ -73,8 +72,10 @@ def parse_table(text: str, source: str = "os_lifecycle.csv") -> list[Lifecycle]:
 @cache
 def default_table() -> tuple[Lifecycle, ...]:
     """The table shipped with the agent."""
-    text = resources.files("agent.data").joinpath("os_lifecycle.csv").read_text(encoding="utf-8")
-    return tuple(parse_table(text))
+    # A plain file next to this module (the agent is always installed unzipped, in a venv):
+    # importlib.resources would load zipfile and its readers into the service for one read.
+    path = Path(__file__).with_name("data") / "os_lifecycle.csv"
+    return tuple(parse_table(path.read_text(encoding="utf-8"), source=str(path)))
 
 
 def load_table(path: Path) -> list[Lifecycle]:

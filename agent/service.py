@@ -7,6 +7,7 @@ job. A failing probe or a full disk is logged and the service goes on; only stop
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import random
@@ -315,6 +316,9 @@ class Service:
             except Exception as e:  # collect() promises not to raise; be safe anyway
                 log.exception("speed test crashed")
                 report = probe.skipped_report(self.identity, f"speed test crashed: {e}")
+            # The test's sessions, threads and buffers are garbage now; reference cycles among
+            # them (tracebacks, thread objects) would otherwise wait for the next collection.
+            gc.collect()
             self.events.put(_Measured(report))
 
         log.info("speed test starting (%s)", self.config.bandwidth.backend)
