@@ -13,6 +13,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.mqtt import BrokerSettings, connect_properties, new_client, parse_broker_url
+from collector import mqtt_fast
 from collector.mqtt_fast import READ_CHUNK, FastClient, fast_client, fast_supported
 from tests.collector.mqtt_helpers import wait_until
 from tests.realparts import Mosquitto
@@ -29,6 +30,21 @@ def test_installed_paho_still_has_the_internals_fast_client_overrides() -> None:
     assert fast_supported()
     client = fast_client(BrokerSettings(), "probe", clean_start=False, manual_ack=True)
     assert isinstance(client, FastClient)
+
+
+def test_without_those_internals_ingest_gets_plain_paho_and_still_receives(
+    broker: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mqtt_fast, "_SUPPORTED", False)  # as if paho had changed
+    settings = parse_broker_url(broker.url)
+    sub = Collector(settings, fast_client)
+    assert type(sub.client) is mqtt.Client
+    sent = [(f"{TOPIC}/p", b"plain%d" % i, 1, None) for i in range(200)]
+    with sub.running():
+        wait_until(sub.subscribed.is_set, what="subscribed")
+        send(settings, sent)
+        wait_until(lambda: len(sub.got) >= len(sent), what="200 messages")
+    assert sub.got == sent
 
 
 def messages() -> list[Sent]:
