@@ -258,6 +258,8 @@ Notes:
   about 15% high, because each connection's bytes in flight count as sent when time runs
   out; with the plan's 4 it read 5.03.
 - At 100 Mbps the test ends by size (the plan's caps: 93.7 MB down, 7.3 MB up), not by time.
+- Upload bodies are read from one shared 64 KB block instead of being pre-allocated by
+  speedtest-cli (same bytes, about 7 MB less memory per test); these figures are with it.
 - Limits of this bench: loopback has no propagation delay or loss, and a token bucket at the
   server is not a real access link; TCP_NOTSENT_LOWAT does not exist on Windows, so Windows
   agents' uploads on slow links were not measured here.
