@@ -247,25 +247,16 @@ def _once_probe(name: str, config: AgentConfig, identity: Any) -> protocol.Repor
     traffic.rates()
     availability.check()
     summary = availability.summary()
-    rx, tx = traffic.rates()
+    link = traffic.rates()
     depth, dropped = _outbox_counts(config)
-    return protocol.Heartbeat(
-        report_id=protocol.new_report_id(),
+    return summary.heartbeat(
         school_id=identity.school_id,
         device_id=identity.device_id,
-        measured_at=protocol.utcnow(),
         agent_version=identity.agent_version,
-        latency_ms=summary.latency_ms,
-        reachable=summary.reachable,
-        period_seconds=summary.period_seconds,
-        checks=summary.checks,
-        checks_ok=summary.checks_ok,
-        loss_pct=summary.loss_pct,
-        targets=summary.targets,
+        measured_at=protocol.utcnow(),
         queue_depth=depth,
         dropped_reports=dropped,
-        link_rx_mbps=rx,
-        link_tx_mbps=tx,
+        link=link,
     )
 
 

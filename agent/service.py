@@ -247,27 +247,18 @@ class Service:
 
     def _heartbeat(self) -> None:
         summary = self._availability_probe().summary(reset=True)
-        rx, tx = self._traffic_probe().rates()
+        link = self._traffic_probe().rates()
         ident = self.identity
 
         def build(depth: int, dropped: int) -> protocol.Report:
-            return protocol.Heartbeat(
-                report_id=protocol.new_report_id(),
+            return summary.heartbeat(
                 school_id=ident.school_id,
                 device_id=ident.device_id,
-                measured_at=self._clock(),
                 agent_version=ident.agent_version,
-                latency_ms=summary.latency_ms,
-                reachable=summary.reachable,
-                period_seconds=summary.period_seconds,
-                checks=summary.checks,
-                checks_ok=summary.checks_ok,
-                loss_pct=summary.loss_pct,
-                targets=summary.targets,
+                measured_at=self._clock(),
                 queue_depth=depth,
                 dropped_reports=dropped,
-                link_rx_mbps=rx,
-                link_tx_mbps=tx,
+                link=link,
             )
 
         try:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agent.protocol import TargetCheck, utcnow
+from agent.protocol import Heartbeat, TargetCheck, new_report_id, utcnow
 
 
 def parse_target(target: str) -> tuple[str, int]:
@@ -33,6 +33,37 @@ class AvailabilitySummary:
     checks_ok: int
     loss_pct: float | None
     targets: list[TargetCheck]
+
+    def heartbeat(
+        self,
+        *,
+        school_id: str,
+        device_id: str,
+        agent_version: str,
+        measured_at: datetime,
+        queue_depth: int,
+        dropped_reports: int,
+        link: tuple[float | None, float | None],
+    ) -> Heartbeat:
+        """The heartbeat report carrying this summary, the outbox's health and link traffic."""
+        return Heartbeat(
+            report_id=new_report_id(),
+            school_id=school_id,
+            device_id=device_id,
+            measured_at=measured_at,
+            agent_version=agent_version,
+            latency_ms=self.latency_ms,
+            reachable=self.reachable,
+            period_seconds=self.period_seconds,
+            checks=self.checks,
+            checks_ok=self.checks_ok,
+            loss_pct=self.loss_pct,
+            targets=self.targets,
+            queue_depth=queue_depth,
+            dropped_reports=dropped_reports,
+            link_rx_mbps=link[0],
+            link_tx_mbps=link[1],
+        )
 
 
 @dataclass
