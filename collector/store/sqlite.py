@@ -198,6 +198,8 @@ class SqliteStore(SqliteSums):
         return stored
 
     def _write_rows(self, conn: sqlite3.Connection, new: list[Received]) -> None:
+        # Unsorted, unlike PostgreSQL's: BEGIN IMMEDIATE already lets one writer in at a time,
+        # so no key order is needed to keep two collectors from deadlocking.
         rows = prepare(new)
         conn.executemany(
             "INSERT INTO bandwidth (report_id, school_id, device_id, measured_at, download_mbps,"
@@ -224,7 +226,7 @@ class SqliteStore(SqliteSums):
             "INSERT INTO devices (school_id, device_id, last_seen) VALUES (?, ?, ?)"
             " ON CONFLICT (school_id, device_id) DO UPDATE"
             " SET last_seen = max(devices.last_seen, excluded.last_seen)",
-            [(s, d, at) for (s, d), at in sorted(rows.last_seen.items())],
+            [(s, d, at) for (s, d), at in rows.last_seen.items()],
         )
         conn.executemany(
             "UPDATE devices SET inventory_at = ?, memory_mb = ?, cpu_cores = ?, os_name = ?,"
@@ -247,7 +249,7 @@ class SqliteStore(SqliteSums):
                     device,
                     at,
                 )
-                for (school, device), (inv, at) in sorted(rows.inventories.items())
+                for (school, device), (inv, at) in rows.inventories.items()
             ],
         )
         conn.executemany(
@@ -255,13 +257,13 @@ class SqliteStore(SqliteSums):
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (school_id, hour) DO UPDATE SET"
             " heartbeats = heartbeats + excluded.heartbeats,"
             " checks = checks + excluded.checks, checks_ok = checks_ok + excluded.checks_ok",
-            [(s, h, v.heartbeats, v.checks, v.checks_ok) for s, h, v in rows.sorted_hours()],
+            [(s, h, v.heartbeats, v.checks, v.checks_ok) for (s, h), v in rows.hours.items()],
         )
         conn.executemany(
             "INSERT INTO school_reports (school_id, last_report) VALUES (?, ?)"
             " ON CONFLICT (school_id) DO UPDATE"
             " SET last_report = max(last_report, excluded.last_report)",
-            sorted(rows.last_report.items()),
+            rows.last_report.items(),
         )
 
     def save_rejects(self, rejects: list[Reject]) -> None:
