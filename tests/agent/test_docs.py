@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from agent.cli import _parser
 from agent.config import SECTIONS, all_keys, load
+from tests import realparts
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "agent.md").read_text(encoding="utf-8")
@@ -70,9 +70,7 @@ def test_systemd_unit_is_valid() -> None:
     text = unit.read_text()
     for hardening in ("ProtectSystem=strict", "NoNewPrivileges=yes", "Restart=always"):
         assert hardening in text
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
+    analyze = realparts.require_tool("systemd-analyze", "systemd")
     done = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
     # the only complaint allowed here: the agent is not installed in /opt on this machine
     problems = [
