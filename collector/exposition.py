@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -146,20 +147,25 @@ class Rendered:
 
     def school_text(self, only: str | None) -> Iterator[bytes]:
         """Family-major text of every province (only=None) or of one province."""
-        for i, head in enumerate(SCHOOL_HEADERS):
-            yield head
-            if only is None:
-                yield from (chunks[i] for chunks in self.schools.values())
-            elif only in self.schools:
-                yield self.schools[only][i]
+        return _family_major(SCHOOL_HEADERS, self.schools, only)
 
     def province_text(self, only: str | None) -> Iterator[bytes]:
-        for i, head in enumerate(PROVINCE_HEADERS):
-            yield head
-            if only is None:
-                yield from (chunks[i] for chunks in self.provinces.values())
-            elif only in self.provinces:
-                yield self.provinces[only][i]
+        return _family_major(PROVINCE_HEADERS, self.provinces, only)
+
+    def text(self, only: str | None) -> Iterator[bytes]:
+        """School then province families, of every province (only=None) or of one."""
+        return chain(self.school_text(only), self.province_text(only))
+
+
+def _family_major(
+    headers: list[bytes], chunks_by_province: dict[str, list[bytes]], only: str | None
+) -> Iterator[bytes]:
+    for i, head in enumerate(headers):
+        yield head
+        if only is None:
+            yield from (chunks[i] for chunks in chunks_by_province.values())
+        elif only in chunks_by_province:
+            yield chunks_by_province[only][i]
 
 
 def render_snapshot(snapshot: Snapshot, errors: ErrorCount) -> Rendered:
@@ -231,9 +237,7 @@ class Exposition:
             return gzip.compress(b"".join(self.text(province=province)), 6, mtime=0)
         found = rendered.gzipped.get(province)
         if found is None:
-            text = b"".join(
-                _chain(rendered.school_text(province), rendered.province_text(province))
-            )
+            text = b"".join(rendered.text(province))
             found = rendered.gzipped[province] = gzip.compress(text, 6, mtime=0)
         return found
 
@@ -244,25 +248,14 @@ class Exposition:
         pieces: Iterable[bytes]
         if collector:
             yield generate_latest(self.health_registry)
-            pieces = rendered.school_text(NO_PROVINCE) if rendered else iter(SCHOOL_HEADERS)
-        elif province is not None:
-            pieces = _chain(
-                rendered.school_text(province) if rendered else iter(SCHOOL_HEADERS),
-                rendered.province_text(province) if rendered else iter(PROVINCE_HEADERS),
-            )
+            pieces = rendered.school_text(NO_PROVINCE) if rendered else SCHOOL_HEADERS
+        elif rendered:
+            pieces = rendered.text(province)
         else:
-            pieces = _chain(
-                rendered.school_text(None) if rendered else iter(SCHOOL_HEADERS),
-                rendered.province_text(None) if rendered else iter(PROVINCE_HEADERS),
-            )
+            pieces = chain(SCHOOL_HEADERS, PROVINCE_HEADERS)
         yield from _batched(pieces)
         if not collector and province is None:
             yield generate_latest(self.health_registry)
-
-
-def _chain(*parts: Iterable[bytes]) -> Iterator[bytes]:
-    for part in parts:
-        yield from part
 
 
 def _batched(pieces: Iterable[bytes], size: int = 1 << 20) -> Iterator[bytes]:
