@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -29,7 +29,7 @@ from collector.model import (
 )
 from collector.store import redact
 from collector.store.migrations import migrations
-from collector.store.postgres_sums import PostgresSums
+from collector.store.postgres_sums import PostgresSums, _utc
 from collector.store.prepare import (
     bounded,
     clean,
@@ -376,7 +376,3 @@ class PostgresStore(PostgresSums):
                 self._readers.get_nowait().close()
             except queue.Empty:
                 break
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)

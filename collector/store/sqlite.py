@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,9 @@ from collector.store.prepare import (
     first_occurrences,
     inventory_json,
     prepare,
+    to_datetime,
 )
-from collector.store.sqlite_sums import SqliteSums
+from collector.store.sqlite_sums import SqliteSums, _ts
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +50,8 @@ WAL_CHECKPOINT_PAGES = 10000
 _CHUNK = 900
 
 
-def _ts(moment: datetime) -> float:
-    return moment.timestamp()
-
-
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
 def _dt_or_none(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+    return None if ts is None else to_datetime(ts)
 
 
 class SqliteStore(SqliteSums):
@@ -335,7 +328,7 @@ class SqliteStore(SqliteSums):
             " ORDER BY id DESC LIMIT ?",
             (limit,),
         )
-        return [Reject(_dt(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+        return [Reject(to_datetime(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
     def schools(self) -> list[School]:
         rows = self._read(
@@ -349,7 +342,7 @@ class SqliteStore(SqliteSums):
 
     def last_report_per_school(self) -> dict[str, datetime]:
         rows = self._read("SELECT school_id, last_report FROM school_reports")
-        return {r[0]: _dt(r[1]) for r in rows}
+        return {r[0]: to_datetime(r[1]) for r in rows}
 
     def bandwidth_since(self, since: datetime) -> list[BandwidthRow]:
         rows = self._read(
@@ -358,7 +351,8 @@ class SqliteStore(SqliteSums):
             (_ts(since),),
         )
         return [
-            BandwidthRow(r[0], r[1], _dt(r[2]), r[3], r[4], r[5], r[6], bool(r[7])) for r in rows
+            BandwidthRow(r[0], r[1], to_datetime(r[2]), r[3], r[4], r[5], r[6], bool(r[7]))
+            for r in rows
         ]
 
     def devices(self) -> list[DeviceRow]:
@@ -372,7 +366,7 @@ class SqliteStore(SqliteSums):
                 r[0],
                 r[1],
                 _dt_or_none(r[2]),
-                _dt(r[3]),
+                to_datetime(r[3]),
                 r[4],
                 r[5],
                 r[6],
@@ -392,7 +386,7 @@ class SqliteStore(SqliteSums):
             " WHERE hour >= ? ORDER BY school_id, hour",
             (start,),
         )
-        return [HeartbeatHour(r[0], _dt(r[1]), r[2], r[3], r[4]) for r in rows]
+        return [HeartbeatHour(r[0], to_datetime(r[1]), r[2], r[3], r[4]) for r in rows]
 
     def report_count(self) -> int:
         """How many distinct reports are stored (report ids not yet pruned)."""

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from collector.model import DeviceCounts, SpeedTests
+from collector.store.prepare import to_datetime
 from collector.store.sums import group_tests
 
 
 def _ts(moment: datetime) -> float:
     return moment.timestamp()
-
-
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
 
 
 class SqliteSums:
@@ -32,7 +29,7 @@ class SqliteSums:
             " AND skipped = 0",
             (_ts(since),),
         )
-        return group_tests(rows, _dt)
+        return group_tests(rows, to_datetime)
 
     def device_counts(
         self, live_since: datetime, min_memory_mb: float, min_cores: int
