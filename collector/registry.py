@@ -13,7 +13,7 @@ import io
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TextIO
 
 from agent.protocol import ID_PATTERN
@@ -140,18 +140,7 @@ def _place(school: School, places: Places, line: int, warnings: list[RowProblem]
 def _replace(school: School, province: str, commune: str) -> School:
     if school.province == province and school.commune == commune:
         return school
-    return School(
-        school.school_id,
-        school.name,
-        province,
-        commune,
-        school.level,
-        school.lat,
-        school.lon,
-        school.students,
-        school.computers_required,
-        school.contracted_mbps,
-    )
+    return replace(school, province=province, commune=commune)
 
 
 def decode(data: bytes, source: str = "file") -> str:
