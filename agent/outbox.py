@@ -14,7 +14,8 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,19 @@ class OutboxStats:
 CACHE_KIB = 256
 
 
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction; IMMEDIATE takes the write lock up front, so it cannot fail half-way
+    on a lock another connection holds."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """Open (and migrate) the outbox database with the durability settings it needs."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,16 +97,11 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             for statement in script.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version={number}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     return conn
 
 
@@ -166,29 +175,19 @@ class Outbox:
     def add_claiming_dropped(self, build: Callable[[int, int], protocol.Report]) -> protocol.Report:
         """Store the report `build(queue_depth, dropped)` makes, in the transaction that resets
         the dropped count, so a drop is reported exactly once even across a crash."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(self._db):
             depth = self._count()[0]
             dropped = self._meta_int("dropped_pending")
             report = build(depth, dropped)
             self._insert_row(report, claimed=dropped)
             self._db.execute("UPDATE meta SET value = 0 WHERE key = 'dropped_pending'")
             self._enforce_caps()
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return report
 
     def _insert(self, report: protocol.Report, claimed: int) -> int:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(self._db):
             seq = self._insert_row(report, claimed)
             self._enforce_caps()
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return seq
 
     def _insert_row(self, report: protocol.Report, claimed: int) -> int:
@@ -253,8 +252,7 @@ class Outbox:
         batch = [(s,) for s in seqs]
         if not batch:
             return 0
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(self._db):
             before = self._db.total_changes
             self._db.executemany("DELETE FROM outbox WHERE seq = ?", batch)
             removed = self._db.total_changes - before
@@ -264,10 +262,6 @@ class Outbox:
             self._db.execute(
                 "UPDATE meta SET value = ? WHERE key = 'last_ack_at'", (self._clock(),)
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return removed
 
     def depth(self) -> int:
