@@ -22,7 +22,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
-from collector.export import ExportError, Filters, filter_schools, write_shortages
+from collector.export import FORMATS, ExportError, Filters, filter_schools, write_shortages
 from collector.exposition import CONTENT_TYPE, Exposition
 from collector.model import (
     CONNECTIVITY_CLASSES,
@@ -38,12 +38,6 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 MAX_PAGE = 1000
-SHORTAGE_TYPES = {
-    "json": "application/json",
-    "csv": "text/csv; charset=utf-8",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "geojson": "application/geo+json",
-}
 FILTERS = ("province", "commune", "level", "kind")
 
 
@@ -247,17 +241,17 @@ def build_app(deps: HttpDeps) -> Starlette:
         if isinstance(snap, Response):
             return snap
         fmt = request.query_params.get("format", "json")
-        if fmt not in SHORTAGE_TYPES:
+        if fmt not in FORMATS:
             raise BadRequest(
-                f"query parameter 'format' has value {fmt!r}: one of {', '.join(SHORTAGE_TYPES)}"
+                f"query parameter 'format' has value {fmt!r}: one of {', '.join(FORMATS)}"
             )
         filters = _filters(request)
-
         out = io.BytesIO()
         write_shortages(snap, fmt, out, filters)
         body = out.getvalue()
-        headers = {"Content-Disposition": f'attachment; filename="shortages.{fmt}"'}
-        return Response(body, media_type=SHORTAGE_TYPES[fmt], headers=headers)
+        name = f"shortages.{FORMATS[fmt].extension}"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        return Response(body, media_type=FORMATS[fmt].media_type, headers=headers)
 
     def rejects(request: Request) -> Response:
         limit = _int_param(request, "limit", 100, 1, 1000)

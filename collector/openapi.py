@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from collector.export import FORMATS, KIND_ANY
 from collector.model import CONNECTIVITY_CLASSES, MONITORING_STATES, SHORTFALL_KINDS
 
 
@@ -24,7 +25,7 @@ _FILTERS = [
            {"type": "string"}),
     _query("level", "only schools of this level", {"type": "string"}),
     _query("kind", "only schools with this shortfall ('any': with at least one)",
-           {"type": "string", "enum": [*SHORTFALL_KINDS, "any"]}),
+           {"type": "string", "enum": [*SHORTFALL_KINDS, KIND_ANY]}),
 ]  # fmt: skip
 _AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -119,10 +120,9 @@ def openapi_document() -> dict[str, Any]:
             "summary": "The shortage list, for budgets and procurement",
             "security": _AUTH,
             "parameters": [*_FILTERS, _query("format", "file format", {
-                "type": "string", "enum": ["json", "csv", "xlsx", "geojson"], "default": "json"})],
+                "type": "string", "enum": list(FORMATS), "default": "json"})],
             "responses": {"200": {"description": "the list as a file", "content": {
-                "application/json": {}, "text/csv": {}, "application/geo+json": {},
-                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}},
+                f.media_type.split(";")[0]: {} for f in FORMATS.values()}},
                 **_ERRORS},
         }},
         "/api/v1/rejects": {"get": {
