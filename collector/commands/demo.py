@@ -9,27 +9,14 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from collector.commands.simulate import count, non_negative
 from collector.demo import Demo, DemoOptions
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def _port(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be a TCP port 1-65535, got {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
     return value
 
 
@@ -46,14 +33,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--schools",
-        type=_count,
+        type=count,
         default=d.schools,
         metavar="N",
         help=f"simulated schools ({d.schools})",
     )
     p.add_argument(
         "--devices-per-school",
-        type=_count,
+        type=count,
         metavar="M",
         default=d.devices_per_school,
         help=f"simulated agents per school ({d.devices_per_school})",
@@ -69,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--duration",
-        type=_seconds,
+        type=non_negative,
         metavar="SECONDS",
         help="stop by itself after this many seconds",
     )
@@ -78,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--agents",
-        type=_count,
+        type=count,
         metavar="N",
         default=d.agents,
         help=f"real agents to start ({d.agents})",

@@ -14,16 +14,17 @@ from collector.fleet import build_fleet, write_registry_file
 from collector.simulate import Plan, fleet_reports, plan_now
 
 
-def _positive_int(text: str) -> int:
+# argparse types; `edugap demo` uses them too.
+def count(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
-def _non_negative(text: str) -> float:
+def non_negative(text: str) -> float:
     value = float(text)
-    if value < 0 or value != value:
+    if not value >= 0:  # also refuses NaN
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
@@ -47,12 +48,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "spread over Vietnam's 34 provinces, backdated over the last --days, and write the "
         "matching registry CSV. The same --seed gives the same registry and reports.",
     )
-    p.add_argument(
-        "--schools", type=_positive_int, required=True, metavar="N", help="number of schools"
-    )
+    p.add_argument("--schools", type=count, required=True, metavar="N", help="number of schools")
     p.add_argument(
         "--devices-per-school",
-        type=_positive_int,
+        type=count,
         default=2,
         metavar="M",
         help="agents per school (default 2)",
@@ -72,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--rate",
-        type=_non_negative,
+        type=non_negative,
         default=0.0,
         metavar="R",
         help="reports per second at most (0: no limit)",
@@ -83,21 +82,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--days",
-        type=_non_negative,
+        type=non_negative,
         default=7.0,
         metavar="D",
         help="spread reports over this many days (7)",
     )
     p.add_argument(
         "--tests-per-day",
-        type=_non_negative,
+        type=non_negative,
         default=2.0,
         metavar="N",
         help="speed tests per school per day (2)",
     )
     p.add_argument(
         "--heartbeats-per-day",
-        type=_non_negative,
+        type=non_negative,
         metavar="N",
         default=2.0,
         help="hourly heartbeats per school per day (2)",
@@ -110,7 +109,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--connect-timeout",
-        type=_non_negative,
+        type=non_negative,
         metavar="SECONDS",
         default=15.0,
         help="give up when the broker does not answer within this many seconds (15)",
