@@ -112,17 +112,20 @@ def read_stats(path: Path) -> OutboxStats:
     before = {p for p in (Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()}
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
-        rows, size = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        (oldest,) = conn.execute(
-            "SELECT measured_at FROM outbox ORDER BY seq LIMIT 1"
-        ).fetchone() or (None,)
+        stats = _stats(conn)
     finally:
         conn.close()
     if hasattr(os, "chown") and os.geteuid() == 0:
         for extra in (Path(f"{path}-wal"), Path(f"{path}-shm")):
             if extra.exists() and extra not in before:
                 os.chown(extra, owner.st_uid, owner.st_gid)
+    return stats
+
+
+def _stats(conn: sqlite3.Connection) -> OutboxStats:
+    rows, size = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    oldest = conn.execute("SELECT measured_at FROM outbox ORDER BY seq LIMIT 1").fetchone()
     return OutboxStats(
         depth=int(rows),
         size_bytes=int(size),
@@ -131,7 +134,7 @@ def read_stats(path: Path) -> OutboxStats:
         acked_total=int(meta["acked_total"] or 0),
         last_ack_at=meta["last_ack_at"],
         last_enqueued_at=meta["last_enqueued_at"],
-        oldest_measured_at=oldest,
+        oldest_measured_at=oldest[0] if oldest else None,
     )
 
 
@@ -268,21 +271,7 @@ class Outbox:
         return self._count()[0]
 
     def stats(self) -> OutboxStats:
-        rows, size = self._count()
-        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        (oldest,) = self._db.execute(
-            "SELECT measured_at FROM outbox ORDER BY seq LIMIT 1"
-        ).fetchone() or (None,)
-        return OutboxStats(
-            depth=rows,
-            size_bytes=size,
-            dropped_pending=int(meta["dropped_pending"]),
-            dropped_total=int(meta["dropped_total"]),
-            acked_total=int(meta["acked_total"]),
-            last_ack_at=meta["last_ack_at"],
-            last_enqueued_at=meta["last_enqueued_at"],
-            oldest_measured_at=oldest,
-        )
+        return _stats(self._db)
 
     def _count(self) -> tuple[int, int]:
         rows, size = self._db.execute(
