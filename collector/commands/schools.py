@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TextIO
 
 from collector.commands.common import add_db_argument, db_url, open_store
+from collector.export import match_places
 from collector.model import School, StoreError
-from collector.places import key, province_key
 from collector.registry import ParseResult, RegistryError, decode, parse
 
 
@@ -94,16 +94,8 @@ def select(
     commune: str | None = None,
     level: str | None = None,
 ) -> list[School]:
-    """Schools matching every given filter (places compared accent- and case-insensitively)."""
-    p, c = (province_key(province) if province else None), (key(commune) if commune else None)
-    lv = level.casefold() if level else None
-    return [
-        s
-        for s in schools
-        if (p is None or key(s.province) == p)
-        and (c is None or key(s.commune) == c)
-        and (lv is None or s.level.casefold() == lv)
-    ]
+    """Schools matching every given filter, the same matching as the exports and the API."""
+    return match_places(schools, province, commune, level)
 
 
 COLUMNS = ("school_id", "name", "province", "commune", "level", "lat", "lon", "students")

@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeVar
 
 from collector.model import SHORTFALL_KINDS, SchoolStatus, Snapshot
 from collector.places import key, province_key
@@ -117,6 +117,43 @@ class Filters:
     kind: str | None = None  # a SHORTFALL_KINDS member, or "any"
 
 
+class Placed(Protocol):
+    """Anything with a place and a level: a registry School or a SchoolStatus."""
+
+    @property
+    def province(self) -> str: ...
+    @property
+    def commune(self) -> str: ...
+    @property
+    def level(self) -> str: ...
+
+
+P = TypeVar("P", bound=Placed)
+
+
+def match_places(
+    items: Iterable[P],
+    province: str | None = None,
+    commune: str | None = None,
+    level: str | None = None,
+) -> list[P]:
+    """Items in every given place, in their order.
+
+    Province and commune compare accent-, case- and prefix-insensitively ("ha noi" matches
+    "Thành phố Hà Nội"); level compares case-insensitively.
+    """
+    p = province_key(province) if province else None
+    c = key(commune) if commune else None
+    lv = level.casefold() if level else None
+    return [
+        s
+        for s in items
+        if (p is None or key(s.province) == p)
+        and (c is None or key(s.commune) == c)
+        and (lv is None or s.level.casefold() == lv)
+    ]
+
+
 def filter_schools(
     snapshot: Snapshot,
     province: str | None = None,
@@ -124,28 +161,19 @@ def filter_schools(
     level: str | None = None,
     kind: str | None = None,
 ) -> list[SchoolStatus]:
-    """Schools matching every given filter, highest priority first.
-
-    Province and commune compare accent-, case- and prefix-insensitively ("ha noi" matches
-    "Thành phố Hà Nội"); level compares case-insensitively; kind is a shortfall kind or "any".
-    """
+    """Schools matching every given filter (see match_places), highest priority first; kind
+    is a shortfall kind or "any"."""
     if kind is not None and kind != KIND_ANY and kind not in SHORTFALL_KINDS:
         raise ExportError(
             f"unknown shortfall kind {kind!r} (known: {', '.join((*SHORTFALL_KINDS, KIND_ANY))})"
         )
-    if not (province or commune or level or kind):
-        return snapshot.by_priority()
-    p = province_key(province) if province else None
-    c = key(commune) if commune else None
-    lv = level.casefold() if level else None
-    return [
-        s
-        for s in snapshot.by_priority()
-        if (p is None or key(s.province) == p)
-        and (c is None or key(s.commune) == c)
-        and (lv is None or s.level.casefold() == lv)
-        and (kind is None or (bool(s.shortfalls) if kind == KIND_ANY else kind in s.shortfalls))
-    ]
+    chosen = snapshot.by_priority()
+    if province or commune or level:
+        chosen = match_places(chosen, province, commune, level)
+    if kind:
+        any_kind = kind == KIND_ANY
+        chosen = [s for s in chosen if (bool(s.shortfalls) if any_kind else kind in s.shortfalls)]
+    return chosen
 
 
 def row(s: SchoolStatus) -> Row:
