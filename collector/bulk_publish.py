@@ -122,7 +122,8 @@ class Publisher:
         result = PublishResult()
         started = self.clock()
         next_progress = started + progress_every
-        base_acked = self._acks.acked
+        # The counters cover the client's life; a second call reports only its own messages.
+        base_acked, base_failed = self._acks.acked, self._acks.failed
         for topic, payload in messages:
             with self._acks.cond:
                 # Bound what paho holds in memory: wait while the window is full.
@@ -151,7 +152,7 @@ class Publisher:
             while self._acks.acked - base_acked < result.sent and self.clock() < deadline:
                 self._acks.cond.wait(1.0)
             result.acked = self._acks.acked - base_acked
-            result.failed = self._acks.failed
+            result.failed = self._acks.failed - base_failed
         result.seconds = self.clock() - started
         if result.acked < result.sent:
             raise PublishError(
