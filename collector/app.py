@@ -116,9 +116,10 @@ class CollectorApp:
         self.store = store
         log.info("store %s open", store.url)
         try:
+            broker = c.broker_settings()
             self.ingest = self.parts.ingest(
                 store,
-                c.broker_settings(),
+                broker,
                 group=c.ingest_group,
                 client_id=c.ingest_client_id,
                 batch_max=c.ingest_batch_max,
@@ -136,7 +137,7 @@ class CollectorApp:
         self.ingest.start()
         log.info(
             "connecting to broker %s as %r, group %r",
-            c.broker_settings().url,
+            broker.url,
             c.ingest_client_id,
             c.ingest_group,
         )
