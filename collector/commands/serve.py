@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from collector.config import SETTINGS, ConfigError, load_config
-
-log = logging.getLogger(__name__)
 
 _METAVARS = {
     "--broker": "URL",
