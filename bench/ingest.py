@@ -222,7 +222,7 @@ store.close()
 
 def latency(settings: BrokerSettings, db: str, rate: int, seconds: float) -> list[float]:
     """Publish `rate` reports/s for `seconds`; seconds from publish to visible in the store."""
-    proc = subprocess.Popen([sys.executable, "-c", COLLECTOR, db, broker_url(settings), str(ROOT)])
+    proc = subprocess.Popen([sys.executable, "-c", COLLECTOR, db, settings.url, str(ROOT)])
     try:
         wait(lambda: Path(db).exists(), 20)
         conn = sqlite3.connect(db, check_same_thread=False)
@@ -303,10 +303,6 @@ def wait(condition: Callable[[], bool], timeout: float) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out after {timeout}s")
         time.sleep(0.005)
-
-
-def broker_url(settings: BrokerSettings) -> str:
-    return f"mqtt://{settings.host}:{settings.port}"
 
 
 def fresh_postgres() -> str:
