@@ -24,14 +24,13 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.mqtt import BrokerSettings, ClientFactory, connect_properties
 from agent.protocol import MAX_PAYLOAD_BYTES, TOPIC_ROOT, ProtocolError, decode, utcnow
-from collector.model import IngestStats, Received, Reject, Store, StoreError
+from collector.model import REJECT_EXCERPT_CHARS, IngestStats, Received, Reject, Store, StoreError
 from collector.mqtt_fast import fast_client
 
 log = logging.getLogger(__name__)
 
 # (topic, payload, mid, qos, connection generation)
 Item = tuple[str, bytes, int, int, int]
-EXCERPT_CHARS = 512
 _PUBACK = struct.Struct("!BBH")
 _PUBACK_HEADER = 0x40  # packet type 4 (PUBACK) in the high nibble
 # MQTT 5 Receive Maximum is a 16-bit number
@@ -315,5 +314,5 @@ def ack_all(client: mqtt.Client, mids: list[int]) -> None:
 
 
 def _reject(at: datetime, topic: str, reason: str, detail: str, payload: bytes) -> Reject:
-    excerpt = payload[: EXCERPT_CHARS * 4].decode("utf-8", "replace")[:EXCERPT_CHARS]
+    excerpt = payload[: REJECT_EXCERPT_CHARS * 4].decode("utf-8", "replace")[:REJECT_EXCERPT_CHARS]
     return Reject(at, topic, reason, detail[:2000], excerpt)

@@ -30,6 +30,10 @@ SHORTFALL_KINDS: tuple[str, ...] = (
 )
 
 
+#: A reject keeps at most this many characters of its payload.
+REJECT_EXCERPT_CHARS = 512
+
+
 class StoreError(RuntimeError):
     """A store operation failed; the message names the store and the operation."""
 
@@ -68,7 +72,7 @@ class Reject:
     topic: str
     reason: str
     detail: str
-    payload_excerpt: str  # at most 512 characters, undecodable bytes replaced
+    payload_excerpt: str  # at most REJECT_EXCERPT_CHARS, undecodable bytes replaced
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 
 from collector.model import (
+    REJECT_EXCERPT_CHARS,
     BandwidthRow,
     DeviceRow,
     HeartbeatHour,
@@ -254,7 +255,7 @@ class PostgresStore(PostgresSums):
                         clean(r.topic),
                         clean(r.reason),
                         clean(r.detail),
-                        clean(r.payload_excerpt[:512]),
+                        clean(r.payload_excerpt[:REJECT_EXCERPT_CHARS]),
                     )
                     for r in rejects
                 ],

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.model import (
+    REJECT_EXCERPT_CHARS,
     BandwidthRow,
     DeviceRow,
     HeartbeatHour,
@@ -267,7 +268,13 @@ class SqliteStore(SqliteSums):
                 "INSERT INTO rejects (received_at, topic, reason, detail, payload_excerpt)"
                 " VALUES (?, ?, ?, ?, ?)",
                 [
-                    (_ts(r.received_at), r.topic, r.reason, r.detail, r.payload_excerpt[:512])
+                    (
+                        _ts(r.received_at),
+                        r.topic,
+                        r.reason,
+                        r.detail,
+                        r.payload_excerpt[:REJECT_EXCERPT_CHARS],
+                    )
                     for r in rejects
                 ],
             )
