@@ -16,10 +16,10 @@ from collector.exposition import Exposition
 from collector.http import STATIC, HttpDeps, build_app
 from collector.model import IngestStats, Store
 from collector.snapshots import SnapshotHolder
+from collector.speedtest_server import serve_in_thread
 from collector.store import open_store
 from tests import realparts
 from tests.collector.sample import school, snapshot
-from tests.collector.servers import serving
 
 
 def chromium() -> str:
@@ -110,7 +110,7 @@ def test_map_and_province_table_in_chromium(store: Store, tmp_path: Path) -> Non
     holder = SnapshotHolder()
     holder.publish(snap, 0.1)
     deps = HttpDeps(holder, Exposition(holder, IngestStats()), store, lambda: {"ok": True})
-    with serving(build_app(deps)) as url:
+    with serve_in_thread(build_app(deps)) as url:
         page = Page()
         page.feed(dump_dom(url + "/", tmp_path / "profile"))
     assert page.circles == {
@@ -132,7 +132,7 @@ def test_page_asks_for_the_token_when_the_api_needs_one(store: Store, tmp_path: 
     holder.publish(snapshot([school("HN-1", "Thành phố Hà Nội")]), 0.1)
     deps = HttpDeps(holder, Exposition(holder, IngestStats()), store, lambda: {"ok": True},
                     api_token="t0ken")  # fmt: skip
-    with serving(build_app(deps)) as url:
+    with serve_in_thread(build_app(deps)) as url:
         page = Page()
         page.feed(dump_dom(url + "/", tmp_path / "profile"))
     assert page.circles == {}

@@ -17,10 +17,10 @@ from collector.exposition import Exposition
 from collector.http import HttpDeps, build_app
 from collector.model import IngestStats, Store
 from collector.snapshots import SnapshotHolder
+from collector.speedtest_server import serve_in_thread
 from collector.store import open_store
 from tests import realparts
 from tests.collector.sample import national, school, snapshot
-from tests.collector.servers import serving
 
 DEPLOY = Path(__file__).parents[2] / "deploy" / "prometheus"
 
@@ -39,7 +39,7 @@ def collector_url(store: Store, snap: Any) -> Any:
     stats.count("stored", 42)
     stats.count("rejected_bad_json", 3)
     deps = HttpDeps(holder, Exposition(holder, stats), store, lambda: {"all": True})
-    return serving(build_app(deps))
+    return serve_in_thread(build_app(deps))
 
 
 def test_promtool_finds_nothing_wrong_with_populated_metrics(store: Store) -> None:
