@@ -192,19 +192,6 @@ def _outbox_counts(config: AgentConfig) -> tuple[int, int]:
     return stats.depth, stats.dropped_pending
 
 
-def _bandwidth_probe(
-    config: AgentConfig, backend: str | None = None, url: str | None = None
-) -> Any:
-    from agent.probes import BandwidthProbe, TrafficProbe
-
-    return BandwidthProbe(
-        backend=backend or config.bandwidth.backend,  # type: ignore[arg-type]
-        server_url=url or config.bandwidth.server_url,
-        timeout_s=config.bandwidth.timeout_seconds,
-        traffic=TrafficProbe(),
-    )
-
-
 def cmd_once(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
@@ -236,8 +223,9 @@ def _once_probe(name: str, config: AgentConfig, identity: Any) -> protocol.Repor
         report: protocol.Report = InventoryProbe().collect(identity)
         return report
     if name == "bandwidth":
-        bandwidth: protocol.Report = _bandwidth_probe(config).collect(identity)
-        return bandwidth
+        from agent.service import bandwidth_probe
+
+        return bandwidth_probe(config).collect(identity)
     from agent.probes import AvailabilityProbe, TrafficProbe
 
     availability = AvailabilityProbe(
@@ -276,7 +264,9 @@ def cmd_speedtest(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    probe = _bandwidth_probe(config, backend, url)
+    from agent.service import bandwidth_probe
+
+    probe = bandwidth_probe(config, backend, url)
     print(
         f"speed test: {backend} {url or ''} (at most {config.bandwidth.timeout_seconds:g} s)",
         file=sys.stderr,

@@ -53,6 +53,22 @@ def identity_for(config: AgentConfig, device_id: str) -> Identity:
     return Identity(config.school_id, device_id, __version__)
 
 
+def bandwidth_probe(
+    config: AgentConfig, backend: str | None = None, server_url: str | None = None
+) -> BandwidthProbe:
+    """The configured speed-test probe; `backend`/`server_url` override the config's."""
+    # imported only now: speedtest-cli is the agent's heaviest module
+    from agent.probes import BandwidthProbe, TrafficProbe
+
+    bw = config.bandwidth
+    return BandwidthProbe(
+        backend=backend or bw.backend,  # type: ignore[arg-type]
+        server_url=server_url or bw.server_url,
+        timeout_s=bw.timeout_seconds,
+        traffic=TrafficProbe(),
+    )
+
+
 class Service:
     """The long-running agent."""
 
@@ -272,16 +288,7 @@ class Service:
 
     def _bandwidth_probe(self) -> BandwidthProbe:
         if self._bandwidth is None:
-            # imported only now: speedtest-cli is the agent's heaviest module
-            from agent.probes import BandwidthProbe, TrafficProbe
-
-            bw = self.config.bandwidth
-            self._bandwidth = BandwidthProbe(
-                backend=bw.backend,  # type: ignore[arg-type]
-                server_url=bw.server_url,
-                timeout_s=bw.timeout_seconds,
-                traffic=TrafficProbe(),
-            )
+            self._bandwidth = bandwidth_probe(self.config)
         return self._bandwidth
 
     def _start_speedtest(self) -> None:
