@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agent.protocol import Heartbeat, TargetCheck, new_report_id, utcnow
+from agent.protocol import Heartbeat, TargetCheck, new_report_id
 
 
 def parse_target(target: str) -> tuple[str, int]:
@@ -83,7 +83,6 @@ class AvailabilityProbe:
         targets: list[str],
         *,
         timeout_s: float = 3.0,
-        clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         connect: Callable[[tuple[str, int], float], socket.socket] = socket.create_connection,
     ) -> None:
@@ -94,7 +93,6 @@ class AvailabilityProbe:
         self._addresses = {t: parse_target(t) for t in targets}
         self.targets = list(self._addresses)
         self.timeout_s = timeout_s
-        self._clock = clock
         self._monotonic = monotonic
         self._connect = connect
         self._lock = threading.Lock()
