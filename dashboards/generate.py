@@ -41,7 +41,7 @@ def stat(title: str, expr: str, grid: tuple[int, int, int, int], unit: str = "no
                  fieldConfig=field_config, options=options)  # fmt: skip
 
 
-def class_overrides(label: str) -> list[dict[str, Any]]:
+def class_overrides() -> list[dict[str, Any]]:
     return [
         {"matcher": {"id": "byName", "options": name},
          "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": colour}}]}
@@ -101,7 +101,7 @@ def coverage() -> dict[str, Any]:
                                                 "longitude": "lon"},
                                    "config": {"style": {"size": {"fixed": 3},
                                                         "color": {"field": "class"}}}}]},
-              fieldConfig={"defaults": {}, "overrides": class_overrides("class")}),
+              fieldConfig={"defaults": {}, "overrides": class_overrides()}),
         panel("barchart", "Schools per province by connectivity class",
               [target(f"sum by (province, connectivity) (edugap_province_schools{{{PROVINCE}}})",
                       "{{connectivity}}", instant=True, fmt="table")],
@@ -110,7 +110,7 @@ def coverage() -> dict[str, Any]:
               transformations=[{"id": "groupingToMatrix", "options": {
                   "columnField": "connectivity", "rowField": "province",
                   "valueField": "Value"}}],
-              fieldConfig={"defaults": {}, "overrides": class_overrides("connectivity")}),
+              fieldConfig={"defaults": {}, "overrides": class_overrides()}),
         panel("timeseries", "Schools by monitoring status",
               [target(f"sum by (status) (edugap_province_monitoring_schools{{{PROVINCE}}})",
                       "{{status}}")], (0, 20, 12, 8)),
