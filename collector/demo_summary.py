@@ -56,7 +56,8 @@ def summarise(provinces_doc: dict[str, Any]) -> Summary:
     """Sum the per-province summaries of the API into national figures."""
     s = Summary()
     for p in provinces_doc.get("provinces", []):
-        s.schools += int(p.get("schools", 0))
+        schools = int(p.get("schools", 0))
+        s.schools += schools
         s.connectivity.update(p.get("by_connectivity", {}))
         s.monitoring.update(p.get("by_monitoring", {}))
         s.shortfalls.update(p.get("shortfalls", {}))
@@ -65,7 +66,5 @@ def summarise(provinces_doc: dict[str, Any]) -> Summary:
         s.bandwidth_gap_mbps += gap
         s.computers_gap += computers
         short = int(p.get("shortfalls", {}).get("bandwidth", 0))
-        s.provinces.append(
-            (str(p.get("province") or "?"), int(p["schools"]), short, gap, computers)
-        )
+        s.provinces.append((str(p.get("province") or "?"), schools, short, gap, computers))
     return s
