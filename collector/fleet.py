@@ -12,11 +12,13 @@ import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Literal, TextIO
 
 from collector import registry
 from collector.model import School
+from collector.policy import Policy, load_policy
 
 SimConnectivity = Literal["good", "moderate", "bad"]
 SimMonitoring = Literal["live", "drop_off", "never"]
@@ -190,9 +192,14 @@ def load_places() -> list[Place]:
     return places
 
 
+@cache
+def _default_policy() -> Policy:
+    return load_policy()
+
+
 def required_mbps(students: int) -> float:
-    """The policy's default requirement: max(20 Mbps, 50 kbps per student)."""
-    return max(20.0, 0.05 * students)
+    """The default policy's requirement, which the connectivity scenarios are drawn around."""
+    return _default_policy().required_mbps(students)
 
 
 def _profile(rng: random.Random, students: int) -> Profile:
