@@ -238,9 +238,7 @@ def _once_probe(name: str, config: AgentConfig, identity: Any) -> protocol.Repor
     link = traffic.rates()
     depth, dropped = _outbox_counts(config)
     return summary.heartbeat(
-        school_id=identity.school_id,
-        device_id=identity.device_id,
-        agent_version=identity.agent_version,
+        identity,
         measured_at=protocol.utcnow(),
         queue_depth=depth,
         dropped_reports=dropped,

@@ -264,13 +264,10 @@ class Service:
     def _heartbeat(self) -> None:
         summary = self._availability_probe().summary(reset=True)
         link = self._traffic_probe().rates()
-        ident = self.identity
 
         def build(depth: int, dropped: int) -> protocol.Report:
             return summary.heartbeat(
-                school_id=ident.school_id,
-                device_id=ident.device_id,
-                agent_version=ident.agent_version,
+                self.identity,
                 measured_at=self._clock(),
                 queue_depth=depth,
                 dropped_reports=dropped,

@@ -9,8 +9,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from agent.protocol import Heartbeat, TargetCheck, new_report_id
+
+if TYPE_CHECKING:
+    from agent.probes import Identity
 
 
 def parse_target(target: str) -> tuple[str, int]:
@@ -36,10 +40,8 @@ class AvailabilitySummary:
 
     def heartbeat(
         self,
+        identity: Identity,
         *,
-        school_id: str,
-        device_id: str,
-        agent_version: str,
         measured_at: datetime,
         queue_depth: int,
         dropped_reports: int,
@@ -48,10 +50,10 @@ class AvailabilitySummary:
         """The heartbeat report carrying this summary, the outbox's health and link traffic."""
         return Heartbeat(
             report_id=new_report_id(),
-            school_id=school_id,
-            device_id=device_id,
+            school_id=identity.school_id,
+            device_id=identity.device_id,
             measured_at=measured_at,
-            agent_version=agent_version,
+            agent_version=identity.agent_version,
             latency_ms=self.latency_ms,
             reachable=self.reachable,
             period_seconds=self.period_seconds,
