@@ -334,9 +334,3 @@ def load(
         except OSError as e:
             raise ConfigError([f"cannot read config file {path}: {e}"]) from None
     return parse(raw, env, source)
-
-
-def with_overrides(config: AgentConfig, **sections: dict[str, Any]) -> AgentConfig:
-    """A copy with some section fields replaced (used by commands like `once`)."""
-    changes = {name: replace(getattr(config, name), **values) for name, values in sections.items()}
-    return replace(config, **changes)
