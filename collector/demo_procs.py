@@ -44,6 +44,14 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def log_tail(path: Path, chars: int = 1500) -> str:
+    """The end of a log file, for an error message; "" when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
 @dataclass
 class Child:
     """One started process with its log file."""
@@ -76,11 +84,8 @@ class Child:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def log_tail(self, chars: int = 1500) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
-        except OSError:
-            return ""
+    def log_tail(self) -> str:
+        return log_tail(self.log_path)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the child to stop; kill its whole process group if it does not in time."""
@@ -218,5 +223,6 @@ def run_once(argv: Sequence[str], log_path: Path, what: str, timeout: float = 30
             check=False,
         )
     if done.returncode != 0:
-        tail = log_path.read_text(encoding="utf-8", errors="replace")[-1500:]
-        raise DemoError(f"{what} failed (exit {done.returncode}); see {log_path}:\n{tail}")
+        raise DemoError(
+            f"{what} failed (exit {done.returncode}); see {log_path}:\n{log_tail(log_path)}"
+        )
