@@ -201,15 +201,21 @@ class KeyInfo:
     doc: str
 
 
+def env_name(dotted: str) -> str:
+    """The environment variable overriding a key: "schedule.heartbeat_minutes" ->
+    EDUGAP_AGENT_SCHEDULE_HEARTBEAT_MINUTES."""
+    return (ENV_PREFIX + dotted.replace(".", "_")).upper()
+
+
 def all_keys() -> Iterator[KeyInfo]:
     """Every config key with its environment variable, default and one-line meaning."""
     for f in fields(AgentConfig):
         if "parse" in f.metadata:
-            yield KeyInfo(f.name, ENV_PREFIX + f.name.upper(), f.default, f.metadata["doc"])
+            yield KeyInfo(f.name, env_name(f.name), f.default, f.metadata["doc"])
         elif f.name in SECTIONS:
             for g in fields(SECTIONS[f.name]):
-                env = f"{ENV_PREFIX}{f.name}_{g.name}".upper()
-                yield KeyInfo(f"{f.name}.{g.name}", env, g.default, g.metadata["doc"])
+                dotted = f"{f.name}.{g.name}"
+                yield KeyInfo(dotted, env_name(dotted), g.default, g.metadata["doc"])
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -237,10 +243,10 @@ def _parse_section(
             continue
         known.add(f.name)
         dotted = f"{name}.{f.name}" if name else f.name
-        env_name = (ENV_PREFIX + dotted.replace(".", "_")).upper()
-        if env_name in env:
-            value: object = env[env_name]
-            where = f"environment variable {env_name}"
+        variable = env_name(dotted)
+        if variable in env:
+            value: object = env[variable]
+            where = f"environment variable {variable}"
         elif f.name in raw:
             value, where = raw[f.name], ""
         else:
