@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.mqtt import BrokerUrlError, parse_broker_url
+from agent.probes.availability import parse_target
 from agent.protocol import valid_id
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -193,12 +194,10 @@ def http_url(value: object) -> str | None:
 
 
 def targets(value: object) -> tuple[str, ...]:
-    out = []
-    for item in _list(value):
-        host, sep, port = item.strip().rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"target {item!r} must be host:port")
-        out.append(item.strip())
+    out = tuple(item.strip() for item in _list(value))
+    for item in out:
+        # the probe's own parser: a config that passes here cannot fail the probe at start
+        parse_target(item)
     if not out:
         raise ValueError("must name at least one host:port")
     return tuple(out)
