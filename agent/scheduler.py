@@ -19,7 +19,6 @@ INVENTORY = "inventory"
 AVAILABILITY = "availability"
 HEARTBEAT = "heartbeat"
 SPEEDTEST = "speedtest"
-JOBS = (INVENTORY, AVAILABILITY, HEARTBEAT, SPEEDTEST)
 
 
 def within_budget(used_bytes: int, estimated_bytes: int, budget_mb: float) -> bool:
