@@ -302,7 +302,7 @@ class Demo:
             self.say("")
             self.say(summary.text())
             self.say("")
-            until = "for " + f"{o.duration:g}s" if o.duration is not None else "until Ctrl-C"
+            until = f"for {o.duration:g}s" if o.duration is not None else "until Ctrl-C"
             self.say(f"edugap demo is running {until}.")
             return self._watch()
         except Interrupted as e:
