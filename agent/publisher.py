@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -23,6 +23,9 @@ from paho.mqtt.enums import MQTTErrorCode
 from agent import protocol
 from agent.mqtt import BrokerSettings, connect_properties, new_client
 from agent.outbox import Outbox
+
+if TYPE_CHECKING:
+    from agent.probes import Identity
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ class Publisher:
     def __init__(
         self,
         settings: BrokerSettings,
-        identity: tuple[str, str, str],  # school_id, device_id, agent_version
+        identity: Identity,
         events: queue.Queue[Any],
         *,
         reconnect: tuple[int, int] = (1, 120),
@@ -56,7 +59,9 @@ class Publisher:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
-        self.school_id, self.device_id, self.agent_version = identity
+        self.school_id = identity.school_id
+        self.device_id = identity.device_id
+        self.agent_version = identity.agent_version
         self.events = events
         self.reconnect = reconnect
         self.max_inflight = max_inflight

@@ -94,7 +94,7 @@ class Service:
         broker = config.broker
         self.publisher = Publisher(
             broker.settings(),
-            (self.identity.school_id, self.identity.device_id, __version__),
+            self.identity,
             self.events,
             reconnect=(broker.reconnect_min_seconds, broker.reconnect_max_seconds),
             max_inflight=config.outbox.max_inflight,
