@@ -38,7 +38,7 @@ _SILENT_HANDSHAKES_BEFORE_FALLBACK = 2
 class Event:
     """Something the broker connection reports to the service thread."""
 
-    kind: str  # connected, refused, disconnected, published
+    kind: str  # connected, refused, refused_version, disconnected, published
     mid: int = 0
     ok: bool = True
     reason: str = ""
