@@ -179,7 +179,9 @@ def windows_os(release: str, version: str, edition: str) -> tuple[str, str]:
         build = int(version.split(".")[2])
     except (IndexError, ValueError):
         build = 0
-    edition_key = edition.strip().lower().rstrip("n")  # "EnterpriseN" is Enterprise
+    edition_key = edition.strip().lower()
+    if edition_key not in _EDITION_NAMES and edition_key.endswith("n"):
+        edition_key = edition_key[:-1]  # "EnterpriseN", "EducationN": the N editions
     if "server" in edition_key:
         return "Windows", _SERVER.get(build, f"Server {release}".strip())
     if edition_key.endswith("enterprises") and build in _LTSC:  # "EnterpriseS" is LTSC

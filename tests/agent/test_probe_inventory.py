@@ -193,6 +193,10 @@ def test_lifecycle_lookup(
         ("10", "10.0.19044", "EnterpriseS", "10 LTSC 2021"),
         ("10", "10.0.17763", "ServerStandard", "Server 2019"),
         ("7", "6.1.7601", "Professional", "7 Pro"),
+        # names ending in "n" that are not N editions, and N editions of them
+        ("10", "10.0.22631", "ProfessionalEducation", "11 23H2 Pro Education"),
+        ("10", "10.0.22631", "EducationN", "11 23H2 Education"),
+        ("10", "10.0.19044", "EnterpriseSN", "10 LTSC 2021"),
     ],
 )
 def test_windows_versions_are_named_as_the_table_names_them(
