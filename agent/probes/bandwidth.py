@@ -20,6 +20,7 @@ from agent.probes.speedtest_client import (
     Session,
     Shutdown,
     TransferLog,
+    describe_error,
     measure_latency,
     upload_url,
 )
@@ -127,7 +128,7 @@ class BandwidthProbe:
         try:
             fields = self._run(log, shutdown, report)
         except Exception as e:
-            fields = {"error": f"{type(e).__name__}: {e}"[:2048] if str(e) else type(e).__name__}
+            fields = {"error": describe_error(e)[:2048]}
         finally:
             timer.cancel()
         if shutdown.is_set() and "error" not in fields:
@@ -180,7 +181,7 @@ class BandwidthProbe:
                 )
                 best = session.get_best_server()
             except Exception as e:
-                return {"error": f"speedtest.net set-up failed: {type(e).__name__}: {e}"}
+                return {"error": f"speedtest.net set-up failed: {describe_error(e)}"}
             fields.update(
                 latency_ms=float(best.get("latency", 0.0)),
                 server=f"{best.get('host') or best.get('url', '')} ({best.get('sponsor', '')})",

@@ -103,7 +103,8 @@ class TransferLog:
         return self.received + self.sent
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """One line for a test's `error`: the HTTP status, the URL error's reason, or type: message."""
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code} {exc.reason}"
     if isinstance(exc, urllib.error.URLError):
@@ -123,7 +124,7 @@ class _CountingResponse:
         try:
             chunk: bytes = self._response.read(n)
         except Exception as e:  # IncompleteRead escapes speedtest-cli's own handlers
-            self._log.error(f"reading {self._url}: {_describe(e)}")
+            self._log.error(f"reading {self._url}: {describe_error(e)}")
             return b""
         self._log.add(received=len(chunk))
         if not chunk and n != 0:
@@ -184,10 +185,10 @@ class CountingOpener:
         except speedtest.SpeedtestUploadTimeout:
             raise  # the upload phase's time is up: the normal end of a bounded test
         except OSError as e:
-            self._log.error(f"{url}: {_describe(e)}")
+            self._log.error(f"{url}: {describe_error(e)}")
             raise
         except Exception as e:
-            self._log.error(f"{url}: {_describe(e)}")
+            self._log.error(f"{url}: {describe_error(e)}")
             # speedtest-cli's threads only catch OSError-like errors; keep them quiet
             raise urllib.error.URLError(e) from e
         finally:
@@ -350,7 +351,7 @@ def measure_latency(
                 times.append(elapsed * 1000.0)
     except (OSError, http.client.HTTPException) as e:
         raise ConnectionError(
-            f"cannot reach {parts.scheme}://{parts.netloc}: {_describe(e)}"
+            f"cannot reach {parts.scheme}://{parts.netloc}: {describe_error(e)}"
         ) from e
     finally:
         conn.close()
