@@ -73,7 +73,7 @@ class InventoryProbe:
         now = self._clock()
         os_info = self.os_info(now.date())
         dmi = self.sysfs / "class" / "dmi" / "id"
-        chassis = chassis_name(read_text(dmi / "chassis_type"))
+        chassis_type = read_text(dmi / "chassis_type")
         battery = self.battery()
         cpu = self.cpu()
         memory_mb = psutil.virtual_memory().total // 2**20
@@ -90,9 +90,9 @@ class InventoryProbe:
             net=self.interfaces(),
             battery=battery,
             boot_time=datetime.fromtimestamp(psutil.boot_time(), UTC),
-            machine_kind=machine_kind(read_text(dmi / "chassis_type"), battery is not None),
+            machine_kind=machine_kind(chassis_type, battery is not None),
             bios_date=self.bios_date(),
-            chassis_type=chassis,
+            chassis_type=chassis_name(chassis_type),
             system_disk_free_pct=self.system_disk_free_pct(),
             hardware_hash=self.hardware_hash(cpu.model, memory_mb),
         )
