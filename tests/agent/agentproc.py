@@ -21,6 +21,7 @@ import pytest
 
 from agent import protocol
 from agent.mqtt import connect_properties, new_client, parse_broker_url
+from agent.outbox import FILE_NAME
 from tests import realparts
 
 AGENT = [sys.executable, "-m", "agent.cli"]
@@ -134,19 +135,23 @@ class AgentProcess:
         if self.proc and self.proc.poll() is None:
             self.signal(signal.SIGTERM)
 
-    def outbox(self) -> list[tuple[str, str]]:
-        """(report_id, topic) of every row waiting in the outbox, oldest first (read-only)."""
-        path = self.state_dir / "outbox.sqlite3"
+    def _query(self, sql: str) -> list[Any]:
+        """Rows of a read-only query on the agent's outbox; [] until it exists and is migrated."""
+        path = self.state_dir / FILE_NAME
         if not path.exists():
             return []
         try:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
             try:
-                return conn.execute("SELECT report_id, topic FROM outbox ORDER BY seq").fetchall()
+                return conn.execute(sql).fetchall()
             finally:
                 conn.close()
         except sqlite3.OperationalError:
-            return []  # not created or migrated yet
+            return []
+
+    def outbox(self) -> list[tuple[str, str]]:
+        """(report_id, topic) of every row waiting in the outbox, oldest first (read-only)."""
+        return self._query("SELECT report_id, topic FROM outbox ORDER BY seq")
 
     def outbox_at_least(self, count: int) -> list[tuple[str, str]] | None:
         """The outbox rows when there are at least `count`, else None (for wait_for)."""
@@ -155,15 +160,7 @@ class AgentProcess:
 
     def meta(self) -> dict[str, Any]:
         """The outbox's counters (dropped_pending, dropped_total, acked_total...)."""
-        path = self.state_dir / "outbox.sqlite3"
-        try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-            try:
-                return dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            finally:
-                conn.close()
-        except sqlite3.OperationalError:
-            return {}  # not created or migrated yet
+        return dict(self._query("SELECT key, value FROM meta"))
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
