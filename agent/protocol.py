@@ -29,9 +29,42 @@ _TOPIC_RE = re.compile(
 
 Kind = Literal["inventory", "bandwidth", "heartbeat", "status"]
 Id = Annotated[str, Meta(pattern=ID_PATTERN, description="letters, digits, '-' and '_'")]
-UtcTime = Annotated[datetime, Meta(tz=True, description="RFC 3339 time, UTC")]
-NonNeg = Annotated[float, Meta(ge=0)]
-NonNegInt = Annotated[int, Meta(ge=0)]
+
+# --- bounds at the door ------------------------------------------------------------------
+# Every number and time a report carries has a stated range (in the JSON Schema too), so no
+# value that passes decode() can overflow a store column or a sum, or fail to convert. Each
+# maximum is far above anything real and says why in docs/protocol.md.
+
+#: Earliest and latest time a report may carry: any clock, however wrong, that a computer can
+#: report, and a range every store backend and Python's datetime hold (year 0 in UTC does not).
+#: Within it the collector still clamps implausible times to the receive time.
+EARLIEST_TIME: Final = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_TIME: Final = datetime(2100, 1, 1, tzinfo=UTC)
+MAX_MBPS: Final = 1_000_000.0  # 1 Tbit/s: above any school link or network interface
+MAX_MS: Final = 600_000.0  # 10 minutes: longer than any probe waits for an answer
+MAX_BYTES: Final = 10**12  # 1 TB moved by one speed test (a 10 Gbit/s link moves ~40 GB)
+MAX_MEMORY_MB: Final = 2**25  # 32 TiB of RAM
+MAX_CORES: Final = 2**16  # CPU cores or threads of one computer
+MAX_GB: Final = 1_000_000.0  # 1 PB: one disk's size or free space
+MAX_COUNT: Final = 10**9  # checks, outbox depth, dropped reports in one report
+MAX_PERIOD_S: Final = 31 * 86400  # one heartbeat covers at most a month
+
+UtcTime = Annotated[
+    datetime,
+    Meta(
+        tz=True,
+        description="RFC 3339 time, UTC, from 1900-01-01 (inclusive) to 2100-01-01 (exclusive)",
+        extra_json_schema={
+            "formatMinimum": "1900-01-01T00:00:00Z",
+            "formatExclusiveMaximum": "2100-01-01T00:00:00Z",
+        },
+    ),
+]
+Mbps = Annotated[float, Meta(ge=0, le=MAX_MBPS)]
+Millis = Annotated[float, Meta(ge=0, le=MAX_MS)]
+Gigabytes = Annotated[float, Meta(ge=0, le=MAX_GB)]
+Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
+Cores = Annotated[int, Meta(ge=0, le=MAX_CORES)]
 Percent = Annotated[float, Meta(ge=0, le=100)]
 ShortStr = Annotated[str, Meta(max_length=256)]
 
@@ -61,16 +94,16 @@ class CpuInfo(Struct):
     """Processor model and counts."""
 
     model: ShortStr
-    cores: NonNegInt
-    threads: NonNegInt
+    cores: Cores
+    threads: Cores
 
 
 class Disk(Struct):
     """One mounted fixed disk."""
 
     mount: ShortStr
-    total_gb: NonNeg
-    free_gb: NonNeg
+    total_gb: Gigabytes
+    free_gb: Gigabytes
 
 
 class NetInterface(Struct):
@@ -78,7 +111,7 @@ class NetInterface(Struct):
 
     name: ShortStr
     kind: Literal["wired", "wifi", "other"]
-    speed_mbps: NonNeg
+    speed_mbps: Mbps
     up: bool
 
 
@@ -93,9 +126,9 @@ class TargetCheck(Struct):
     """Availability of one target over a heartbeat period."""
 
     target: ShortStr
-    checks: NonNegInt
-    ok: NonNegInt
-    latency_ms: NonNeg | None = None
+    checks: Count
+    ok: Count
+    latency_ms: Millis | None = None
 
 
 # --- reports -----------------------------------------------------------------------------
@@ -120,7 +153,7 @@ class Inventory(Report, kw_only=True, tag="edugap.inventory/1"):
 
     os: OsInfo
     cpu: CpuInfo
-    memory_mb: NonNegInt
+    memory_mb: Annotated[int, Meta(ge=0, le=MAX_MEMORY_MB)]
     disks: Annotated[list[Disk], Meta(max_length=64)]
     net: Annotated[list[NetInterface], Meta(max_length=64)]
     battery: Battery | None
@@ -140,18 +173,18 @@ class Inventory(Report, kw_only=True, tag="edugap.inventory/1"):
 class Bandwidth(Report, kw_only=True, tag="edugap.bandwidth/1"):
     """One speed test: its speeds, or the error that stopped it, or why it was skipped."""
 
-    download_mbps: NonNeg | None = None
-    upload_mbps: NonNeg | None = None
-    latency_ms: NonNeg | None = None
-    jitter_ms: NonNeg | None = None
-    bytes_used: NonNegInt = 0
+    download_mbps: Mbps | None = None
+    upload_mbps: Mbps | None = None
+    latency_ms: Millis | None = None
+    jitter_ms: Millis | None = None
+    bytes_used: Annotated[int, Meta(ge=0, le=MAX_BYTES)] = 0
     backend: ShortStr
     server: ShortStr
     error: Annotated[str, Meta(max_length=2048)] | None = None
     skipped: bool = False
     # how busy the school's link was while the test ran (traffic probe), in Mbps
-    link_rx_mbps: NonNeg | None = None
-    link_tx_mbps: NonNeg | None = None
+    link_rx_mbps: Mbps | None = None
+    link_tx_mbps: Mbps | None = None
 
     @property
     def kind(self) -> Kind:
@@ -165,17 +198,17 @@ class Bandwidth(Report, kw_only=True, tag="edugap.bandwidth/1"):
 class Heartbeat(Report, kw_only=True, tag="edugap.heartbeat/1"):
     """Availability probe summary and outbox health since the previous heartbeat."""
 
-    latency_ms: NonNeg | None
+    latency_ms: Millis | None
     reachable: bool
-    period_seconds: NonNegInt = 0
-    checks: NonNegInt = 0
-    checks_ok: NonNegInt = 0
+    period_seconds: Annotated[int, Meta(ge=0, le=MAX_PERIOD_S)] = 0
+    checks: Count = 0
+    checks_ok: Count = 0
     loss_pct: Percent | None = None
     targets: Annotated[list[TargetCheck], Meta(max_length=32)] = []
-    queue_depth: NonNegInt
-    dropped_reports: NonNegInt
-    link_rx_mbps: NonNeg | None = None
-    link_tx_mbps: NonNeg | None = None
+    queue_depth: Count
+    dropped_reports: Count
+    link_rx_mbps: Mbps | None = None
+    link_tx_mbps: Mbps | None = None
 
     @property
     def kind(self) -> Kind:
@@ -286,7 +319,20 @@ def decode(topic: str, payload: bytes) -> AnyReport:
             "topic_mismatch",
             f"payload {report.school_id}/{report.device_id} on topic {school_id}/{device_id}",
         )
+    _check_time("measured_at", report.measured_at)
+    if isinstance(report, Inventory) and report.boot_time is not None:
+        _check_time("boot_time", report.boot_time)
     return report
+
+
+def _check_time(name: str, value: datetime) -> None:
+    # msgspec states no range for times; this is the range the JSON Schema states
+    if not EARLIEST_TIME <= value < LATEST_TIME:
+        raise ProtocolError(
+            "invalid",
+            f"{name} {value.isoformat()} is outside {EARLIEST_TIME.isoformat()} to "
+            f"{LATEST_TIME.isoformat()} - at `$.{name}`",
+        )
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

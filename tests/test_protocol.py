@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from agent import protocol as p
@@ -88,3 +89,83 @@ def test_protocol_doc_names_every_field() -> None:
     for cls in p.REPORT_TYPES.values():
         for name in cls.__struct_fields__:
             assert f"`{name}`" in doc, f"docs/protocol.md does not describe {cls.__name__}.{name}"
+
+
+def _raw(report: p.Report, **changes: object) -> bytes:
+    data = p.to_builtins(report)
+    data.update(changes)
+    return msgspec.json.encode(data)
+
+
+def _inventory(**kw: object) -> p.Inventory:
+    fields: dict[str, object] = dict(
+        report_id=p.new_report_id(),
+        school_id="79-001",
+        device_id="dev-1",
+        measured_at=datetime(2026, 11, 2, 3, 4, 5, tzinfo=UTC),
+        agent_version="0.1.0",
+        os=p.OsInfo(name="Windows", version="11"),
+        cpu=p.CpuInfo(model="x", cores=4, threads=8),
+        memory_mb=8192,
+        disks=[p.Disk(mount="C:", total_gb=256.0, free_gb=10.0)],
+        net=[],
+        battery=None,
+        boot_time=datetime(2026, 11, 2, 1, 0, tzinfo=UTC),
+        machine_kind="desktop",
+    )
+    fields.update(kw)
+    return p.Inventory(**fields)  # type: ignore[arg-type]
+
+
+INVENTORY_TOPIC = "edugap/v1/79-001/dev-1/inventory"
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "where"),
+    [
+        # year 0 in UTC: a time no backend can hold used to stop ingest
+        (TOPIC, _raw(bandwidth(), measured_at="0001-01-01T00:00:00+01:00"), "measured_at"),
+        (TOPIC, _raw(bandwidth(), measured_at="1899-12-31T23:59:59Z"), "measured_at"),
+        (TOPIC, _raw(bandwidth(), measured_at="2100-01-01T00:00:00Z"), "measured_at"),
+        (TOPIC, _raw(bandwidth(), measured_at="9999-12-31T23:59:59-01:00"), "measured_at"),
+        (TOPIC, _raw(bandwidth(), download_mbps=1e308), "download_mbps"),
+        (TOPIC, _raw(bandwidth(), latency_ms=p.MAX_MS + 1), "latency_ms"),
+        (TOPIC, _raw(bandwidth(), bytes_used=2**63), "bytes_used"),
+        (INVENTORY_TOPIC, _raw(_inventory(), memory_mb=10**30), "memory_mb"),
+        (INVENTORY_TOPIC, _raw(_inventory(), boot_time="0001-01-01T00:00:00Z"), "boot_time"),
+        (INVENTORY_TOPIC, _raw(_inventory(), cpu={"model": "x", "cores": 2**20, "threads": 1}),
+         "cores"),
+        (INVENTORY_TOPIC, _raw(_inventory(), disks=[{"mount": "/", "total_gb": 1e300,
+                                                    "free_gb": 0}]), "total_gb"),
+    ],
+)  # fmt: skip
+def test_values_outside_the_stated_bounds_are_invalid(
+    topic: str, payload: bytes, where: str
+) -> None:
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode(topic, payload)
+    assert info.value.reason == "invalid"
+    assert where in info.value.detail
+
+
+def test_the_bounds_themselves_are_accepted() -> None:
+    edge = _raw(
+        bandwidth(),
+        measured_at="1900-01-01T00:00:00Z",
+        download_mbps=p.MAX_MBPS,
+        latency_ms=p.MAX_MS,
+        bytes_used=p.MAX_BYTES,
+    )
+    report = p.decode(TOPIC, edge)
+    assert report.measured_at == p.EARLIEST_TIME and report.bytes_used == p.MAX_BYTES  # type: ignore[union-attr]
+    late = _raw(_inventory(), memory_mb=p.MAX_MEMORY_MB, measured_at="2099-12-31T23:59:59Z")
+    assert p.decode(INVENTORY_TOPIC, late).memory_mb == p.MAX_MEMORY_MB  # type: ignore[union-attr]
+
+
+def test_the_json_schema_states_the_bounds() -> None:
+    schemas = p.json_schemas()
+    inventory = schemas["edugap.inventory.v1.json"]["$defs"]["Inventory"]["properties"]
+    assert inventory["memory_mb"]["maximum"] == p.MAX_MEMORY_MB
+    assert inventory["measured_at"]["formatMinimum"] == "1900-01-01T00:00:00Z"
+    bandwidth_props = schemas["edugap.bandwidth.v1.json"]["$defs"]["Bandwidth"]["properties"]
+    assert bandwidth_props["download_mbps"]["anyOf"][0]["maximum"] == p.MAX_MBPS
