@@ -14,6 +14,8 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from agent.jsonguard import cut_deep, duplicate_key
+
 PROTOCOL_VERSION: Final = 1
 TOPIC_ROOT: Final = "edugap/v1"
 #: Every report payload is at most this many bytes of UTF-8 JSON.
@@ -294,24 +296,33 @@ def to_builtins(report: Report) -> dict[str, Any]:
 def decode(topic: str, payload: bytes) -> AnyReport:
     """Validate one MQTT message and return its report, or raise ProtocolError with a reason.
 
-    Reasons: too_large, bad_topic, not_utf8, bad_json, unknown_schema, invalid, topic_mismatch.
+    Reasons: too_large, bad_topic, not_utf8, bad_json, unknown_schema, invalid, duplicate_key,
+    topic_mismatch.
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ProtocolError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     school_id, device_id, kind = parse_topic(topic)
     try:
-        payload.decode("utf-8")
+        text = payload.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ProtocolError("not_utf8", str(e)) from None
     try:
-        report: AnyReport = _decoder.decode(payload)
-    except msgspec.ValidationError as e:
-        text = str(e)
-        if "`$.schema`" in text or "missing required field `schema`" in text.lower():
-            raise ProtocolError("unknown_schema", text) from None
-        raise ProtocolError("invalid", text) from None
-    except msgspec.DecodeError as e:
-        raise ProtocolError("bad_json", str(e)) from None
+        report = _decode_json(payload)
+    except RecursionError:
+        # nested deeper than msgspec recurses: only an unknown field can be (and is ignored)
+        payload = cut_deep(payload)
+        text = payload.decode("utf-8")
+        try:
+            report = _decode_json(payload)
+        except RecursionError:
+            raise ProtocolError("bad_json", "nested too deep") from None
+    # The encoder writes each field once, so a payload that is exactly the report's own
+    # encoding (what an agent of this version sends) has no duplicate key: a compare costs a
+    # tenth of the scan, which other payloads (other versions, unknown fields) get.
+    if _encoder.encode(report) != payload:
+        duplicate = duplicate_key(text)
+        if duplicate is not None:
+            raise ProtocolError("duplicate_key", f"key {duplicate!r} appears twice in one object")
     if report.kind != kind:
         raise ProtocolError("topic_mismatch", f"schema {report.kind!r} on a {kind!r} topic")
     if report.school_id != school_id or report.device_id != device_id:
@@ -333,6 +344,19 @@ def _check_time(name: str, value: datetime) -> None:
             f"{name} {value.isoformat()} is outside {EARLIEST_TIME.isoformat()} to "
             f"{LATEST_TIME.isoformat()} - at `$.{name}`",
         )
+
+
+def _decode_json(payload: bytes) -> AnyReport:
+    try:
+        report: AnyReport = _decoder.decode(payload)
+    except msgspec.ValidationError as e:
+        text = str(e)
+        if "`$.schema`" in text or "missing required field `schema`" in text.lower():
+            raise ProtocolError("unknown_schema", text) from None
+        raise ProtocolError("invalid", text) from None
+    except msgspec.DecodeError as e:
+        raise ProtocolError("bad_json", str(e)) from None
+    return report
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

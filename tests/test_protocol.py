@@ -169,3 +169,58 @@ def test_the_json_schema_states_the_bounds() -> None:
     assert inventory["measured_at"]["formatMinimum"] == "1900-01-01T00:00:00Z"
     bandwidth_props = schemas["edugap.bandwidth.v1.json"]["$defs"]["Bandwidth"]["properties"]
     assert bandwidth_props["download_mbps"]["anyOf"][0]["maximum"] == p.MAX_MBPS
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        # the same known field twice: which one did the agent mean?
+        p.encode(bandwidth()).replace(b'"download_mbps":18.5', b'"download_mbps":18.5,'
+                                      b'"download_mbps":900.0'),
+        # inside a nested object, and with whitespace the fast path never sees
+        _raw(_inventory()).replace(b'"cores":4', b'"cores" : 4, "cores":64'),
+        # in an unknown field too: the payload as a whole is ambiguous
+        p.encode(bandwidth()).replace(b'"backend"', b'"x":{"a":1,"a":2},"backend"'),
+    ],
+    ids=["top-level", "nested", "unknown-field"],
+)  # fmt: skip
+def test_duplicate_keys_are_rejected(payload: bytes) -> None:
+    topic = INVENTORY_TOPIC if b"inventory/1" in payload else TOPIC
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode(topic, payload)
+    assert info.value.reason == "duplicate_key"
+
+
+def test_equal_values_in_different_objects_are_not_duplicates() -> None:
+    raw = _raw(_inventory(), disks=[{"mount": "/", "total_gb": 1, "free_gb": 1}] * 3)
+    assert len(p.decode(INVENTORY_TOPIC, raw).disks) == 3  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("depth", [50, 999, 1000, 10_000, 32_000])
+def test_a_deeply_nested_unknown_field_is_ignored_like_any_unknown_field(depth: int) -> None:
+    deep = b'"extra":' + b'[{"k":' * min(depth, 100) + b"[" * depth + b"]" * depth
+    deep += b"}]" * min(depth, 100) + b","
+    raw = p.encode(bandwidth()).replace(b'"backend"', deep + b'"backend"')
+    assert p.decode(TOPIC, raw).download_mbps == 18.5  # type: ignore[union-attr]
+
+
+def test_deep_nesting_where_a_known_field_belongs_is_invalid() -> None:
+    raw = p.encode(bandwidth()).replace(b"18.5", b"[" * 5000 + b"]" * 5000)
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode(TOPIC, raw)
+    assert info.value.reason == "invalid"
+
+
+def test_deep_and_unclosed_nesting_is_bad_json() -> None:
+    raw = p.encode(bandwidth())[:-1] + b',"x":' + b"[" * 5000
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode(TOPIC, raw)
+    assert info.value.reason == "bad_json"
+
+
+def test_cut_deep_keeps_strings_and_shallow_values() -> None:
+    from agent.jsonguard import cut_deep
+
+    text = b'{"a":"[[[{","b":[[[1]]],"c":[2]}'
+    assert cut_deep(text, max_depth=2) == b'{"a":"[[[{","b":[null],"c":[2]}'
+    assert cut_deep(text, max_depth=32) == text
