@@ -38,6 +38,14 @@ class StoreError(RuntimeError):
     """A store operation failed; the message names the store and the operation."""
 
 
+class StoreDataError(StoreError):
+    """A batch failed because of a value some report in it holds, not because the store is down.
+
+    Writing the same batch again fails again; ingest splits it to find the report and rejects
+    that one alone. Every other StoreError (disk full, database down) is worth retrying.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class School:
     """One row of the school registry."""
@@ -58,10 +66,20 @@ class School:
 class Received:
     """A validated report as ingest hands it to the store."""
 
-    report: AnyReport
+    report: AnyReport  # measured_at already clamped to received_at when implausible
     received_at: datetime
-    # measured_at was in the future beyond the allowed skew and was clamped to received_at
-    clamped: bool = False
+    # When the report shows its device alive, if not received_at (a live message): a retained
+    # message replayed at subscribe time is only as fresh as its own plausible measured_at.
+    seen_at: datetime | None = None
+    # What this report tells about its agent's clock, when it tells anything: received_at minus
+    # the measured_at the agent sent, and whether that is off by more than ingest tolerates.
+    clock_offset_s: float | None = None
+    clock_off: bool = False
+
+    @property
+    def seen(self) -> datetime:
+        """The time this report proves its device was alive."""
+        return self.received_at if self.seen_at is None else self.seen_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +122,7 @@ class DeviceRow:
     out_of_support: bool | None
     machine_kind: str | None
     hardware_hash: str | None
+    clock_off: bool = False  # the newest evidence says the agent's clock is far off
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +153,7 @@ class DeviceCounts:
     reporting: int = 0
     usable: int = 0
     out_of_support: int = 0
+    clock_off: int = 0
 
 
 class Store(Protocol):
@@ -142,9 +162,11 @@ class Store(Protocol):
     url: str  # without password
 
     def save_batch(self, batch: list[Received]) -> list[bool]:
-        """Store a batch in one transaction; per item True if stored, False if a duplicate.
+        """Store a batch in one transaction; per item True if stored, False if a duplicate
+        (a report id its school has sent before).
 
-        Returns only once the batch is durable. Raises StoreError.
+        Returns only once the batch is durable. Raises StoreDataError when a value in the
+        batch cannot be stored (nothing of the batch is), StoreError for everything else.
         """
         ...
 
@@ -165,7 +187,7 @@ class Store(Protocol):
         ...
 
     def last_report_per_school(self) -> dict[str, datetime]:
-        """The newest measured_at of any stored report, per school."""
+        """When the newest stored report of each school was received (`Received.seen`)."""
         ...
 
     def bandwidth_since(self, since: datetime) -> list[BandwidthRow]: ...
@@ -184,7 +206,8 @@ class Store(Protocol):
         self, live_since: datetime, min_memory_mb: float, min_cores: int
     ) -> dict[str, DeviceCounts]:
         """Per school, devices last seen at or after `live_since`; usable: RAM and cores at
-        least the minimums (unknown counts as 0); out of support: inventory says so."""
+        least the minimums (unknown counts as 0); out of support: inventory says so; clock
+        off: the newest evidence about the agent's clock says it is far off."""
         ...
 
     def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
@@ -225,6 +248,7 @@ class SchoolStatus:
     monitoring: Monitoring
     last_report: datetime | None
     devices_reporting: int
+    devices_clock_off: int  # live devices whose agent's clock is far off (see docs/policy.md)
     computers_usable: int
     computers_required: int | None
     computers_gap: int
@@ -271,7 +295,8 @@ class IngestStats:
 
     messages: Counter[str] = field(default_factory=Counter)  # result -> count
     store_errors: int = 0
-    clamped: int = 0  # reports whose measured_at was in the future and was clamped
+    # reports whose measured_at was implausible and clamped to the receive time, by direction
+    clamped: Counter[str] = field(default_factory=Counter)  # "ahead" / "behind" -> count
     batches: int = 0
     last_lag_seconds: float = 0.0  # received_at - measured_at of the last stored report
     last_batch_at: datetime | None = None

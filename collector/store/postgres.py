@@ -1,8 +1,6 @@
 """PostgreSQL store (psycopg 3): for several collectors writing to one database.
 
-Idempotency across collectors rests on the primary key of `report_ids` and
-`INSERT ... ON CONFLICT DO NOTHING RETURNING`: a second collector inserting the same id waits
-for the first one's transaction and then gets nothing back, so the report counts as a duplicate.
+Idempotency across collectors rests on the primary key of `report_ids` (see postgres_writes).
 Upserts are sent in key order so that two collectors' batches cannot deadlock each other.
 """
 
@@ -23,21 +21,17 @@ from collector.model import (
     BandwidthRow,
     DeviceRow,
     HeartbeatHour,
-    Received,
     Reject,
     School,
+    StoreDataError,
     StoreError,
 )
 from collector.store import redact
 from collector.store.migrations import migrations
 from collector.store.postgres_sums import PostgresSums, _utc
+from collector.store.postgres_writes import PostgresWrites
 from collector.store.prepare import (
-    bounded,
     clean,
-    first_occurrences,
-    inventory_json,
-    prepare,
-    to_datetime,
 )
 
 log = logging.getLogger(__name__)
@@ -45,9 +39,14 @@ log = logging.getLogger(__name__)
 REJECTS_KEPT = 5000
 # any fixed number: serialises migrations when two collectors start at the same moment
 _MIGRATION_LOCK = 0x6564756761700001
+# Errors about a value in the batch: SQLSTATE class 22 (data exception: out of range, bad
+# encoding) and 23 (integrity constraint), and what Python raises converting a value. The same
+# batch fails again however often it is retried. Everything else (connection lost, disk full,
+# server shutting down) is about the store.
+_DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError, ValueError, OverflowError)
 
 
-class PostgresStore(PostgresSums):
+class PostgresStore(PostgresWrites, PostgresSums):
     """The PostgreSQL backend of `collector.model.Store`."""
 
     def __init__(self, url: str, *, rejects_kept: int = REJECTS_KEPT) -> None:
@@ -59,6 +58,8 @@ class PostgresStore(PostgresSums):
         self._writer: psycopg.Connection[Any] | None = None
         try:
             self._migrate()
+            with self._transaction("read legacy report ids") as cur:
+                self._legacy_ids = self._has_legacy_ids(cur)
         except psycopg.Error as e:
             raise StoreError(f"cannot open PostgreSQL store {self.url}: {e}") from e
 
@@ -86,7 +87,9 @@ class PostgresStore(PostgresSums):
                 conn = self._writer_conn()
                 with conn.transaction(), conn.cursor() as cur:
                     yield cur
-            except (psycopg.Error, ValueError, OverflowError) as e:
+            except _DATA_ERRORS as e:
+                raise StoreDataError(f"cannot {what} to {self.url}: {e}") from e
+            except psycopg.Error as e:
                 raise StoreError(f"cannot {what} to {self.url}: {e}") from e
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -128,119 +131,6 @@ class PostgresStore(PostgresSums):
         return int(self._read("SELECT coalesce(max(version), 0) FROM schema_version")[0][0])
 
     # --- writes --------------------------------------------------------------------------
-
-    def save_batch(self, batch: list[Received]) -> list[bool]:
-        if not batch:
-            return []
-        indexes, ids = first_occurrences(batch)
-        clean_ids = [clean(rid) or "" for rid in ids]
-        order = sorted(range(len(ids)), key=clean_ids.__getitem__)
-        with self._transaction("write batch") as cur:
-            cur.execute(
-                "INSERT INTO report_ids (report_id, received_at)"
-                " SELECT * FROM unnest(%s::text[], %s::timestamptz[])"
-                " ON CONFLICT DO NOTHING RETURNING report_id",
-                (
-                    [clean_ids[k] for k in order],
-                    [batch[indexes[k]].received_at for k in order],
-                ),
-            )
-            inserted = {r[0] for r in cur.fetchall()}
-            new_indexes = [i for i, rid in zip(indexes, clean_ids, strict=True) if rid in inserted]
-            self._write_rows(cur, [batch[i] for i in new_indexes])
-        stored = [False] * len(batch)
-        for i in new_indexes:
-            stored[i] = True
-        return stored
-
-    def _write_rows(self, cur: psycopg.Cursor[Any], new: list[Received]) -> None:
-        rows = prepare(new)
-        if rows.bandwidth:
-            with cur.copy(
-                "COPY bandwidth (report_id, school_id, device_id, measured_at, download_mbps,"
-                " upload_mbps, latency_ms, error, skipped, backend, bytes_used) FROM STDIN"
-            ) as copy:
-                for b, _at in rows.bandwidth:
-                    copy.write_row(
-                        (
-                            clean(b.report_id),
-                            b.school_id,
-                            b.device_id,
-                            b.measured_at,
-                            b.download_mbps,
-                            b.upload_mbps,
-                            b.latency_ms,
-                            clean(b.error),
-                            b.skipped,
-                            clean(b.backend),
-                            bounded(b.bytes_used),
-                        )
-                    )
-        seen = sorted(rows.last_seen.items())
-        if seen:
-            cur.execute(
-                "INSERT INTO devices (school_id, device_id, last_seen)"
-                " SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])"
-                " ON CONFLICT (school_id, device_id) DO UPDATE"
-                " SET last_seen = GREATEST(devices.last_seen, excluded.last_seen)",
-                (
-                    [k[0] for k, _ in seen],
-                    [k[1] for k, _ in seen],
-                    [to_datetime(at) for _, at in seen],
-                ),
-            )
-        if rows.inventories:
-            cur.executemany(
-                "UPDATE devices SET inventory_at = %s, memory_mb = %s, cpu_cores = %s,"
-                " os_name = %s, os_version = %s, out_of_support = %s, machine_kind = %s,"
-                " hardware_hash = %s, inventory = %s"
-                " WHERE school_id = %s AND device_id = %s"
-                " AND (inventory_at IS NULL OR inventory_at <= %s)",
-                [
-                    (
-                        inv.measured_at,
-                        bounded(inv.memory_mb),
-                        bounded(inv.cpu.cores),
-                        clean(inv.os.name),
-                        clean(inv.os.version),
-                        inv.os.out_of_support,
-                        inv.machine_kind,
-                        clean(inv.hardware_hash),
-                        inventory_json(inv),
-                        school,
-                        device,
-                        inv.measured_at,
-                    )
-                    for (school, device), (inv, _at) in sorted(rows.inventories.items())
-                ],
-            )
-        hours = rows.sorted_hours()
-        if hours:
-            cur.execute(
-                "INSERT INTO heartbeat_hours (school_id, hour, heartbeats, checks, checks_ok)"
-                " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[],"
-                " %s::bigint[], %s::bigint[])"
-                " ON CONFLICT (school_id, hour) DO UPDATE SET"
-                " heartbeats = heartbeat_hours.heartbeats + excluded.heartbeats,"
-                " checks = heartbeat_hours.checks + excluded.checks,"
-                " checks_ok = heartbeat_hours.checks_ok + excluded.checks_ok",
-                (
-                    [s for s, _, _ in hours],
-                    [to_datetime(h) for _, h, _ in hours],
-                    [v.heartbeats for _, _, v in hours],
-                    [v.checks for _, _, v in hours],
-                    [v.checks_ok for _, _, v in hours],
-                ),
-            )
-        last = sorted(rows.last_report.items())
-        if last:
-            cur.execute(
-                "INSERT INTO school_reports (school_id, last_report)"
-                " SELECT * FROM unnest(%s::text[], %s::timestamptz[])"
-                " ON CONFLICT (school_id) DO UPDATE"
-                " SET last_report = GREATEST(school_reports.last_report, excluded.last_report)",
-                ([s for s, _ in last], [to_datetime(at) for _, at in last]),
-            )
 
     def save_rejects(self, rejects: list[Reject]) -> None:
         if not rejects:
@@ -302,9 +192,11 @@ class PostgresStore(PostgresSums):
                 ("DELETE FROM bandwidth WHERE measured_at < %s", before),
                 ("DELETE FROM heartbeat_hours WHERE hour < %s", before),
                 ("DELETE FROM report_ids WHERE received_at < %s", report_ids_before or before),
+                ("DELETE FROM report_ids_v1 WHERE received_at < %s", report_ids_before or before),
             ):
                 cur.execute(sql, (cutoff,))
                 deleted += max(cur.rowcount, 0)
+            self._legacy_ids = self._has_legacy_ids(cur)
         return deleted
 
     # --- reads ---------------------------------------------------------------------------
@@ -342,7 +234,7 @@ class PostgresStore(PostgresSums):
     def devices(self) -> list[DeviceRow]:
         rows = self._read(
             "SELECT school_id, device_id, inventory_at, last_seen, memory_mb, cpu_cores, os_name,"
-            " os_version, out_of_support, machine_kind, hardware_hash FROM devices"
+            " os_version, out_of_support, machine_kind, hardware_hash, clock_off FROM devices"
             " ORDER BY school_id, device_id"
         )
         return [
@@ -360,11 +252,17 @@ class PostgresStore(PostgresSums):
 
     def report_count(self) -> int:
         """How many distinct reports are stored (report ids not yet pruned)."""
-        return int(self._read("SELECT count(*) FROM report_ids")[0][0])
+        rows = self._read(
+            "SELECT (SELECT count(*) FROM report_ids) + (SELECT count(*) FROM report_ids_v1)"
+        )
+        return int(rows[0][0])
 
-    def has_report(self, report_id: str) -> bool:
-        """True once the report with this id is stored (benchmarks poll for visibility)."""
-        rows = self._read("SELECT 1 FROM report_ids WHERE report_id = %s", (clean(report_id),))
+    def has_report(self, school_id: str, report_id: str) -> bool:
+        """True once this school's report with this id is stored (benchmarks poll for it)."""
+        rows = self._read(
+            "SELECT 1 FROM report_ids WHERE school_id = %s AND report_id = %s",
+            (school_id, clean(report_id)),
+        )
         return bool(rows)
 
     def close(self) -> None:

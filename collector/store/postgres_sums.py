@@ -37,11 +37,11 @@ class PostgresSums:
             "SELECT school_id, count(*),"
             " count(*) FILTER (WHERE coalesce(memory_mb, 0) >= %s"
             " AND coalesce(cpu_cores, 0) >= %s),"
-            " count(*) FILTER (WHERE out_of_support)"
+            " count(*) FILTER (WHERE out_of_support), count(*) FILTER (WHERE clock_off)"
             " FROM devices WHERE last_seen >= %s GROUP BY school_id",
             (min_memory_mb, min_cores, live_since),
         )
-        return {r[0]: DeviceCounts(r[1], r[2], r[3]) for r in rows}
+        return {r[0]: DeviceCounts(r[1], r[2], r[3], r[4]) for r in rows}
 
     def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
         rows = self._read(

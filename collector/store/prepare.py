@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from agent.protocol import Bandwidth, Heartbeat, Inventory, encode
+from agent.protocol import EARLIEST_TIME, LATEST_TIME, Bandwidth, Heartbeat, Inventory, encode
 from collector.model import Received
 
 DeviceKey = tuple[str, str]  # (school_id, device_id)
@@ -23,9 +23,12 @@ def clean(text: str | None) -> str | None:
     return text.replace("\x00", "\ufffd")
 
 
-#: Integers from reports are capped here: every backend column holds it, and sums of a few
-#: thousand of them still fit in 64 bits (the protocol only says "integer >= 0").
+#: Integers from reports are capped here, a second net behind the protocol's bounds (which
+#: are far lower): every backend column holds it, so no value can fail a whole batch.
 MAX_INT = 2**53
+#: Sums the store keeps (heartbeats and checks per school and hour) saturate here, in Python
+#: and in SQL: two of them still add up below 2^63, and so do the hours of years of windows.
+MAX_SUM = 2**48
 
 
 def bounded(n: int | None) -> int | None:
@@ -33,19 +36,27 @@ def bounded(n: int | None) -> int | None:
     return n if n is None or n <= MAX_INT else MAX_INT
 
 
-def first_occurrences(batch: list[Received]) -> tuple[list[int], list[str]]:
-    """Indexes and ids of the first item with each report_id; later repeats are duplicates."""
-    seen: set[str] = set()
+_EARLIEST = EARLIEST_TIME.timestamp()
+_LATEST = LATEST_TIME.timestamp()
+
+ReportKey = tuple[str, str]  # (school_id, report_id): report ids are unique per school
+
+
+def first_occurrences(batch: list[Received]) -> tuple[list[int], list[ReportKey]]:
+    """Indexes and (school, id) keys of the first item with each key; later repeats are
+    duplicates. Ids are cleaned (see `clean`) as every backend stores them."""
+    seen: set[ReportKey] = set()
     indexes: list[int] = []
-    ids: list[str] = []
+    keys: list[ReportKey] = []
     for i, item in enumerate(batch):
-        rid = item.report.report_id
-        if rid in seen:
+        report = item.report
+        key = (report.school_id, clean(report.report_id) or "")
+        if key in seen:
             continue
-        seen.add(rid)
+        seen.add(key)
         indexes.append(i)
-        ids.append(rid)
-    return indexes, ids
+        keys.append(key)
+    return indexes, keys
 
 
 @dataclass
@@ -71,6 +82,9 @@ class Prepared:
     hours: dict[tuple[str, int], HourSum] = field(default_factory=dict)  # hour: epoch seconds
     last_report: dict[str, float] = field(default_factory=dict)
 
+    # per device, the newest evidence about its agent's clock: (offset s, off, received at)
+    clocks: dict[DeviceKey, tuple[float, bool, float]] = field(default_factory=dict)
+
     def sorted_hours(self) -> list[tuple[str, int, HourSum]]:
         # A fixed key order keeps concurrent writers (two collectors) from deadlocking.
         return [(s, h, v) for (s, h), v in sorted(self.hours.items())]
@@ -79,34 +93,50 @@ class Prepared:
 def prepare(new: list[Received]) -> Prepared:
     """Fold the newly stored reports of a batch into rows.
 
-    last_seen and last_report use measured_at (already clamped by ingest when in the future),
-    so an old report delivered late from an agent's outbox does not move them backwards.
-    A heartbeat without availability checks counts as one check, ok when `reachable`.
+    last_seen and last_report are when the collector received a report (`Received.seen`):
+    an agent's clock cannot make a reporting school look silent, and an old report from an
+    outbox is fresh evidence that its device is alive. Speed tests and heartbeat hours keep
+    measured_at (clamped by ingest when implausible). A heartbeat without availability checks
+    counts as one check, ok when `reachable`. Sums saturate at MAX_SUM.
     """
     out = Prepared()
     last_seen = out.last_seen
     last_report = out.last_report
+    seen_dt: datetime | None = None
+    seen = 0.0
     for item in new:
         report = item.report
         key = (report.school_id, report.device_id)
+        if item.seen is not seen_dt:  # one receive time per batch: convert it once
+            seen_dt = item.seen
+            seen = seen_dt.timestamp()
+        if seen > last_seen.get(key, -1e18):
+            last_seen[key] = seen
+        if seen > last_report.get(report.school_id, -1e18):
+            last_report[report.school_id] = seen
+        if item.clock_offset_s is not None:
+            received = item.received_at.timestamp()
+            clock = out.clocks.get(key)
+            if clock is None or received >= clock[2]:
+                out.clocks[key] = (item.clock_offset_s, item.clock_off, received)
         at = report.measured_at.timestamp()
-        if at > last_seen.get(key, -1e18):
-            last_seen[key] = at
-        if at > last_report.get(report.school_id, -1e18):
-            last_report[report.school_id] = at
+        if not _EARLIEST <= at < _LATEST:
+            # a second net behind decode(): a time the reads could not turn back into a
+            # datetime would make every snapshot fail (year 0 in UTC did, on SQLite)
+            raise ValueError(f"measured_at {report.measured_at.isoformat()} is out of range")
         if isinstance(report, Heartbeat):
             hour_key = (report.school_id, int(at // 3600) * 3600)
             hour = out.hours.get(hour_key)
             if hour is None:
                 hour = out.hours[hour_key] = HourSum()
-            hour.heartbeats += 1
             if report.checks:
-                checks = min(report.checks, MAX_INT)
-                hour.checks += checks
-                hour.checks_ok += min(report.checks_ok, checks)
+                checks = min(report.checks, MAX_SUM)
+                ok = min(report.checks_ok, checks)
             else:
-                hour.checks += 1
-                hour.checks_ok += int(report.reachable)
+                checks, ok = 1, int(report.reachable)
+            hour.heartbeats = min(hour.heartbeats + 1, MAX_SUM)
+            hour.checks = min(hour.checks + checks, MAX_SUM)
+            hour.checks_ok = min(hour.checks_ok + ok, MAX_SUM)
         elif isinstance(report, Bandwidth):
             out.bandwidth.append((report, at))
         elif isinstance(report, Inventory):

@@ -24,22 +24,16 @@ from collector.model import (
     BandwidthRow,
     DeviceRow,
     HeartbeatHour,
-    Received,
     Reject,
     School,
+    StoreDataError,
     StoreError,
 )
 from collector.store import sqlite_path
 from collector.store.migrations import migrations, statements
-from collector.store.prepare import (
-    bounded,
-    clean,
-    first_occurrences,
-    inventory_json,
-    prepare,
-    to_datetime,
-)
+from collector.store.prepare import clean, to_datetime
 from collector.store.sqlite_sums import SqliteSums, _ts
+from collector.store.sqlite_writes import SqliteWrites
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +41,23 @@ log = logging.getLogger(__name__)
 REJECTS_KEPT = 5000
 #: Log pages (4 KiB each by default) between automatic checkpoints; SQLite's default is 1000.
 WAL_CHECKPOINT_PAGES = 10000
-# SQLite before 3.32 allows 999 bound parameters per statement; stay below it.
-_CHUNK = 900
+# Errors about a value in the batch (an int too large to bind, text that cannot be encoded, a
+# constraint, a time Python cannot convert): the same batch would fail again however often it
+# is retried. Everything else (locked, disk full, I/O) is about the store.
+_DATA_ERRORS = (
+    ValueError,
+    OverflowError,
+    sqlite3.DataError,
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+)
 
 
 def _dt_or_none(ts: float | None) -> datetime | None:
     return None if ts is None else to_datetime(ts)
 
 
-class SqliteStore(SqliteSums):
+class SqliteStore(SqliteWrites, SqliteSums):
     """The SQLite backend of `collector.model.Store`."""
 
     def __init__(
@@ -75,6 +77,7 @@ class SqliteStore(SqliteSums):
                 raise OSError(f"directory {parent} does not exist")
             self._writer = self._connect()
             self._migrate()
+            self._legacy_ids = self._has_legacy_ids()
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"cannot open SQLite store {url}: {e}") from e
 
@@ -129,7 +132,9 @@ class SqliteStore(SqliteSums):
                     conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
-            except (sqlite3.Error, ValueError, OverflowError) as e:
+            except _DATA_ERRORS as e:
+                raise StoreDataError(f"cannot {what} to {self.url}: {e}") from e
+            except sqlite3.Error as e:
                 raise StoreError(f"cannot {what} to {self.url}: {e}") from e
 
     def _migrate(self) -> None:
@@ -163,102 +168,6 @@ class SqliteStore(SqliteSums):
         return int(rows[0][0] or 0)
 
     # --- writes --------------------------------------------------------------------------
-
-    def save_batch(self, batch: list[Received]) -> list[bool]:
-        if not batch:
-            return []
-        indexes, ids = first_occurrences(batch)
-        stored = [False] * len(batch)
-        with self._transaction("write batch") as conn:
-            known: set[str] = set()
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                known.update(
-                    r[0]
-                    for r in conn.execute(
-                        f"SELECT report_id FROM report_ids WHERE report_id IN ({marks})", chunk
-                    )
-                )
-            new_indexes = [i for i, rid in zip(indexes, ids, strict=True) if rid not in known]
-            new = [batch[i] for i in new_indexes]
-            conn.executemany(
-                "INSERT INTO report_ids (report_id, received_at) VALUES (?, ?)",
-                [(r.report.report_id, _ts(r.received_at)) for r in new],
-            )
-            self._write_rows(conn, new)
-        for i in new_indexes:
-            stored[i] = True
-        return stored
-
-    def _write_rows(self, conn: sqlite3.Connection, new: list[Received]) -> None:
-        # Unsorted, unlike PostgreSQL's: BEGIN IMMEDIATE already lets one writer in at a time,
-        # so no key order is needed to keep two collectors from deadlocking.
-        rows = prepare(new)
-        conn.executemany(
-            "INSERT INTO bandwidth (report_id, school_id, device_id, measured_at, download_mbps,"
-            " upload_mbps, latency_ms, error, skipped, backend, bytes_used)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    clean(b.report_id),
-                    b.school_id,
-                    b.device_id,
-                    at,
-                    b.download_mbps,
-                    b.upload_mbps,
-                    b.latency_ms,
-                    clean(b.error),
-                    int(b.skipped),
-                    clean(b.backend),
-                    bounded(b.bytes_used),
-                )
-                for b, at in rows.bandwidth
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO devices (school_id, device_id, last_seen) VALUES (?, ?, ?)"
-            " ON CONFLICT (school_id, device_id) DO UPDATE"
-            " SET last_seen = max(devices.last_seen, excluded.last_seen)",
-            [(s, d, at) for (s, d), at in rows.last_seen.items()],
-        )
-        conn.executemany(
-            "UPDATE devices SET inventory_at = ?, memory_mb = ?, cpu_cores = ?, os_name = ?,"
-            " os_version = ?, out_of_support = ?, machine_kind = ?, hardware_hash = ?,"
-            " inventory = ?"
-            " WHERE school_id = ? AND device_id = ?"
-            " AND (inventory_at IS NULL OR inventory_at <= ?)",
-            [
-                (
-                    at,
-                    bounded(inv.memory_mb),
-                    bounded(inv.cpu.cores),
-                    clean(inv.os.name),
-                    clean(inv.os.version),
-                    None if inv.os.out_of_support is None else int(inv.os.out_of_support),
-                    inv.machine_kind,
-                    clean(inv.hardware_hash),
-                    inventory_json(inv),
-                    school,
-                    device,
-                    at,
-                )
-                for (school, device), (inv, at) in rows.inventories.items()
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO heartbeat_hours (school_id, hour, heartbeats, checks, checks_ok)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (school_id, hour) DO UPDATE SET"
-            " heartbeats = heartbeats + excluded.heartbeats,"
-            " checks = checks + excluded.checks, checks_ok = checks_ok + excluded.checks_ok",
-            [(s, h, v.heartbeats, v.checks, v.checks_ok) for (s, h), v in rows.hours.items()],
-        )
-        conn.executemany(
-            "INSERT INTO school_reports (school_id, last_report) VALUES (?, ?)"
-            " ON CONFLICT (school_id) DO UPDATE"
-            " SET last_report = max(last_report, excluded.last_report)",
-            rows.last_report.items(),
-        )
 
     def save_rejects(self, rejects: list[Reject]) -> None:
         if not rejects:
@@ -323,8 +232,10 @@ class SqliteStore(SqliteSums):
                 ("DELETE FROM bandwidth WHERE measured_at < ?", _ts(before)),
                 ("DELETE FROM heartbeat_hours WHERE hour < ?", _ts(before)),
                 ("DELETE FROM report_ids WHERE received_at < ?", ids_cutoff),
+                ("DELETE FROM report_ids_v1 WHERE received_at < ?", ids_cutoff),
             ):
                 deleted += conn.execute(sql, (cutoff,)).rowcount
+            self._legacy_ids = self._has_legacy_ids()
         return deleted
 
     # --- reads ---------------------------------------------------------------------------
@@ -365,7 +276,7 @@ class SqliteStore(SqliteSums):
     def devices(self) -> list[DeviceRow]:
         rows = self._read(
             "SELECT school_id, device_id, inventory_at, last_seen, memory_mb, cpu_cores, os_name,"
-            " os_version, out_of_support, machine_kind, hardware_hash FROM devices"
+            " os_version, out_of_support, machine_kind, hardware_hash, clock_off FROM devices"
             " ORDER BY school_id, device_id"
         )
         return [
@@ -381,6 +292,7 @@ class SqliteStore(SqliteSums):
                 None if r[8] is None else bool(r[8]),
                 r[9],
                 r[10],
+                bool(r[11]),
             )
             for r in rows
         ]
@@ -397,11 +309,17 @@ class SqliteStore(SqliteSums):
 
     def report_count(self) -> int:
         """How many distinct reports are stored (report ids not yet pruned)."""
-        return int(self._read("SELECT count(*) FROM report_ids")[0][0])
+        rows = self._read(
+            "SELECT (SELECT count(*) FROM report_ids) + (SELECT count(*) FROM report_ids_v1)"
+        )
+        return int(rows[0][0])
 
-    def has_report(self, report_id: str) -> bool:
-        """True once the report with this id is stored (benchmarks poll for visibility)."""
-        rows = self._read("SELECT 1 FROM report_ids WHERE report_id = ?", (report_id,))
+    def has_report(self, school_id: str, report_id: str) -> bool:
+        """True once this school's report with this id is stored (benchmarks poll for it)."""
+        rows = self._read(
+            "SELECT 1 FROM report_ids WHERE school_id = ? AND report_id = ?",
+            (school_id, clean(report_id)),
+        )
         return bool(rows)
 
     def close(self) -> None:

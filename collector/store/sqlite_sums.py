@@ -37,11 +37,11 @@ class SqliteSums:
         rows = self._read(
             "SELECT school_id, count(*),"
             " sum(coalesce(memory_mb, 0) >= ? AND coalesce(cpu_cores, 0) >= ?),"
-            " sum(coalesce(out_of_support, 0) != 0)"
+            " sum(coalesce(out_of_support, 0) != 0), sum(clock_off != 0)"
             " FROM devices WHERE last_seen >= ? GROUP BY school_id",
             (min_memory_mb, min_cores, _ts(live_since)),
         )
-        return {r[0]: DeviceCounts(r[1], r[2], r[3]) for r in rows}
+        return {r[0]: DeviceCounts(r[1], r[2], r[3], r[4]) for r in rows}
 
     def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
         if not hours:

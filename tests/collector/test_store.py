@@ -12,7 +12,7 @@ import pytest
 
 from agent.protocol import OsInfo
 from collector.evaluate import evaluate
-from collector.model import DeviceCounts, Reject, School, Store, StoreError
+from collector.model import DeviceCounts, Reject, School, Store, StoreDataError, StoreError
 from collector.policy import load_policy
 from collector.store import open_store, redact, sqlite_path
 from tests.collector.reports import T0, bandwidth, heartbeat, inventory, received, status
@@ -404,3 +404,162 @@ def test_two_writers_saving_the_same_reports_store_each_once(db_url: str) -> Non
     finally:
         for s in stores:
             s.close()
+
+
+def test_report_ids_are_unique_per_school_not_globally(store: Store) -> None:
+    mine = bandwidth(school="A", report_id="same-id-0001")
+    theirs = bandwidth(school="B", report_id="same-id-0001")
+    again = bandwidth(school="A", report_id="same-id-0001")
+    # another school reusing an id must not suppress this school's report
+    assert store.save_batch([received(mine), received(theirs), received(again)]) == [
+        True,
+        True,
+        False,
+    ]
+    assert store.save_batch([received(theirs)]) == [False]
+    assert sorted(r.school_id for r in store.bandwidth_since(T0)) == ["A", "B"]
+    assert store.has_report("B", "same-id-0001")  # type: ignore[attr-defined]
+    assert not store.has_report("C", "same-id-0001")  # type: ignore[attr-defined]
+
+
+def _version_1_store(db_url: str) -> None:
+    """Create the schema as the first release left it (migration 0001 only)."""
+    from collector.store import scheme_of
+    from collector.store.migrations import migrations, statements
+
+    backend = "sqlite" if scheme_of(db_url) == "sqlite" else "postgres"
+    version, name, sql = migrations(backend)[0]
+    if backend == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(sqlite_path(db_url), isolation_level=None)
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+                     " name TEXT NOT NULL, applied_at REAL NOT NULL)")  # fmt: skip
+        for statement in statements(sql):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (?, ?, 0)", (version, name))
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(db_url, autocommit=True) as pg:
+            pg.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+                       " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")  # fmt: skip
+            pg.execute(sql.encode())
+            pg.execute("INSERT INTO schema_version (version, name) VALUES (%s, %s)",
+                       (version, name))  # fmt: skip
+
+
+def test_a_report_stored_before_the_upgrade_is_still_a_duplicate_after_it(db_url: str) -> None:
+    _version_1_store(db_url)
+    old = bandwidth(report_id="stored-by-v1")
+    if "://" not in db_url:
+        import sqlite3
+
+        with sqlite3.connect(db_url) as conn:
+            conn.execute("INSERT INTO report_ids VALUES (?, ?)", (old.report_id, T0.timestamp()))
+    else:
+        import psycopg
+
+        with psycopg.connect(db_url, autocommit=True) as pg:
+            pg.execute("INSERT INTO report_ids VALUES (%s, %s)", (old.report_id, T0))
+    store = open_store(db_url)
+    try:
+        assert store.schema_version() >= 2  # type: ignore[attr-defined]
+        assert store.report_count() == 1  # type: ignore[attr-defined]
+        # the broker redelivers it after the upgrade: still the same report
+        assert store.save_batch([received(old), received(bandwidth())]) == [False, True]
+        assert store.report_count() == 2  # type: ignore[attr-defined]
+        # the old ids age out like the new ones; then the check costs nothing
+        store.prune(T0 - timedelta(days=400), report_ids_before=T0 + timedelta(seconds=1))
+        assert store.report_count() == 0  # type: ignore[attr-defined]
+        assert store._legacy_ids is False  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+def test_sqlite_upgrade_repairs_times_and_sums_that_stopped_every_snapshot(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    db = str(tmp_path / "edugap.db")
+    _version_1_store(db)
+    year_0 = -62135600400.0  # 0001-01-01T00:00:00+01:00, as an earlier version stored it
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO devices (school_id, device_id, last_seen) VALUES ('A', 'd', ?)",
+                     (year_0,))  # fmt: skip
+        conn.execute("INSERT INTO school_reports VALUES ('A', ?)", (year_0,))
+        conn.execute("INSERT INTO heartbeat_hours VALUES ('A', ?, 1, 1, 1)", (3600 * (year_0 // 3600),))
+        # 1,024 heartbeats of 2^53 checks each: SQLite had turned the sum into REAL
+        conn.execute("INSERT INTO heartbeat_hours VALUES ('B', ?, 1024, 1.08e19, 1.08e19)",
+                     (T0.timestamp(),))  # fmt: skip
+    store = open_store(db)
+    try:
+        snap = evaluate(store, load_policy(), T0)  # raised "year 0 is out of range" before
+        assert snap.schools["A"].monitoring == "drop_off"
+        (hour,) = store.heartbeat_hours_since(T0)
+        assert (hour.checks, hour.checks_ok) == (2**48, 2**48)
+    finally:
+        store.close()
+
+
+def test_heartbeat_sums_saturate_instead_of_overflowing(store: Store) -> None:
+    # msgspec checks bounds when decoding, not when a struct is built: this is what a report
+    # past the door's bounds would do to the sums
+    huge = [received(msgspec.structs.replace(heartbeat(at=T0), checks=2**62, checks_ok=2**62))
+            for _ in range(600)]  # fmt: skip
+    for start in range(0, len(huge), 100):  # across batches, and within one
+        assert all(store.save_batch(huge[start : start + 100]))
+    (hour,) = store.heartbeat_hours_since(T0)
+    assert (hour.heartbeats, hour.checks, hour.checks_ok) == (600, 2**48, 2**48)
+    assert store.heartbeat_sums(frozenset([T0])) == {"SCH-1": (2**48, 2**48)}
+    snap = evaluate(store, load_policy(), T0 + timedelta(hours=1))
+    assert snap.schools["SCH-1"].devices_reporting == 1
+
+
+def test_a_value_the_store_cannot_take_fails_only_that_batch(store: Store) -> None:
+    # year 0 in UTC: no backend (nor Python's UTC datetime) holds it
+    from datetime import datetime as dt
+    from datetime import timezone
+
+    year_0 = dt(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))
+    poison = received(msgspec.structs.replace(heartbeat(), measured_at=year_0), at=T0)
+    good = received(bandwidth())
+    with pytest.raises(StoreDataError):
+        store.save_batch([good, poison])
+    assert store.report_count() == 0  # type: ignore[attr-defined]  # nothing of that batch
+    assert store.save_batch([good]) == [True]
+    assert evaluate(store, load_policy(), T0).schools["SCH-1"].tests_7d == 1
+
+
+def test_liveness_is_the_receive_time_and_clock_evidence_flags_devices(store: Store) -> None:
+    from collector.model import Received
+
+    late = T0 + timedelta(days=30)
+    cmos = msgspec.structs.replace(bandwidth(device="d1"), measured_at=late)  # clamped
+    store.save_batch(
+        [
+            Received(cmos, late, clock_offset_s=26 * 365 * 86400.0, clock_off=True),
+            Received(status(device="d2", at=late), late, clock_offset_s=1.5, clock_off=False),
+            # a retained status replayed at subscribe time is only as fresh as its own time
+            Received(status(device="d3", at=T0), late, seen_at=T0),
+        ]
+    )
+    devices = {d.device_id: d for d in store.devices()}
+    assert [(k, d.last_seen, d.clock_off) for k, d in sorted(devices.items())] == [
+        ("d1", late, True),
+        ("d2", late, False),
+        ("d3", T0, False),
+    ]
+    counts = store.device_counts(late - timedelta(days=21), 0, 0)
+    assert counts["SCH-1"].reporting == 2 and counts["SCH-1"].clock_off == 1
+    # newer evidence wins; older evidence (another collector's slower batch) does not
+    fixed = Received(status(device="d1", at=late), late + timedelta(hours=1),
+                     clock_offset_s=0.2, clock_off=False)  # fmt: skip
+    stale = Received(status(device="d1", at=late), late, clock_offset_s=9e8, clock_off=True)
+    store.save_batch([fixed])
+    store.save_batch([stale])
+    assert not next(d for d in store.devices() if d.device_id == "d1").clock_off
+    snap = evaluate(store, load_policy(), late)
+    assert snap.schools["SCH-1"].devices_clock_off == 0
