@@ -4,6 +4,12 @@ paho's network thread only queues each message. One writer thread decodes, batch
 then acknowledges, so a message is acknowledged to the broker only after the store has it; if
 the collector dies first, the broker (persistent session) sends it again and the store's report
 id check makes the second copy a duplicate.
+
+No message can stop ingest: a batch the store refuses because of a value in it is split until
+the report it refuses is alone, and that report is rejected (kept with its reason) and
+acknowledged while the rest are stored. Only a store-wide failure (database down, disk full)
+holds the batch unacknowledged, retried with back-off. collector.clocks decides what a report
+says about liveness and its agent's clock.
 """
 
 from __future__ import annotations
@@ -17,24 +23,37 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.mqtt import BrokerSettings, ClientFactory, connect_properties
 from agent.protocol import MAX_PAYLOAD_BYTES, TOPIC_ROOT, ProtocolError, decode, utcnow
-from collector.model import REJECT_EXCERPT_CHARS, IngestStats, Received, Reject, Store, StoreError
+from collector.clocks import assess
+from collector.model import (
+    REJECT_EXCERPT_CHARS,
+    IngestStats,
+    Received,
+    Reject,
+    Store,
+    StoreDataError,
+    StoreError,
+)
 from collector.mqtt_fast import fast_client
 
 log = logging.getLogger(__name__)
 
-# (topic, payload, mid, qos, connection generation)
-Item = tuple[str, bytes, int, int, int]
+# (topic, payload, mid, qos, connection generation, retained)
+Item = tuple[str, bytes, int, int, int, bool]
 _PUBACK = struct.Struct("!BBH")
 _PUBACK_HEADER = 0x40  # packet type 4 (PUBACK) in the high nibble
 # MQTT 5 Receive Maximum is a 16-bit number
 _RECEIVE_MAX_LIMIT = 65535
+#: The reason a report is rejected with when the store refuses a value in it.
+UNSTORABLE = "unstorable"
+
+# per stored item: True stored, False duplicate, or why the store refused it
+Outcome = bool | str
 
 
 class Ingest:
@@ -83,6 +102,7 @@ class Ingest:
         self._idle = threading.Condition()
         self._generation = 0  # bumped per connection: a mid is only valid on its connection
         self._ready = False
+        self._failing_since: float | None = None  # monotonic; set while a batch cannot be saved
         self._stopping = threading.Event()
         self._drain_until = float("inf")
         self._writer = threading.Thread(target=self._run, name="edugap-ingest", daemon=True)
@@ -125,6 +145,11 @@ class Ingest:
     def ready(self) -> bool:
         """True while connected and subscribed."""
         return self._ready
+
+    def failing_for(self) -> float:
+        """Seconds the writer has kept failing to save its current batch; 0 while it saves."""
+        since = self._failing_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every received message is stored (or rejected) and acknowledged."""
@@ -175,7 +200,9 @@ class Ingest:
         if not isinstance(payload, bytes):
             payload = bytes(payload)
         self._received += 1
-        self._queue.put((topic, payload, message.mid, message.qos, self._generation))
+        self._queue.put(
+            (topic, payload, message.mid, message.qos, self._generation, bool(message.retain))
+        )
 
     # --- writer thread -------------------------------------------------------------------
 
@@ -220,20 +247,24 @@ class Ingest:
     def _process(self, batch: list[Item]) -> None:
         received_at = self.clock()
         valid: list[Received] = []
+        messages: list[Item] = []  # the message of each valid report, to reject it if need be
         rejects: list[Reject] = []
-        for topic, payload, _mid, _qos, _gen in batch:
-            outcome = self._check(topic, payload, received_at)
+        for item in batch:
+            outcome = self._check(item[0], item[1], item[5], received_at)
             if isinstance(outcome, Reject):
                 rejects.append(outcome)
             else:
                 valid.append(outcome)
+                messages.append(item)
         if valid:
-            stored = self._save(valid)
-            if stored is None:
+            outcomes = self._store(valid)
+            if outcomes is None:
                 return  # stopping while the store is down: not acknowledged, broker resends
-            n_stored = sum(stored)
-            self.stats.count("stored", n_stored)
-            self.stats.count("duplicate", len(stored) - n_stored)
+            self.stats.count("stored", outcomes.count(True))
+            self.stats.count("duplicate", outcomes.count(False))
+            for why, (topic, payload, *_) in zip(outcomes, messages, strict=True):
+                if isinstance(why, str):
+                    rejects.append(_reject(received_at, topic, UNSTORABLE, why, payload))
             newest = max(r.report.measured_at for r in valid)
             self.stats.last_lag_seconds = max(0.0, (received_at - newest).total_seconds())
         if rejects:
@@ -249,7 +280,9 @@ class Ingest:
             self.stats.last_batch_at = received_at
         self._ack(batch)
 
-    def _check(self, topic: str, payload: bytes, received_at: datetime) -> Received | Reject:
+    def _check(
+        self, topic: str, payload: bytes, retained: bool, received_at: datetime
+    ) -> Received | Reject:
         """Decode one message into a Received, or the Reject saying why not."""
         if len(payload) > MAX_PAYLOAD_BYTES:  # before decoding anything
             return _reject(received_at, topic, "too_large", f"{len(payload)} bytes", payload)
@@ -259,21 +292,45 @@ class Ingest:
             return _reject(received_at, topic, e.reason, e.detail, payload)
         except Exception as e:
             return _reject(received_at, topic, "invalid", f"{type(e).__name__}: {e}", payload)
-        skew = (report.measured_at - received_at).total_seconds()
-        if skew > self.max_future_skew_s:
+        item, clamped = assess(report, retained, received_at, self.max_future_skew_s)
+        if clamped is not None:
             with self.stats.lock:
-                self.stats.clamped += 1
-            report = msgspec.structs.replace(report, measured_at=received_at)
-            return Received(report=report, received_at=received_at, clamped=True)
-        return Received(report=report, received_at=received_at)
+                self.stats.clamped[clamped] += 1
+        return item
+
+    def _store(self, items: list[Received]) -> list[Outcome] | None:
+        """Save `items`; a batch the store refuses for a value in it is split in halves until
+        each report it refuses is alone. Per item: True stored, False duplicate, or why it
+        cannot be stored. None when asked to stop while the store is down."""
+        try:
+            stored = self._save(items)
+        except StoreDataError as e:
+            if len(items) == 1:
+                log.warning("store refuses a report, rejecting it: %s", e)
+                return [str(e)]
+        else:
+            return None if stored is None else [*stored]
+        half = len(items) // 2
+        first = self._store(items[:half])
+        second = None if first is None else self._store(items[half:])
+        return None if first is None or second is None else first + second
 
     def _save(self, valid: list[Received]) -> list[bool] | None:
-        """save_batch, retried with backoff until it works; None if asked to stop meanwhile."""
+        """save_batch, retried with backoff until it works; None if asked to stop meanwhile.
+
+        StoreDataError is raised at once: that batch fails the same way every time."""
         delay = 0.2
         while True:
             try:
-                return self.store.save_batch(valid)
+                stored = self.store.save_batch(valid)
+                self._failing_since = None
+                return stored
+            except StoreDataError:
+                self._failing_since = None
+                raise
             except Exception as e:
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
                 with self.stats.lock:
                     self.stats.store_errors += 1
                 if not isinstance(e, StoreError):
@@ -288,11 +345,11 @@ class Ingest:
         generation = self._generation
         # a mid from an earlier connection may now name another message: leave it, the
         # broker already resent the old one on the new connection
-        mids = [mid for _t, _p, mid, qos, gen in batch if qos == 1 and gen == generation]
+        mids = [item[2] for item in batch if item[3] == 1 and item[4] == generation]
         ack_all(self.client, mids)
-        for _t, _p, mid, qos, gen in batch:
-            if qos == 2 and gen == generation:
-                self.client.ack(mid, qos)
+        for item in batch:
+            if item[3] == 2 and item[4] == generation:
+                self.client.ack(item[2], 2)
 
 
 def ack_all(client: mqtt.Client, mids: list[int]) -> None:

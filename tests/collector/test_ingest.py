@@ -115,7 +115,7 @@ def test_bad_messages_are_rejected_with_their_reason_and_valid_ones_around_them_
     assert len(too_large.payload_excerpt) <= 512 and "bytes" in too_large.detail
 
 
-def test_measured_at_far_in_the_future_is_clamped_to_receive_time(
+def test_implausible_measured_at_is_clamped_to_receive_time_counted_and_flagged(
     store: Store, broker: Mosquitto
 ) -> None:
     now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -127,15 +127,26 @@ def test_measured_at_far_in_the_future_is_clamped_to_receive_time(
                 [
                     bandwidth(device="future", at=now + timedelta(days=365)),
                     bandwidth(device="near", at=now + timedelta(minutes=5)),  # within skew
+                    bandwidth(device="cmos", at=datetime(2000, 1, 1, tzinfo=UTC)),
+                    bandwidth(device="late", at=now - timedelta(days=3)),  # from an outbox
                 ],
             )
-        wait_until(lambda: ingest.stats.messages["stored"] == 2, what="both stored")
+        wait_until(lambda: ingest.stats.messages["stored"] == 4, what="all stored")
     finally:
         ingest.stop()
-    rows = {r.device_id: r.measured_at for r in store.bandwidth_since(now - timedelta(days=1))}
-    assert rows == {"future": now, "near": now + timedelta(minutes=5)}
-    assert ingest.stats.clamped == 1
-    assert store.last_report_per_school()["SCH-1"] == now + timedelta(minutes=5)
+    rows = {r.device_id: r.measured_at for r in store.bandwidth_since(now - timedelta(days=9))}
+    assert rows == {
+        "future": now,
+        "near": now + timedelta(minutes=5),
+        "cmos": now,
+        "late": now - timedelta(days=3),
+    }
+    assert ingest.stats.clamped == {"ahead": 1, "behind": 1}
+    # liveness is the receive time, whatever the agents' clocks say
+    assert store.last_report_per_school()["SCH-1"] == now
+    devices = {d.device_id: d for d in store.devices()}
+    assert {d.device_id for d in devices.values() if d.clock_off} == {"future", "cmos"}
+    assert all(d.last_seen == now for d in devices.values())
 
 
 def test_a_collector_that_was_down_gets_what_was_published_meanwhile(
