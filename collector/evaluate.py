@@ -78,6 +78,8 @@ def _group_devices(
             g.usable += 1
         if d.out_of_support:
             g.out_of_support += 1
+        if d.clock_off:
+            g.clock_off += 1
     return devices
 
 
@@ -249,6 +251,7 @@ def _school_status(
         monitoring=monitoring,
         last_report=last,
         devices_reporting=dev.reporting,
+        devices_clock_off=dev.clock_off,
         computers_usable=dev.usable,
         computers_required=computers_required,
         computers_gap=computers_gap,

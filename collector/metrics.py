@@ -290,7 +290,7 @@ class HealthCollector(Collector):
         stats = self.stats
         with stats.lock:
             messages = dict(stats.messages)
-            store_errors, clamped, batches = stats.store_errors, stats.clamped, stats.batches
+            store_errors, clamped, batches = stats.store_errors, dict(stats.clamped), stats.batches
             lag, last_batch, connected = (
                 stats.last_lag_seconds,
                 stats.last_batch_at,
@@ -307,11 +307,13 @@ class HealthCollector(Collector):
             "Batches the store failed to write.",
             value=store_errors,
         )
-        yield CounterMetricFamily(
-            "edugap_collector_clamped",
-            "Reports whose future measured_at was clamped.",
-            value=clamped,
-        )
+        clamp = CounterMetricFamily("edugap_collector_clamped",
+                                    "Reports whose implausible measured_at was clamped to the "
+                                    "receive time, by direction of the agent's clock.",
+                                    labels=["direction"])  # fmt: skip
+        for direction in ("ahead", "behind"):
+            clamp.add_metric([direction], float(clamped.get(direction, 0)))
+        yield clamp
         yield CounterMetricFamily("edugap_collector_batches", "Batches written.", value=batches)
         yield GaugeMetricFamily("edugap_collector_ingest_lag_seconds",
                                 "Receive time minus measured_at of the last stored report.",

@@ -59,6 +59,7 @@ def school(
         monitoring=monitoring,  # type: ignore[arg-type]
         last_report=last_report,
         devices_reporting=3,
+        devices_clock_off=0,
         computers_usable=computers_usable,
         computers_required=computers_required,
         computers_gap=max(0, (computers_required or 0) - computers_usable),

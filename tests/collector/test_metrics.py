@@ -149,10 +149,12 @@ def test_before_the_first_snapshot_only_health_has_samples() -> None:
 
 def test_health_reads_ingest_stats_and_snapshot_age() -> None:
     stats = IngestStats()
-    stats.store_errors, stats.clamped, stats.last_lag_seconds, stats.connected = 3, 1, 2.5, True
+    stats.store_errors, stats.last_lag_seconds, stats.connected = 3, 2.5, True
+    stats.clamped["behind"] = 4
     body = text(exposition(tricky_snapshot(), stats))
     assert value(body, "edugap_collector_store_errors_total") == 3
-    assert value(body, "edugap_collector_clamped_total") == 1
+    assert value(body, "edugap_collector_clamped_total", direction="behind") == 4
+    assert value(body, "edugap_collector_clamped_total", direction="ahead") == 0
     assert value(body, "edugap_collector_ingest_lag_seconds") == 2.5
     assert value(body, "edugap_collector_ingest_connected") == 1
     assert value(body, "edugap_collector_snapshot_age_seconds") == 30
