@@ -165,17 +165,27 @@ class CollectorApp:
         return self.http
 
     def readiness(self) -> dict[str, bool]:
-        """Store reachable, ingest connected and subscribed, first snapshot done."""
-        store_ok = False
+        """Store reachable, ingest connected and subscribed, the writer saving (no batch
+        failing for longer than ingest.unready_after_seconds, room to write), first snapshot
+        done."""
+        store_ok = writer_ok = False
         if self.store is not None:
             try:
                 self.store.recent_rejects(1)
                 store_ok = True
             except Exception as e:
                 log.warning("readiness: store %s unreachable: %s", self.store.url, e)
+            why = self.store.unwritable()
+            unsaved = self.ingest.unsaved_for() if self.ingest is not None else 0.0
+            if why is None and unsaved > self.config.ingest_unready_after_seconds:
+                why = f"a batch has not been saved for {unsaved:.0f} s"
+            if why is not None:
+                log.warning("readiness: writer not ready: %s", why)
+            writer_ok = why is None
         return {
             "store": store_ok,
             "ingest": self.ingest is not None and self.ingest.ready(),
+            "writer": writer_ok,
             "snapshot": self.holder.current is not None,
         }
 

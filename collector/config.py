@@ -181,6 +181,9 @@ SETTINGS: tuple[Setting, ...] = (
             "longest wait before a partial batch is written, in seconds"),
     Setting("ingest", "max_future_skew_seconds", _int_at_least(0), 600,
             "a measured_at further in the future than this is clamped to the receive time"),
+    Setting("ingest", "unready_after_seconds", _positive_float, 30.0,
+            "/readyz reports the writer not ready once a batch has kept failing to save for "
+            "this many seconds"),
     Setting("db", "url", _text, None,
             "store: a SQLite file path, or postgresql://USER@HOST:PORT/DB "
             "(default: $EDUGAP_DB, else edugap.db in the current directory)", "--db",
@@ -220,6 +223,7 @@ class CollectorConfig:
     ingest_batch_max: int
     ingest_batch_seconds: float
     ingest_max_future_skew_seconds: int
+    ingest_unready_after_seconds: float
     db_url: str
     db_retention_days: int
     db_report_id_days: int

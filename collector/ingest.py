@@ -102,7 +102,7 @@ class Ingest:
         self._idle = threading.Condition()
         self._generation = 0  # bumped per connection: a mid is only valid on its connection
         self._ready = False
-        self._failing_since: float | None = None  # monotonic; set while a batch cannot be saved
+        self._saving_since: float | None = None  # monotonic; set while save_batch is tried
         self._stopping = threading.Event()
         self._drain_until = float("inf")
         self._writer = threading.Thread(target=self._run, name="edugap-ingest", daemon=True)
@@ -146,9 +146,10 @@ class Ingest:
         """True while connected and subscribed."""
         return self._ready
 
-    def failing_for(self) -> float:
-        """Seconds the writer has kept failing to save its current batch; 0 while it saves."""
-        since = self._failing_since
+    def unsaved_for(self) -> float:
+        """Seconds the writer has been trying to save its current batch (failing, or hanging
+        on the store); 0 between batches. A healthy save takes well under a second."""
+        since = self._saving_since
         return 0.0 if since is None else time.monotonic() - since
 
     def wait_idle(self, timeout: float) -> bool:
@@ -319,18 +320,20 @@ class Ingest:
         """save_batch, retried with backoff until it works; None if asked to stop meanwhile.
 
         StoreDataError is raised at once: that batch fails the same way every time."""
+        self._saving_since = time.monotonic()
+        try:
+            return self._retry(valid)
+        finally:
+            self._saving_since = None
+
+    def _retry(self, valid: list[Received]) -> list[bool] | None:
         delay = 0.2
         while True:
             try:
-                stored = self.store.save_batch(valid)
-                self._failing_since = None
-                return stored
+                return self.store.save_batch(valid)
             except StoreDataError:
-                self._failing_since = None
                 raise
             except Exception as e:
-                if self._failing_since is None:
-                    self._failing_since = time.monotonic()
                 with self.stats.lock:
                     self.stats.store_errors += 1
                 if not isinstance(e, StoreError):

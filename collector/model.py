@@ -220,6 +220,10 @@ class Store(Protocol):
         received before `report_ids_before` (default: `before`)."""
         ...
 
+    def unwritable(self) -> str | None:
+        """Why the store cannot take writes now (its disk is full), or None when it can."""
+        ...
+
     def close(self) -> None: ...
 
 

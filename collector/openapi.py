@@ -148,7 +148,7 @@ def openapi_document() -> dict[str, Any]:
         "/healthz": {"get": {"summary": "The process is alive",
                              "responses": {"200": _json("alive", {"type": "object"})}}},
         "/readyz": {"get": {
-            "summary": "Store reachable, ingest connected, first snapshot done",
+            "summary": "Store reachable, ingest connected, writer saving, first snapshot done",
             "responses": {"200": _json("ready", {"type": "object"}),
                           "503": _json("not ready; `checks` says which part", {"type": "object"})},
         }},

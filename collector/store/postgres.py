@@ -265,6 +265,11 @@ class PostgresStore(PostgresWrites, PostgresSums):
         )
         return bool(rows)
 
+    def unwritable(self) -> str | None:
+        # the server's disk is out of sight: a full one fails the writer's batches, which
+        # readiness sees through Ingest.failing_for()
+        return None
+
     def close(self) -> None:
         with self._lock:
             if self._writer is not None:

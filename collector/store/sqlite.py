@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import shutil
 import sqlite3
 import threading
 import time
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 #: Rejects kept; older ones are deleted as new ones arrive.
 REJECTS_KEPT = 5000
+#: Below this much free space beside the database the store counts as unwritable (/readyz):
+#: a batch of a few thousand reports grows the log by a few MiB.
+MIN_FREE_BYTES = 16 * 2**20
 #: Log pages (4 KiB each by default) between automatic checkpoints; SQLite's default is 1000.
 WAL_CHECKPOINT_PAGES = 10000
 # Errors about a value in the batch (an int too large to bind, text that cannot be encoded, a
@@ -321,6 +325,15 @@ class SqliteStore(SqliteWrites, SqliteSums):
             (school_id, clean(report_id)),
         )
         return bool(rows)
+
+    def unwritable(self) -> str | None:
+        try:
+            free = shutil.disk_usage(Path(self.path).parent).free
+        except OSError as e:
+            return f"cannot see the free space of {self.path}: {e}"
+        if free < MIN_FREE_BYTES:
+            return f"{free} bytes free beside {self.path}, below {MIN_FREE_BYTES}"
+        return None
 
     def close(self) -> None:
         with self._lock, self._conns_lock:

@@ -563,3 +563,19 @@ def test_liveness_is_the_receive_time_and_clock_evidence_flags_devices(store: St
     assert not next(d for d in store.devices() if d.device_id == "d1").clock_off
     snap = evaluate(store, load_policy(), late)
     assert snap.schools["SCH-1"].devices_clock_off == 0
+
+
+def test_a_sqlite_store_without_room_on_its_disk_says_it_cannot_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import collector.store.sqlite as sqlite_store
+
+    store = open_store(str(tmp_path / "edugap.db"))
+    try:
+        assert store.unwritable() is None
+        # the real free space of the real file system, against a floor above any disk's size
+        monkeypatch.setattr(sqlite_store, "MIN_FREE_BYTES", 2**62)
+        why = store.unwritable()
+        assert why is not None and "bytes free" in why
+    finally:
+        store.close()
