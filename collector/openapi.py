@@ -64,8 +64,10 @@ _SCHOOL: dict[str, Any] = {
         "monitoring": {"type": "string", "enum": list(MONITORING_STATES)},
         "last_report": {"type": ["string", "null"], "format": "date-time"},
         "devices_reporting": {"type": "integer"},
-        "devices_clock_off": {"type": "integer",
-                              "description": "live devices whose agent's clock is far off"},
+        "devices_clock_off": {
+            "type": "integer",
+            "description": "live devices whose agent's clock is far off",
+        },
         "computers_usable": {"type": "integer"},
         "computers_required": {"type": ["integer", "null"]},
         "computers_gap": {"type": "integer"},

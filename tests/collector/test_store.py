@@ -443,8 +443,8 @@ def _version_1_store(db_url: str) -> None:
         import psycopg
 
         with psycopg.connect(db_url, autocommit=True) as pg:
-            pg.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
-                       " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")  # fmt: skip
+            pg.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT"
+                       " NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")  # fmt: skip
             pg.execute(sql.encode())
             pg.execute("INSERT INTO schema_version (version, name) VALUES (%s, %s)",
                        (version, name))  # fmt: skip
@@ -490,7 +490,7 @@ def test_sqlite_upgrade_repairs_times_and_sums_that_stopped_every_snapshot(
         conn.execute("INSERT INTO devices (school_id, device_id, last_seen) VALUES ('A', 'd', ?)",
                      (year_0,))  # fmt: skip
         conn.execute("INSERT INTO school_reports VALUES ('A', ?)", (year_0,))
-        conn.execute("INSERT INTO heartbeat_hours VALUES ('A', ?, 1, 1, 1)", (3600 * (year_0 // 3600),))
+        conn.execute("INSERT INTO heartbeat_hours VALUES ('A', ?, 1, 1, 1)", (year_0 - 3600,))
         # 1,024 heartbeats of 2^53 checks each: SQLite had turned the sum into REAL
         conn.execute("INSERT INTO heartbeat_hours VALUES ('B', ?, 1024, 1.08e19, 1.08e19)",
                      (T0.timestamp(),))  # fmt: skip
