@@ -50,7 +50,8 @@ def first_occurrences(batch: list[Received]) -> tuple[list[int], list[ReportKey]
     keys: list[ReportKey] = []
     for i, item in enumerate(batch):
         report = item.report
-        key = (report.school_id, clean(report.report_id) or "")
+        rid = report.report_id
+        key = (report.school_id, rid if "\x00" not in rid else rid.replace("\x00", "\ufffd"))
         if key in seen:
             continue
         seen.add(key)
@@ -107,9 +108,10 @@ def prepare(new: list[Received]) -> Prepared:
     for item in new:
         report = item.report
         key = (report.school_id, report.device_id)
-        if item.seen is not seen_dt:  # one receive time per batch: convert it once
-            seen_dt = item.seen
-            seen = seen_dt.timestamp()
+        when = item.received_at if item.seen_at is None else item.seen_at  # item.seen, inline
+        if when is not seen_dt:  # one receive time per batch: convert it once
+            seen_dt = when
+            seen = when.timestamp()
         if seen > last_seen.get(key, -1e18):
             last_seen[key] = seen
         if seen > last_report.get(report.school_id, -1e18):
@@ -129,14 +131,20 @@ def prepare(new: list[Received]) -> Prepared:
             hour = out.hours.get(hour_key)
             if hour is None:
                 hour = out.hours[hour_key] = HourSum()
-            if report.checks:
-                checks = min(report.checks, MAX_SUM)
-                ok = min(report.checks_ok, checks)
+            checks = report.checks
+            if checks:
+                ok = report.checks_ok
+                ok = checks if ok > checks else ok
             else:
                 checks, ok = 1, int(report.reachable)
-            hour.heartbeats = min(hour.heartbeats + 1, MAX_SUM)
-            hour.checks = min(hour.checks + checks, MAX_SUM)
-            hour.checks_ok = min(hour.checks_ok + ok, MAX_SUM)
+            hour.heartbeats += 1
+            hour.checks += checks
+            hour.checks_ok += ok
+            # heartbeats <= checks and checks_ok <= checks, so checks is the one to watch
+            if hour.checks > MAX_SUM:
+                hour.checks = MAX_SUM
+                hour.checks_ok = min(hour.checks_ok, MAX_SUM)
+                hour.heartbeats = min(hour.heartbeats, MAX_SUM)
         elif isinstance(report, Bandwidth):
             out.bandwidth.append((report, at))
         elif isinstance(report, Inventory):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from typing import Any
 
 from collector.model import Received
 from collector.store.prepare import (
     MAX_SUM,
-    ReportKey,
     bounded,
     clean,
     first_occurrences,
@@ -40,20 +40,15 @@ class SqliteWrites:
             return []
         indexes, keys = first_occurrences(batch)
         stored = [False] * len(batch)
+        ids = list({rid for _, rid in keys})
         with self._transaction("write batch") as conn:
-            # the keys travel as one JSON parameter: no limit on bound parameters, and each
-            # lookup is a primary-key search
-            known: set[ReportKey] = {
-                (r[0], r[1])
-                for r in conn.execute(
-                    "SELECT r.school_id, r.report_id FROM json_each(?) k JOIN report_ids r"
-                    " ON r.school_id = json_extract(k.value, '$[0]')"
-                    " AND r.report_id = json_extract(k.value, '$[1]')",
-                    (json.dumps(keys),),
-                )
-            }
-            if self._legacy_ids:
-                known.update(self._legacy_known(conn, keys))
+            # the id leads the primary key, so each lookup is a key search
+            sql = "SELECT school_id, report_id FROM report_ids WHERE report_id IN"
+            known = set(keys).intersection(_select_in(conn, sql, ids))
+            if self._legacy_ids:  # ids stored before migration 0002 have no school
+                sql = "SELECT report_id FROM report_ids_v1 WHERE report_id IN"
+                stored_ids = {rid for (rid,) in _select_in(conn, sql, ids)}
+                known.update(key for key in keys if key[1] in stored_ids)
             fresh = [(i, key) for i, key in zip(indexes, keys, strict=True) if key not in known]
             conn.executemany(
                 "INSERT INTO report_ids (school_id, report_id, received_at) VALUES (?, ?, ?)",
@@ -64,21 +59,6 @@ class SqliteWrites:
         for i in new_indexes:
             stored[i] = True
         return stored
-
-    @staticmethod
-    def _legacy_known(conn: sqlite3.Connection, keys: list[ReportKey]) -> set[ReportKey]:
-        ids = [rid for _, rid in keys]
-        found: set[str] = set()
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                r[0]
-                for r in conn.execute(
-                    f"SELECT report_id FROM report_ids_v1 WHERE report_id IN ({marks})", chunk
-                )
-            )
-        return {key for key in keys if key[1] in found}
 
     def _write_rows(self, conn: sqlite3.Connection, new: list[Received]) -> None:
         # Unsorted, unlike PostgreSQL's: BEGIN IMMEDIATE already lets one writer in at a time,
@@ -158,3 +138,10 @@ class SqliteWrites:
             " SET last_report = max(last_report, excluded.last_report)",
             rows.last_report.items(),
         )
+
+
+def _select_in(conn: sqlite3.Connection, sql: str, values: list[str]) -> Iterator[tuple[Any, ...]]:
+    """Rows of `sql` + " (?, ?, ...)" over `values`, in chunks below the parameter limit."""
+    for start in range(0, len(values), _CHUNK):
+        chunk = values[start : start + _CHUNK]
+        yield from conn.execute(f"{sql} ({','.join('?' * len(chunk))})", chunk)

@@ -5,11 +5,13 @@
 ALTER TABLE report_ids RENAME TO report_ids_v1;
 ALTER INDEX report_ids_pkey RENAME TO report_ids_v1_pkey;
 ALTER INDEX report_ids_received_at RENAME TO report_ids_v1_received_at;
+-- The id leads the key: a batch's ids are looked up with report_id IN (...), and one id
+-- rarely belongs to more than one school.
 CREATE TABLE report_ids (
-    school_id TEXT NOT NULL,
     report_id TEXT NOT NULL,
+    school_id TEXT NOT NULL,
     received_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (school_id, report_id)
+    PRIMARY KEY (report_id, school_id)
 );
 CREATE INDEX report_ids_received_at ON report_ids (received_at);
 
