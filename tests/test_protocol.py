@@ -15,13 +15,20 @@ ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "edugap/v1/79-001/dev-1/bandwidth"
 
 
-def bandwidth(**kw: object) -> p.Bandwidth:
-    fields: dict[str, object] = dict(
+def common() -> dict[str, object]:
+    """The fields every report carries, for a fresh report of device 79-001/dev-1."""
+    return dict(
         report_id=p.new_report_id(),
         school_id="79-001",
         device_id="dev-1",
         measured_at=datetime(2026, 11, 2, 3, 4, 5, tzinfo=UTC),
         agent_version="0.1.0",
+    )
+
+
+def bandwidth(**kw: object) -> p.Bandwidth:
+    fields: dict[str, object] = dict(
+        **common(),
         download_mbps=18.5,
         upload_mbps=4.25,
         latency_ms=31.0,
@@ -99,11 +106,7 @@ def _raw(report: p.Report, **changes: object) -> bytes:
 
 def _inventory(**kw: object) -> p.Inventory:
     fields: dict[str, object] = dict(
-        report_id=p.new_report_id(),
-        school_id="79-001",
-        device_id="dev-1",
-        measured_at=datetime(2026, 11, 2, 3, 4, 5, tzinfo=UTC),
-        agent_version="0.1.0",
+        **common(),
         os=p.OsInfo(name="Windows", version="11"),
         cpu=p.CpuInfo(model="x", cores=4, threads=8),
         memory_mb=8192,
