@@ -21,6 +21,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from agent.protocol import utcnow
+from collector.collectors import CollectorRegistry, RegistryKeeper
 from collector.config import CollectorConfig
 from collector.evaluate import evaluate
 from collector.exposition import Exposition
@@ -94,6 +95,7 @@ class CollectorApp:
         self.holder.on_new(lambda _info: self.exposition.prepare())
         self.store: Store | None = None
         self.ingest: Ingest | None = None
+        self.registry: RegistryKeeper | None = None
         self.refresher: SnapshotRefresher | None = None
         self.http: Starlette | None = None
         self.socket: socket.socket | None = None
@@ -117,11 +119,13 @@ class CollectorApp:
         log.info("store %s open", store.url)
         try:
             broker = c.broker_settings()
+            client_id = c.client_id()
             self.ingest = self.parts.ingest(
                 store,
                 broker,
                 group=c.ingest_group,
-                client_id=c.ingest_client_id,
+                shared=c.ingest_shared,
+                client_id=client_id.value,
                 batch_max=c.ingest_batch_max,
                 batch_seconds=c.ingest_batch_seconds,
                 max_future_skew_s=c.ingest_max_future_skew_seconds,
@@ -134,13 +138,27 @@ class CollectorApp:
                 f"(ca_file {c.broker_ca_file!r}, cert_file {c.broker_cert_file!r}): "
                 f"cannot set up the MQTT client: {e}"
             ) from e
+        if isinstance(store, CollectorRegistry):
+            self.registry = RegistryKeeper.for_this_process(
+                store, group=c.ingest_group, name=c.ingest_name, shared=c.ingest_shared,
+                client_id=client_id, broker=broker,
+            )  # fmt: skip
+            self.registry.start()
         self.ingest.start()
         log.info(
-            "connecting to broker %s as %r, group %r",
+            "connecting to broker %s as collector %r of group %r (%s subscription, client id "
+            "fingerprint %s)",
             broker.url,
-            c.ingest_client_id,
+            c.ingest_name,
             c.ingest_group,
+            "shared" if c.ingest_shared else "own",
+            client_id.fingerprint,
         )
+        if not client_id.secret:
+            log.warning(
+                "the broker needs no password from this collector, so its client id is derived "
+                "from nothing secret: any client of this broker could take over its session"
+            )
         self.refresher = SnapshotRefresher(
             lambda now: self.parts.evaluate(store, policy, now),
             self.holder,
@@ -216,6 +234,9 @@ class CollectorApp:
             log.info("stopping ingest: storing and acknowledging what is queued")
             self.ingest.stop()
             self.ingest = None
+        if self.registry is not None:
+            self.registry.stop()
+            self.registry = None
         if self.store is not None:
             self.store.close()
             self.store = None

@@ -29,6 +29,7 @@ from collector.model import (
     StoreError,
 )
 from collector.store import redact
+from collector.store.collectors_sql import PostgresCollectors
 from collector.store.migrations import migrations
 from collector.store.postgres_sums import PostgresSums, _utc
 from collector.store.prepare import (
@@ -47,7 +48,7 @@ REJECTS_KEPT = 5000
 _MIGRATION_LOCK = 0x6564756761700001
 
 
-class PostgresStore(PostgresSums):
+class PostgresStore(PostgresSums, PostgresCollectors):
     """The PostgreSQL backend of `collector.model.Store`."""
 
     def __init__(self, url: str, *, rejects_kept: int = REJECTS_KEPT) -> None:

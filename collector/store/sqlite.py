@@ -30,6 +30,7 @@ from collector.model import (
     StoreError,
 )
 from collector.store import sqlite_path
+from collector.store.collectors_sql import SqliteCollectors
 from collector.store.migrations import migrations, statements
 from collector.store.prepare import (
     bounded,
@@ -55,7 +56,7 @@ def _dt_or_none(ts: float | None) -> datetime | None:
     return None if ts is None else to_datetime(ts)
 
 
-class SqliteStore(SqliteSums):
+class SqliteStore(SqliteSums, SqliteCollectors):
     """The SQLite backend of `collector.model.Store`."""
 
     def __init__(

@@ -1,0 +1,18 @@
+-- Collectors that ran against this store, for `edugap collectors` (Mosquitto lists no sessions).
+-- Each running collector keeps its row current; a clean stop or a retirement sets `state`.
+-- Times are UTC seconds since the epoch (the same rows and code as SQLite; only a command and
+-- the start-up checks read them).
+CREATE TABLE collectors (
+    group_name TEXT NOT NULL,
+    name TEXT NOT NULL,
+    shared BOOLEAN NOT NULL,
+    client_id_hash TEXT NOT NULL,
+    broker TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    last_seen_at DOUBLE PRECISION NOT NULL,
+    state_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (group_name, name)
+);
