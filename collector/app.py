@@ -117,13 +117,14 @@ class CollectorApp:
             ) from e
         self.store = store
         log.info("store %s open", store.url)
+        share = self._share_name(store)
         try:
             broker = c.broker_settings()
             client_id = c.client_id()
             self.ingest = self.parts.ingest(
                 store,
                 broker,
-                group=c.ingest_group,
+                group=share,
                 shared=c.ingest_shared,
                 client_id=client_id.value,
                 batch_max=c.ingest_batch_max,
@@ -181,6 +182,21 @@ class CollectorApp:
             )
         )
         return self.http
+
+    def _share_name(self, store: Store) -> str:
+        """The group's $share name: unguessable, kept in the store for every collector of it."""
+        group = self.config.ingest_group
+        if not isinstance(store, CollectorRegistry):
+            if self.config.ingest_shared:
+                log.warning("store keeps no collector registry: sharing as $share/%s/", group)
+            return group
+        try:
+            return store.share_name(group)
+        except Exception as e:
+            raise StartupError(
+                f"config key 'db.url' has value {redact(self.config.db_url)!r}: cannot read the "
+                f"group {group!r} from the store: {e}"
+            ) from e
 
     def readiness(self) -> dict[str, bool]:
         """Store reachable, ingest connected and subscribed, first snapshot done."""

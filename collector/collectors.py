@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -38,6 +39,10 @@ SEEN_EVERY_SECONDS = 30.0
 SILENT_AFTER_SECONDS = 3 * SEEN_EVERY_SECONDS
 
 RUNNING, STOPPED, RETIRED = "running", "stopped", "retired"
+
+
+class RetireError(RuntimeError):
+    """Retiring would lose reports, or cannot be done; the message says why and what to do."""
 
 
 def default_name() -> str:
@@ -132,6 +137,16 @@ class CollectorRegistry(Protocol):
     def collectors(self) -> list[CollectorEntry]:
         """Every collector, by group then name."""
         ...
+
+    def share_name(self, group: str) -> str:
+        """The group's shared-subscription name, made (new_share_name) on first use."""
+        ...
+
+
+def new_share_name(group: str) -> str:
+    """`<group>-<32 random hex digits>`: Mosquitto lets any account subscribe to any filter, so
+    a guessable $share name would let a school join the group and swallow its share."""
+    return f"{group[:90]}-{secrets.token_hex(16)}"
 
 
 class RegistryKeeper:

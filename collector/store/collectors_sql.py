@@ -6,10 +6,11 @@ parameter marker differs.
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager
 from typing import Any
 
-from collector.collectors import CollectorEntry
+from collector.collectors import CollectorEntry, new_share_name
 
 _COLUMNS = (
     "group_name, name, shared, client_id_hash, broker, host, pid, state, started_at,"
@@ -73,6 +74,20 @@ class CollectorsSql:
                 ),
                 (state, at, group, name),
             )
+
+    def share_name(self, group: str) -> str:
+        with self._transaction("record a collector group") as tx:
+            tx.execute(
+                self._sql(
+                    "INSERT INTO collector_groups (group_name, share_name, created_at)"
+                    " VALUES (?, ?, ?) ON CONFLICT (group_name) DO NOTHING"
+                ),
+                (group, new_share_name(group), time.time()),
+            )
+            row = tx.execute(
+                self._sql("SELECT share_name FROM collector_groups WHERE group_name = ?"), (group,)
+            ).fetchone()
+        return str(row[0])
 
     def collectors(self) -> list[CollectorEntry]:
         return [_entry(r) for r in self._read(f"SELECT {_COLUMNS} FROM collectors ORDER BY 1, 2")]

@@ -16,3 +16,14 @@ CREATE TABLE collectors (
     state_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (group_name, name)
 );
+
+-- Each group's shared-subscription name ($share/<share_name>/...): the group name and a random
+-- part. Mosquitto's acl_file lets every account subscribe to any filter (read access is only
+-- checked at delivery), and a school subscribed under the group's name would be handed its
+-- share of the reports, which the ACL then withholds from it: they would be lost. A name no
+-- school can guess keeps them out.
+CREATE TABLE collector_groups (
+    group_name TEXT PRIMARY KEY,
+    share_name TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+);
