@@ -200,7 +200,7 @@ class RegistryKeeper:
             log.warning(
                 "collector %r of group %r now connects with another client id (the broker "
                 "password or ingest.client_id changed); reports its old session queued stay "
-                "there until the session expires (see docs/operations.md, 'Retiring a collector')",
+                "there until the session expires (docs/operations.md: the collector's identity)",
                 me.name,
                 me.group,
             )

@@ -39,6 +39,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing = sub.add_parser("list", help="the collectors and their state (the default)")
     _common_options(listing, argparse.SUPPRESS)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    shown = sub.add_parser(
+        "client-id",
+        help="print a collector's client id (a secret), to pin it before a password change",
+        description="Print the MQTT client id that this configuration gives collector NAME "
+        "(default: its ingest.name). It is derived from the broker password: put it in "
+        "ingest.client_id before changing the password, so the session and what it queued "
+        "stay. Treat it as a secret.",
+    )
+    _common_options(shown, argparse.SUPPRESS)
+    shown.add_argument("name", metavar="NAME", nargs="?")
     retire = sub.add_parser(
         "retire",
         help="store a stopped collector's queued reports and end its session",
@@ -77,6 +87,14 @@ def collectors_command(args: argparse.Namespace, out: TextIO | None = None) -> i
     try:
         cli = {"db_url": args.db}
         config = load_config(args.config, cli=cli)
+        if args.action == "client-id":
+            name = args.name or config.ingest_name
+            mine = config.ingest_client_id if name == config.ingest_name else None
+            out.write(
+                client_id_for(config.broker_settings(), config.ingest_group, name, mine).value
+            )
+            out.write("\n")
+            return 0
         store = open_store(config.db_url, create=False)
     except (ConfigError, StoreError) as e:
         print(f"edugap collectors: {e}", file=sys.stderr)

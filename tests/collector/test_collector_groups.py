@@ -15,7 +15,7 @@ import pytest
 
 from agent.mqtt import connect_properties, new_client
 from agent.protocol import utcnow
-from collector.collectors import default_name
+from collector.collectors import default_name, fingerprint
 from tests.agent.agentproc import wait_for
 from tests.restart_parts import (
     CollectorProcess,
@@ -169,6 +169,8 @@ def test_retiring_a_stopped_collector_stores_its_queued_share(
         "a": ("running", True),
         "b": ("running", True),
     }
+    code, out = commands(a, "client-id", "b")  # what an operator pins before a password change
+    assert code == 0 and fingerprint(out.strip()) == rows["b"]["client_id_hash"]
     b.stop()
     assert listed(a)["b"]["condition"] == "stopped"
 
