@@ -156,9 +156,11 @@ class CollectorApp:
             client_id.fingerprint,
         )
         if not client_id.secret:
-            log.warning(
+            local = broker.host in ("127.0.0.1", "::1", "localhost")
+            log.log(
+                logging.INFO if local else logging.WARNING,
                 "the broker needs no password from this collector, so its client id is derived "
-                "from nothing secret: any client of this broker could take over its session"
+                "from nothing secret: any client of this broker could take over its session",
             )
         self.refresher = SnapshotRefresher(
             lambda now: self.parts.evaluate(store, policy, now),

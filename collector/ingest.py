@@ -62,6 +62,7 @@ class Ingest:
         shared: bool = False,
         client_id: str | None = None,
         retiring: bool = False,
+        former: tuple[str, ...] = (),
         batch_max: int = 2000,
         batch_seconds: float = 0.2,
         max_future_skew_s: float = 600.0,
@@ -82,7 +83,8 @@ class Ingest:
         )
         # retiring: take over a stopped collector's session only to store what it queued
         self.retiring = retiring
-        self._unsubscribe = [shared_topic, REPORT_TOPICS] if retiring else [other]
+        # `former`: other filters the session may hold (e.g. from an older version)
+        self._unsubscribe = [shared_topic, REPORT_TOPICS, *former] if retiring else [other]
         self.session_present: bool | None = None  # from the last CONNACK
         if client_id is None:
             client_id = client_id_for(broker, group, default_name()).value

@@ -20,7 +20,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent.mqtt import BrokerSettings, connect_properties, new_client
 from collector.collectors import ClientId, CollectorEntry, RetireError, live_peers
 from collector.config import CollectorConfig
-from collector.ingest import Ingest
+from collector.ingest import REPORT_TOPICS, Ingest
 from collector.model import IngestStats, Store
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,10 @@ def retire(
     group's $share name, one of the subscriptions to remove from it)."""
     broker = config.broker_settings()
     stats = IngestStats()
+    # before shares had random names, a group shared under its plain name
+    former = (f"$share/{config.ingest_group}/{REPORT_TOPICS}",)
     ingest = Ingest(
-        store, broker, group=share, client_id=client_id.value, retiring=True,
+        store, broker, group=share, client_id=client_id.value, retiring=True, former=former,
         batch_max=config.ingest_batch_max, batch_seconds=config.ingest_batch_seconds,
         max_future_skew_s=config.ingest_max_future_skew_seconds, stats=stats,
     )  # fmt: skip

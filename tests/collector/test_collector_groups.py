@@ -37,8 +37,14 @@ class Impostor:
         settings = broker.settings("HN-B", mqtt_version=version)
         self.client = new_client(settings, client_id, clean_start=clean)
         self.received: list[str] = []
+        self.session_present: bool | None = None
         answered = threading.Event()
-        self.client.on_connect = lambda *_: answered.set()
+
+        def on_connect(_c: object, _u: object, flags: Any, _rc: object, _p: object) -> None:
+            self.session_present = flags.session_present
+            answered.set()
+
+        self.client.on_connect = on_connect
         self.client.on_message = lambda _c, _u, m: self.received.append(m.topic)
         self.client.connect(settings.host, settings.port, **connect_properties(settings, clean))  # type: ignore[arg-type]
         self.client.loop_start()
@@ -213,3 +219,44 @@ def test_retiring_the_last_collector_is_refused(
         assert code == 1 and "no other collector" in out
     finally:
         cleanup(solo, other)
+
+
+def test_the_session_of_the_old_fixed_client_id_is_retired_after_an_upgrade(
+    deploy_broker: ShippedBroker, school: ServiceAgent, tmp_path: Path
+) -> None:
+    """Before this version every collector was `edugap-collector` on `$share/edugap/...`: after
+    an upgrade that session is left behind, queueing a copy of every report."""
+    old = new_client(deploy_broker.settings("edugap-collector"), "edugap-collector", False)
+    settings = deploy_broker.settings("edugap-collector")
+    subscribed = threading.Event()
+    old.on_subscribe = lambda *_: subscribed.set()
+    old.connect(settings.host, settings.port, **connect_properties(settings, False))  # type: ignore[arg-type]
+    old.loop_start()
+    old.subscribe("$share/edugap/edugap/v1/+/+/+", qos=1)
+    assert subscribed.wait(20)
+    old.disconnect()
+    old.loop_stop()
+
+    since = utcnow() - timedelta(minutes=1)
+    new = CollectorProcess(tmp_path / "c", deploy_broker, str(tmp_path / "edugap.db"))
+    try:
+        new.start()
+        sent = reports(50)
+        school.add(sent)
+        wait_for(lambda: len(stored_devices(new.db_url, since)) == 50, what="50 stored")
+        code, out = commands(
+            new, "retire", "edugap-collector", "--client-id", "edugap-collector", "--force"
+        )
+        assert code == 0 and "retired" in out, out
+        # it held a copy of each (and of what the agent sent before the new collector ran)
+        held = int(out.split("session held ")[1].split(" ")[0])
+        assert held >= len(sent)
+        counts = stored_devices(new.db_url, since)
+        assert all(counts[r.device_id] == 1 for r in sent), "a copy was stored twice"
+        again = Impostor(deploy_broker, "edugap-collector", clean=False)
+        try:
+            assert again.session_present is False, "the old session is still there"
+        finally:
+            again.close()
+    finally:
+        new.stop()
