@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
 from agent.mqtt import BrokerSettings
@@ -11,6 +15,7 @@ from collector.collectors import (
     STOPPED,
     CollectorEntry,
     CollectorRegistry,
+    RegistryKeeper,
     RetireError,
     client_id_for,
 )
@@ -81,3 +86,28 @@ def test_retire_refuses_another_client_id() -> None:
     other = client_id_for(BrokerSettings(username="edugap-collector", password="new"), "g", "b")
     with pytest.raises(RetireError, match="--client-id"):
         check_retirable(rows, "g", "b", other, False, 1000.0)
+
+
+def test_a_collector_warns_when_its_id_changed_or_its_group_mixes_subscriptions(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = open_store(str(tmp_path / "edugap.db"))
+    try:
+        assert isinstance(store, CollectorRegistry)
+        now = time.time()
+        store.register_collector(replace(entry("b"), last_seen_at=now))  # b runs, shared
+        first = RegistryKeeper(store, replace(entry("a"), shared=False), every=3600)
+        first.start()
+        first.stop()
+        assert "does not use the shared subscription" in caplog.text
+        assert store.collectors()[0].state == STOPPED
+        caplog.clear()
+        moved = client_id_for(BrokerSettings(username="edugap-collector", password="new"), "g", "a")
+        second = RegistryKeeper(
+            store, replace(entry("a"), client_id_hash=moved.fingerprint), every=3600
+        )
+        second.start()
+        second.stop()
+        assert "another client id" in caplog.text
+    finally:
+        store.close()
