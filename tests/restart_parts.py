@@ -210,13 +210,7 @@ class CollectorProcess:
         self._signal(signal.SIGKILL)
 
     def _signal(self, signum: int) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signum)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        realparts.end_process(self.proc, signum, timeout=30)
         self.proc = None
 
     def command(self, *args: str) -> subprocess.CompletedProcess[str]:

@@ -156,20 +156,12 @@ class ShippedBroker:
 
     def stop(self) -> None:
         """SIGTERM, as `systemctl stop mosquitto`: it writes its persistence file and exits."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        realparts.end_process(self.proc)
         self._reap()
 
     def kill(self) -> None:
         """SIGKILL: a crash; whatever arrived since the last autosave is gone."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        realparts.end_process(self.proc, signal.SIGKILL)
         self._reap()
 
     def restart(self) -> None:
