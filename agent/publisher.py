@@ -260,7 +260,9 @@ class Drain:
 
     def _hold(self, seq: int, probe: bool) -> None:
         self.held += 1
-        if not self.holding:
+        starting = not self.holding
+        self._held_from = min(self._held_from or seq, seq)
+        if starting:
             log.warning(
                 "the broker has no collector subscribed (PUBACK 'No matching subscribers'): "
                 "keeping reports in the outbox, trying again in %.3g s",
@@ -268,7 +270,8 @@ class Drain:
             )
         elif probe:  # still nobody: wait longer next time
             self._hold_delay = min(self._hold_delay * 2, self.hold_retry[1])
-        self._held_from = min(self._held_from or seq, seq)
+        else:
+            return  # the rest of the window sent before the hold began: no news
         # jitter: agents held together must not all probe in the same second
         wait = self._hold_delay * (0.75 + 0.5 * self._rng.random())
         self._retry_at = self._clock() + wait

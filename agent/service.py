@@ -149,6 +149,8 @@ class Service:
         )
         plan = ", ".join(t.isoformat(timespec="minutes") for t in self.scheduler.speedtest_plan)
         log.info("speed tests planned today: %s", plan or "none")
+        # a hold recorded by an earlier run is learnt again from the broker's answers
+        self.outbox.release()
         depth = self.outbox.depth()
         if depth:
             log.info("outbox holds %d report(s) from before; they go first", depth)
