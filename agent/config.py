@@ -155,6 +155,10 @@ class OutboxConfig:
     max_mb: float = key(50.0, positive, "Most outbox payload bytes, in MB.")
     max_inflight: int = key(20, positive_int, "Most reports awaiting the broker's ack.")
     drain_per_second: float = key(20.0, non_negative, "Most reports sent per second; 0 = no limit.")
+    hold_retry_min_seconds: float = key(
+        10.0, positive, "First wait before a report held for want of a collector is tried again."
+    )
+    hold_retry_max_seconds: float = key(300.0, positive, "Longest such wait (it doubles).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +306,12 @@ def _cross_checks(config: AgentConfig) -> list[str]:
         problems.append(
             f"config key 'broker.reconnect_max_seconds' has value "
             f"'{broker.reconnect_max_seconds}': must be >= broker.reconnect_min_seconds"
+        )
+    outbox = config.outbox
+    if outbox.hold_retry_max_seconds < outbox.hold_retry_min_seconds:
+        problems.append(
+            f"config key 'outbox.hold_retry_max_seconds' has value "
+            f"'{outbox.hold_retry_max_seconds:g}': must be >= outbox.hold_retry_min_seconds"
         )
     if bandwidth.role and bandwidth.backend == "selfhosted" and not bandwidth.server_url:
         problems.append(

@@ -65,6 +65,9 @@ class OutboxStats:
     last_ack_at: float | None
     last_enqueued_at: float | None
     oldest_measured_at: str | None
+    # set while the broker answers "no matching subscribers" (no collector subscribed)
+    held_since: float | None = None
+    held_retry_at: float | None = None
 
 
 #: SQLite page cache of the outbox connection, KiB.
@@ -135,6 +138,8 @@ def _stats(conn: sqlite3.Connection) -> OutboxStats:
         last_ack_at=meta["last_ack_at"],
         last_enqueued_at=meta["last_enqueued_at"],
         oldest_measured_at=oldest[0] if oldest else None,
+        held_since=meta.get("held_since"),
+        held_retry_at=meta.get("held_retry_at"),
     )
 
 
@@ -266,6 +271,28 @@ class Outbox:
                 "UPDATE meta SET value = ? WHERE key = 'last_ack_at'", (self._clock(),)
             )
         return removed
+
+    def hold(self, retry_in: float) -> None:
+        """Record (for `edugap-agent status`) that reports are held because the broker has no
+        collector subscribed, and when the next one is tried."""
+        now = self._clock()
+        with _transaction(self._db):
+            self._set_meta("held_since", now, keep=True)
+            self._set_meta("held_retry_at", now + retry_in)
+
+    def release(self) -> None:
+        """Reports are no longer held."""
+        with _transaction(self._db):
+            self._set_meta("held_since", None)
+            self._set_meta("held_retry_at", None)
+
+    def _set_meta(self, key: str, value: float | None, keep: bool = False) -> None:
+        # an upsert: keys added after the first outbox version need no migration
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value ="
+            + (" coalesce(value, excluded.value)" if keep else " excluded.value"),
+            (key, value),
+        )
 
     def depth(self) -> int:
         return self._count()[0]

@@ -5,6 +5,13 @@ a queue. The service's thread reads the queue and owns the outbox, so SQLite is 
 one thread only. QoS 1 messages handed to paho stay in paho's own queue across reconnects and
 are re-sent by it, so the drain hands each row to paho once per process (no duplicates from
 us); a restart re-sends what was never acknowledged.
+
+A PUBACK is not always delivery: an MQTT 5 broker that has no subscription matching the topic
+(no collector subscribed, e.g. a group of collectors not yet back after a broker restart)
+answers with reason 0x10 "No matching subscribers", a success code, and drops the message. The
+drain then holds: the report stays in the outbox and, after a back-off, one report is sent
+again to see whether a collector is back; the first plain success resumes the drain from the
+oldest report held.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from agent import protocol
 from agent.mqtt import BrokerSettings, connect_properties, new_client
-from agent.outbox import Outbox
+from agent.outbox import Outbox, Row
 
 if TYPE_CHECKING:
     from agent.probes import Identity
@@ -32,6 +39,8 @@ log = logging.getLogger(__name__)
 # CONNACK "Unsupported protocol version": an MQTT 3.1.1-only broker refusing our MQTT 5 CONNECT
 _UNSUPPORTED_VERSION = 132
 _SILENT_HANDSHAKES_BEFORE_FALLBACK = 2
+#: PUBACK reason of an MQTT 5 broker that took a message no subscription matched (and dropped)
+NO_MATCHING_SUBSCRIBERS = 0x10
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +51,7 @@ class Event:
     mid: int = 0
     ok: bool = True
     reason: str = ""
+    code: int = 0  # the PUBACK's reason code (always 0 on MQTT 3.1.1)
 
 
 class Publisher:
@@ -184,11 +194,14 @@ class Publisher:
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any
     ) -> None:
-        self.events.put(Event("published", mid=mid, ok=not rc.is_failure, reason=str(rc)))
+        self.events.put(
+            Event("published", mid=mid, ok=not rc.is_failure, reason=str(rc), code=rc.value)
+        )
 
 
 class Drain:
-    """Moves outbox rows to the publisher in order: bounded inflight, optional rate limit."""
+    """Moves outbox rows to the publisher in order: bounded inflight, optional rate limit, and a
+    hold while the broker says no collector is subscribed."""
 
     def __init__(
         self,
@@ -197,13 +210,17 @@ class Drain:
         *,
         max_inflight: int = 20,
         per_second: float = 0.0,
+        hold_retry: tuple[float, float] = (10.0, 300.0),
         clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         self.outbox = outbox
         self.publisher = publisher
         self.max_inflight = max_inflight
         self.per_second = per_second
+        self.hold_retry = hold_retry
         self._clock = clock
+        self._rng = rng or random.Random()
         self.inflight: dict[int, int] = {}  # mid -> seq
         self.cursor = 0  # highest seq handed to paho by this process
         self._tokens = float(max_inflight)
@@ -211,18 +228,63 @@ class Drain:
         self._acked: list[int] = []
         self.delivered = 0
         self.failed = 0
+        # the hold: lowest seq the broker dropped for want of a subscriber (0: not holding)
+        self._held_from = 0
+        self._hold_delay = hold_retry[0]
+        self._retry_at = 0.0
+        self._resume = False  # a plain success came while holding: a collector is back
+        self._probing = False  # one held report is out to see whether a collector is back
+        self.held = 0  # answers "no matching subscribers", for the log and tests
 
-    def on_published(self, mid: int, ok: bool, reason: str) -> None:
+    @property
+    def holding(self) -> bool:
+        return self._held_from > 0
+
+    def on_published(self, mid: int, ok: bool, reason: str, code: int = 0) -> None:
         seq = self.inflight.pop(mid, None)
         if seq is None:
             return  # the status message, or a row already dropped by the outbox cap
-        if ok:
+        probe, self._probing = self._probing, False
+        if ok and code == NO_MATCHING_SUBSCRIBERS:
+            self._hold(seq, probe)
+        elif ok:
             self._acked.append(seq)
+            self._resume = self.holding
         else:
             # kept in the outbox: a refusal (e.g. not authorised) may be fixed by an operator;
             # it is tried again at the next start, and the outbox cap bounds what waits
             self.failed += 1
             log.warning("broker refused report seq %d: %s", seq, reason)
+            if self.holding and seq >= self._held_from:
+                self._held_from = seq + 1  # a refused probe: the next one tries the next row
+
+    def _hold(self, seq: int, probe: bool) -> None:
+        self.held += 1
+        starting = not self.holding
+        self._held_from = min(self._held_from or seq, seq)
+        if starting:
+            log.warning(
+                "the broker has no collector subscribed (PUBACK 'No matching subscribers'): "
+                "keeping reports in the outbox, trying again in %.3g s",
+                self._hold_delay,
+            )
+        elif probe:  # still nobody: wait longer next time
+            self._hold_delay = min(self._hold_delay * 2, self.hold_retry[1])
+        else:
+            return  # the rest of the window sent before the hold began: no news
+        # jitter: agents held together must not all probe in the same second
+        wait = self._hold_delay * (0.75 + 0.5 * self._rng.random())
+        self._retry_at = self._clock() + wait
+        self.outbox.hold(wait)
+
+    def _release(self) -> None:
+        """A collector is subscribed again: resend from the oldest report held."""
+        log.info("a collector is subscribed again; sending the reports held in the outbox")
+        self.cursor = self._held_from - 1
+        self._held_from = 0
+        self._hold_delay = self.hold_retry[0]
+        self._resume = False
+        self.outbox.release()
 
     def commit_acks(self) -> int:
         """Remove acknowledged rows in one transaction (one fsync for a whole batch)."""
@@ -232,9 +294,12 @@ class Drain:
         return removed
 
     def pump(self) -> float | None:
-        """Hand rows to paho while allowed; returns seconds until the rate limit allows more."""
+        """Hand rows to paho while allowed; returns seconds until the rate limit (or a held
+        report's next try) allows more."""
         if not self.publisher.connected:
             return None
+        if self.holding:
+            return self._pump_held()
         room = self.max_inflight - len(self.inflight)
         if room <= 0:
             return None
@@ -247,14 +312,35 @@ class Drain:
             room = min(room, int(self._tokens))
             if room <= 0:
                 return (1 - self._tokens) / self.per_second
+        sent = self._send(self.outbox.pending(self.cursor, room))
+        if self.per_second > 0:
+            self._tokens -= sent
+        return None
+
+    def _pump_held(self) -> float | None:
+        # every answer first: resending a row still in flight would deliver it twice
+        if self.inflight or self._acked:
+            return None
+        if self._resume:
+            self._release()
+            return self.pump()
+        wait = self._retry_at - self._clock()
+        if wait > 0:
+            return wait
+        probe = self.outbox.pending(self._held_from - 1, 1)
+        if not probe:  # nothing left to hold (e.g. dropped by the outbox cap)
+            self._release()
+            return None
+        self._probing = self._send(probe) > 0
+        return None
+
+    def _send(self, rows: list[Row]) -> int:
         sent = 0
-        for row in self.outbox.pending(self.cursor, room):
+        for row in rows:
             mid = self.publisher.publish(row.topic, row.payload)
             if mid is None:
                 break
             self.inflight[mid] = row.seq
-            self.cursor = row.seq
+            self.cursor = max(self.cursor, row.seq)
             sent += 1
-        if self.per_second > 0:
-            self._tokens -= sent
-        return None
+        return sent

@@ -106,6 +106,8 @@ class Service:
             self.publisher,
             max_inflight=config.outbox.max_inflight,
             per_second=config.outbox.drain_per_second,
+            hold_retry=(config.outbox.hold_retry_min_seconds, config.outbox.hold_retry_max_seconds),
+            rng=self._rng,
         )
         self._stopping = threading.Event()
         self._speedtest: threading.Thread | None = None
@@ -147,6 +149,8 @@ class Service:
         )
         plan = ", ".join(t.isoformat(timespec="minutes") for t in self.scheduler.speedtest_plan)
         log.info("speed tests planned today: %s", plan or "none")
+        # a hold recorded by an earlier run is learnt again from the broker's answers
+        self.outbox.release()
         depth = self.outbox.depth()
         if depth:
             log.info("outbox holds %d report(s) from before; they go first", depth)
@@ -191,7 +195,7 @@ class Service:
     def _handle(self, item: Any) -> None:
         if isinstance(item, Event):
             if item.kind == "published":
-                self.drain.on_published(item.mid, item.ok, item.reason)
+                self.drain.on_published(item.mid, item.ok, item.reason, item.code)
             elif item.kind == "connected":
                 self._backlog = self.outbox.depth()
                 log.info(

@@ -50,6 +50,17 @@ def _ago(stamp: float | None) -> str:
     return f"{when} ({max(0.0, time.time() - float(stamp)):.0f} s ago)"
 
 
+def _held(since: float, retry_at: float | None) -> str:
+    """Why reports wait although the broker is reachable, and when the next try is."""
+    retry = ""
+    if retry_at is not None:
+        retry = f"; next try in {max(0.0, float(retry_at) - time.time()):.0f} s"
+    return (
+        f"since {_ago(since)}: no collector is subscribed at the broker (it answers 'No "
+        f"matching subscribers'), so reports stay in the outbox{retry}"
+    )
+
+
 def report(config: AgentConfig, timeout: float) -> int:
     """Print what `edugap-agent status` shows; 0 when the broker accepts us, else 1."""
     from agent.outbox import FILE_NAME, read_stats
@@ -79,6 +90,8 @@ def report(config: AgentConfig, timeout: float) -> int:
             f"dropped:       {stats.dropped_pending} not yet reported, "
             f"{stats.dropped_total} in total"
         )
+        if stats.held_since is not None:
+            print(f"held:          {_held(stats.held_since, stats.held_retry_at)}")
         print(f"delivered:     {stats.acked_total} report(s)")
         print(f"last publish:  {_ago(stats.last_ack_at)}")
         print(f"last report:   {_ago(stats.last_enqueued_at)}")

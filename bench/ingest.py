@@ -118,7 +118,7 @@ def ingest_session(store_url: str, settings: BrokerSettings, client_id: str) -> 
     """Create the collector's persistent session (connect, subscribe, leave)."""
     store = open_store(store_url)
     # its own share group: two sessions in one group would split the backlog between them
-    ingest = Ingest(store, settings, client_id=client_id, group=client_id)
+    ingest = Ingest(store, settings, client_id=client_id, group=client_id, shared=True)
     ingest.start()
     wait(ingest.ready, 10)
     ingest.stop()
@@ -127,7 +127,7 @@ def ingest_session(store_url: str, settings: BrokerSettings, client_id: str) -> 
 
 def drain_ingest(store_url: str, settings: BrokerSettings, client_id: str, n: int) -> float:
     store = open_store(store_url)
-    ingest = Ingest(store, settings, client_id=client_id, group=client_id)
+    ingest = Ingest(store, settings, client_id=client_id, group=client_id, shared=True)
     start = time.perf_counter()
     ingest.start()
     wait(lambda: ingest.stats.messages["stored"] + ingest.stats.messages["duplicate"] >= n, 600)

@@ -3,10 +3,11 @@
 Run as `python -m collector.amqtt_broker --port N`; stops cleanly on SIGTERM or SIGINT. Only
 the demo uses it: production runs Mosquitto (see deploy/).
 
-amqtt does not implement shared subscriptions, which the collector's ingest uses
-(`$share/<group>/edugap/v1/+/+/+`). With one collector a shared subscription delivers exactly
-what the plain filter does, so this broker strips the `$share/<group>/` prefix. Several
-collectors in one group would each get every message here: scale-out needs Mosquitto.
+amqtt does not implement shared subscriptions, which a group of collectors uses
+(`$share/<group>/edugap/v1/+/+/+`, `ingest.shared`). With one collector a shared subscription
+delivers exactly what the plain filter does, so this broker strips the `$share/<group>/`
+prefix. Several collectors in one group would each get every message here: scale-out needs
+Mosquitto.
 """
 
 from __future__ import annotations

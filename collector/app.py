@@ -21,6 +21,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from agent.protocol import utcnow
+from collector.collectors import CollectorRegistry, RegistryKeeper
 from collector.config import CollectorConfig
 from collector.evaluate import evaluate
 from collector.exposition import Exposition
@@ -94,6 +95,7 @@ class CollectorApp:
         self.holder.on_new(lambda _info: self.exposition.prepare())
         self.store: Store | None = None
         self.ingest: Ingest | None = None
+        self.registry: RegistryKeeper | None = None
         self.refresher: SnapshotRefresher | None = None
         self.http: Starlette | None = None
         self.socket: socket.socket | None = None
@@ -115,13 +117,16 @@ class CollectorApp:
             ) from e
         self.store = store
         log.info("store %s open", store.url)
+        share = self._share_name(store)
         try:
             broker = c.broker_settings()
+            client_id = c.client_id()
             self.ingest = self.parts.ingest(
                 store,
                 broker,
-                group=c.ingest_group,
-                client_id=c.ingest_client_id,
+                group=share,
+                shared=c.ingest_shared,
+                client_id=client_id.value,
                 batch_max=c.ingest_batch_max,
                 batch_seconds=c.ingest_batch_seconds,
                 max_future_skew_s=c.ingest_max_future_skew_seconds,
@@ -134,13 +139,29 @@ class CollectorApp:
                 f"(ca_file {c.broker_ca_file!r}, cert_file {c.broker_cert_file!r}): "
                 f"cannot set up the MQTT client: {e}"
             ) from e
+        if isinstance(store, CollectorRegistry):
+            self.registry = RegistryKeeper.for_this_process(
+                store, group=c.ingest_group, name=c.ingest_name, shared=c.ingest_shared,
+                client_id=client_id, broker=broker,
+            )  # fmt: skip
+            self.registry.start()
         self.ingest.start()
         log.info(
-            "connecting to broker %s as %r, group %r",
+            "connecting to broker %s as collector %r of group %r (%s subscription, client id "
+            "fingerprint %s)",
             broker.url,
-            c.ingest_client_id,
+            c.ingest_name,
             c.ingest_group,
+            "shared" if c.ingest_shared else "own",
+            client_id.fingerprint,
         )
+        if not client_id.secret:
+            local = broker.host in ("127.0.0.1", "::1", "localhost")
+            log.log(
+                logging.INFO if local else logging.WARNING,
+                "the broker needs no password from this collector, so its client id is derived "
+                "from nothing secret: any client of this broker could take over its session",
+            )
         self.refresher = SnapshotRefresher(
             lambda now: self.parts.evaluate(store, policy, now),
             self.holder,
@@ -163,6 +184,21 @@ class CollectorApp:
             )
         )
         return self.http
+
+    def _share_name(self, store: Store) -> str:
+        """The group's $share name: unguessable, kept in the store for every collector of it."""
+        group = self.config.ingest_group
+        if not isinstance(store, CollectorRegistry):
+            if self.config.ingest_shared:
+                log.warning("store keeps no collector registry: sharing as $share/%s/", group)
+            return group
+        try:
+            return store.share_name(group)
+        except Exception as e:
+            raise StartupError(
+                f"config key 'db.url' has value {redact(self.config.db_url)!r}: cannot read the "
+                f"group {group!r} from the store: {e}"
+            ) from e
 
     def readiness(self) -> dict[str, bool]:
         """Store reachable, ingest connected and subscribed, the writer saving (no batch
@@ -226,6 +262,9 @@ class CollectorApp:
             log.info("stopping ingest: storing and acknowledging what is queued")
             self.ingest.stop()
             self.ingest = None
+        if self.registry is not None:
+            self.registry.stop()
+            self.registry = None
         if self.store is not None:
             self.store.close()
             self.store = None

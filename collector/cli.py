@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "policy": "collector.commands.policy",
     "export": "collector.commands.export",
     "rejects": "collector.commands.rejects",
+    "collectors": "collector.commands.collectors",
     "simulate": "collector.commands.simulate",
     "demo": "collector.commands.demo",
 }

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.mqtt import BrokerSettings, BrokerUrlError, parse_broker_url
+from collector.collectors import ClientId, client_id_for, default_name
 
 DEFAULT_DB_FILE = "edugap.db"
 
@@ -61,6 +62,14 @@ def _int_at_least(minimum: int) -> Callable[[object], int]:
         return raw
 
     return parse
+
+
+def _bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return raw.strip().lower() in ("true", "1", "yes")
+    raise ValueError("expected true or false")
 
 
 def _positive_float(raw: object) -> float:
@@ -129,6 +138,10 @@ def _client_id(raw: object) -> str:
     return text
 
 
+def _optional_client_id(raw: object) -> str | None:
+    return _client_id(raw) if _optional_text(raw) else None
+
+
 def _group(raw: object) -> str:
     # the group becomes a level of $share/<group>/..., so the same rule as a topic level applies
     return _client_id(raw)
@@ -171,10 +184,18 @@ SETTINGS: tuple[Setting, ...] = (
             "private key of the client certificate", "--key-file"),
     Setting("broker", "mqtt_version", _mqtt_version, 5, "5 (MQTT 5) or 3 (MQTT 3.1.1)"),
     Setting("ingest", "group", _group, "edugap",
-            "shared-subscription group: collectors in one group split the reports", "--group"),
-    Setting("ingest", "client_id", _client_id, "edugap-collector",
-            "MQTT client id; unique per collector, kept across restarts (persistent session)",
-            "--client-id"),
+            "the collectors that share one store; with ingest.shared they split the reports",
+            "--group"),
+    Setting("ingest", "shared", _bool, False,
+            "true when several collectors of the group run at once (MQTT 5 shared subscription "
+            "$share/<group>/...); false: this collector alone, on a subscription the broker keeps "
+            "across its restarts"),
+    Setting("ingest", "name", _optional_client_id, None,
+            "this collector's name in its group (default: the host name); part of its client id",
+            "--name"),
+    Setting("ingest", "client_id", _optional_client_id, None,
+            "MQTT client id; a secret (whoever knows it can take over the session). Default: "
+            "derived from the broker password, group and name", "--client-id", secret=True),
     Setting("ingest", "batch_max", _int_at_least(1), 2000,
             "most reports written in one store transaction"),
     Setting("ingest", "batch_seconds", _positive_float, 0.2,
@@ -219,7 +240,9 @@ class CollectorConfig:
     broker_key_file: str | None
     broker_mqtt_version: int
     ingest_group: str
-    ingest_client_id: str
+    ingest_shared: bool
+    ingest_name: str
+    ingest_client_id: str | None
     ingest_batch_max: int
     ingest_batch_seconds: float
     ingest_max_future_skew_seconds: int
@@ -240,6 +263,12 @@ class CollectorConfig:
     @property
     def listen_port(self) -> int:
         return int(self.http_listen.rpartition(":")[2])
+
+    def client_id(self) -> ClientId:
+        """This collector's MQTT client id: ingest.client_id, else derived (a secret)."""
+        return client_id_for(
+            self.broker_settings(), self.ingest_group, self.ingest_name, self.ingest_client_id
+        )
 
     def broker_settings(self) -> BrokerSettings:
         """Broker settings from the URL plus the TLS files and protocol version."""
@@ -312,6 +341,8 @@ def load_config(
             values[setting.dest] = _parse(setting, raw, source)
         else:
             values[setting.dest] = setting.default
+    if values["ingest_name"] is None:
+        values["ingest_name"] = _parse(SETTINGS_BY_NAME["ingest.name"], default_name(), "host name")
     if values["db_url"] is None:
         values["db_url"] = default_db_url(env)
     if not values["db_url"]:

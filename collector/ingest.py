@@ -1,4 +1,4 @@
-"""MQTT ingest: shared subscription in, validated batches to the store, acks only once durable.
+"""MQTT ingest: subscription in, validated batches to the store, acks only once durable.
 
 paho's network thread only queues each message. One writer thread decodes, batches, saves and
 then acknowledges, so a message is acknowledged to the broker only after the store has it; if
@@ -10,6 +10,14 @@ the report it refuses is alone, and that report is rejected (kept with its reaso
 acknowledged while the rest are stored. Only a store-wide failure (database down, disk full)
 holds the batch unacknowledged, retried with back-off. collector.clocks decides what a report
 says about liveness and its agent's clock.
+
+The subscription: a collector alone subscribes to the topics themselves; Mosquitto keeps that
+subscription in its persistence file, so across a broker restart the session still matches
+and queues every report while the collector is away. Collectors of a group that run at once
+(`shared`) use `$share/<group>/...`, which Mosquitto 2.0 does not restore after a restart:
+until each collector has subscribed again nothing matches, MQTT 5 agents are told so
+("No matching subscribers") and keep their reports, MQTT 3.1.1 agents are not (see
+docs/operations.md). Hence the short reconnect delay.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from agent.mqtt import BrokerSettings, ClientFactory, connect_properties
 from agent.protocol import MAX_PAYLOAD_BYTES, TOPIC_ROOT, ProtocolError, decode, utcnow
 from collector.clocks import assess
+from collector.collectors import client_id_for, default_name
 from collector.model import (
     REJECT_EXCERPT_CHARS,
     IngestStats,
@@ -55,6 +64,11 @@ UNSTORABLE = "unstorable"
 # per stored item: True stored, False duplicate, or why the store refused it
 Outcome = bool | str
 
+#: paho's reconnect back-off, seconds: the collector is one client, and after a broker restart
+#: every second without its subscription matters (see the module docstring)
+RECONNECT_DELAY = (1, 2)
+REPORT_TOPICS = f"{TOPIC_ROOT}/+/+/+"
+
 
 class Ingest:
     """Subscribes to every agent report and writes them to the store in batches."""
@@ -65,7 +79,10 @@ class Ingest:
         broker: BrokerSettings,
         *,
         group: str = "edugap",
-        client_id: str = "edugap-collector",
+        shared: bool = False,
+        client_id: str | None = None,
+        retiring: bool = False,
+        former: tuple[str, ...] = (),
         batch_max: int = 2000,
         batch_seconds: float = 0.2,
         max_future_skew_s: float = 600.0,
@@ -80,8 +97,17 @@ class Ingest:
             raise ValueError(f"batch_seconds must be above 0, got {batch_seconds}")
         self.store = store
         self.broker = broker
-        self.topic = f"$share/{group}/{TOPIC_ROOT}/+/+/+"
-        self.client_id = client_id
+        shared_topic = f"$share/{group}/{REPORT_TOPICS}"
+        self.topic, other = (
+            (shared_topic, REPORT_TOPICS) if shared else (REPORT_TOPICS, shared_topic)
+        )
+        # retiring: take over a stopped collector's session only to store what it queued
+        self.retiring = retiring
+        # `former`: other filters the session may hold (e.g. from an older version)
+        self._unsubscribe = [shared_topic, REPORT_TOPICS, *former] if retiring else [other]
+        self.session_present: bool | None = None  # from the last CONNACK
+        if client_id is None:
+            client_id = client_id_for(broker, group, default_name()).value
         self.batch_max = batch_max
         self.batch_seconds = batch_seconds
         self.max_future_skew_s = max_future_skew_s
@@ -90,8 +116,10 @@ class Ingest:
         self.retry_max_seconds = retry_max_seconds
         # persistent session + manual ack: the broker keeps what we have not acknowledged
         self.client = client_factory(broker, client_id, clean_start=False, manual_ack=True)
+        self.client.reconnect_delay_set(*RECONNECT_DELAY)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_unsubscribe = self._on_unsubscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self._queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
@@ -143,7 +171,7 @@ class Ingest:
         self.stats.connected = False
 
     def ready(self) -> bool:
-        """True while connected and subscribed."""
+        """True while connected and subscribed (retiring: and unsubscribed)."""
         return self._ready
 
     def unsaved_for(self) -> float:
@@ -151,6 +179,11 @@ class Ingest:
         on the store); 0 between batches. A healthy save takes well under a second."""
         since = self._saving_since
         return 0.0 if since is None else time.monotonic() - since
+
+    @property
+    def received(self) -> int:
+        """Messages received since start (stored, duplicate or rejected, or still queued)."""
+        return self._received
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every received message is stored (or rejected) and acknowledged."""
@@ -167,7 +200,14 @@ class Ingest:
             return
         self._generation += 1
         self.stats.connected = True
+        self.session_present = bool(flags.session_present)
         log.info("connected to %s (session present: %s)", self.broker.url, flags.session_present)
+        if self.session_present or self.retiring:
+            # the session may hold the other form (ingest.shared changed): both would match
+            # every report; a retiring collector's session must stop taking new ones at once
+            client.unsubscribe(self._unsubscribe)
+        if self.retiring:
+            return
         if self.broker.mqtt_version == 5:
             client.subscribe(self.topic, options=SubscribeOptions(qos=1))
         else:
@@ -181,6 +221,10 @@ class Ingest:
             log.error("broker refused subscription %s: %s", self.topic, failed)
             return
         self._ready = True
+
+    def _on_unsubscribe(self, _c: mqtt.Client, _u: Any, _mid: int, _rc: Any, _p: Any) -> None:
+        if self.retiring:
+            self._ready = True
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any

@@ -8,12 +8,20 @@ from pathlib import Path
 import pytest
 
 from tests import realparts
+from tests.shipped_broker import ShippedBroker, shipped_broker
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[realparts.Mosquitto]:
     """A private Mosquitto 2 on a free port with persistence; `broker.url` is its mqtt:// URL."""
     with realparts.mosquitto(tmp_path / "mosquitto") as b:
+        yield b
+
+
+@pytest.fixture
+def deploy_broker(tmp_path: Path) -> Iterator[ShippedBroker]:
+    """Mosquitto running deploy/mosquitto/mosquitto.conf (TLS, ACL, passwords, persistence)."""
+    with shipped_broker(tmp_path / "shipped-mosquitto") as b:
         yield b
 
 

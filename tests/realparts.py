@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,18 +112,26 @@ class Mosquitto:
 
     def stop(self) -> None:
         """Stop gracefully (SIGTERM), so the persistence file is written."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc, timeout=10)
         self.proc = None
 
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def end_process(
+    proc: subprocess.Popen[Any] | None, signum: int = signal.SIGTERM, timeout: float = 20
+) -> None:
+    """Send `signum` to a running process and wait; SIGKILL if it outstays `timeout`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signum)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextmanager

@@ -14,6 +14,7 @@ _METAVARS = {
     "--policy": "FILE",
     "--group": "NAME",
     "--client-id": "ID",
+    "--name": "NAME",
     "--api-token": "TOKEN",
     "--metrics-token": "TOKEN",
     "--snapshot-interval": "SECONDS",

@@ -27,6 +27,7 @@ from collector.model import (
     StoreError,
 )
 from collector.store import redact
+from collector.store.collectors_sql import PostgresCollectors
 from collector.store.migrations import migrations
 from collector.store.postgres_sums import PostgresSums, _utc
 from collector.store.postgres_writes import PostgresWrites
@@ -46,7 +47,7 @@ _MIGRATION_LOCK = 0x6564756761700001
 _DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError, ValueError, OverflowError)
 
 
-class PostgresStore(PostgresWrites, PostgresSums):
+class PostgresStore(PostgresWrites, PostgresSums, PostgresCollectors):
     """The PostgreSQL backend of `collector.model.Store`."""
 
     def __init__(self, url: str, *, rejects_kept: int = REJECTS_KEPT) -> None:

@@ -31,6 +31,7 @@ from collector.model import (
     StoreError,
 )
 from collector.store import sqlite_path
+from collector.store.collectors_sql import SqliteCollectors
 from collector.store.migrations import migrations, statements
 from collector.store.prepare import clean, to_datetime
 from collector.store.sqlite_sums import SqliteSums, _ts
@@ -61,7 +62,7 @@ def _dt_or_none(ts: float | None) -> datetime | None:
     return None if ts is None else to_datetime(ts)
 
 
-class SqliteStore(SqliteWrites, SqliteSums):
+class SqliteStore(SqliteWrites, SqliteSums, SqliteCollectors):
     """The SQLite backend of `collector.model.Store`."""
 
     def __init__(

@@ -14,14 +14,16 @@ from agent.config import default_config_path
 from tests import realparts
 from tests.agent.agentproc import (
     AgentProcess,
+    Listener,
     agent_command,
     clean_env,
+    listener,
     run_agent,
     wait_for,
     write_config,
 )
 
-__all__ = ["run_agent"]  # fixture used below
+__all__ = ["listener", "run_agent"]  # fixtures used below
 
 COMMANDS = ("run", "once", "speedtest", "status", "check-config")
 
@@ -95,7 +97,9 @@ def test_once_bandwidth_and_speedtest_against_the_selfhosted_server(
     assert "error:" in done.stdout
 
 
-def test_status_shows_outbox_last_publish_and_broker(run_agent: Any, broker: Any) -> None:
+def test_status_shows_outbox_last_publish_and_broker(
+    run_agent: Any, broker: Any, listener: Listener
+) -> None:
     agent: AgentProcess = run_agent()
     wait_for(lambda: agent.meta().get("acked_total", 0) >= 2, what="reports delivered")
     done = agent_command("status", "--config", str(agent.config))
@@ -117,8 +121,11 @@ def test_credentials_are_used_and_a_refusal_is_shown(tmp_path: Path) -> None:
     passwd = realparts.require_tool("mosquitto_passwd", "mosquitto")
     password_file = tmp_path / "passwords"
     subprocess.run([passwd, "-b", "-c", str(password_file), "79000001", "s3cret"], check=True)
+    subprocess.run([passwd, "-b", str(password_file), "collector", "c0llect"], check=True)
     extra = f"allow_anonymous false\npassword_file {password_file}\n"
     with realparts.mosquitto(tmp_path / "mosquitto", extra_config=extra) as broker:
+        # a collector is subscribed: without one, nothing counts as delivered
+        collector = Listener(f"mqtt://collector:c0llect@127.0.0.1:{broker.port}")
         (tmp_path / "good").mkdir()
         good = AgentProcess(
             tmp_path / "good",
@@ -147,3 +154,4 @@ def test_credentials_are_used_and_a_refusal_is_shown(tmp_path: Path) -> None:
         finally:
             good.stop()
             bad.stop()
+            collector.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ def test_defaults() -> None:
     assert (c.listen_host, c.listen_port) == ("127.0.0.1", 8080)
     assert c.db_url == "edugap.db"
     assert c.ingest_group == "edugap"
+    assert c.ingest_shared is False and c.ingest_client_id is None
     assert c.snapshot_interval_seconds == 60.0
     assert c.http_api_token is None
 
@@ -84,7 +86,8 @@ interval_seconds = 30
         ("broker.mqtt_version", "4", "5"),
         ("broker.ca_file", "/nonexistent/ca.pem", "no such file"),
         ("ingest.group", "a/b", "'/'"),
-        ("ingest.client_id", "", "1 to 128"),
+        ("ingest.name", "a+b", "'+'"),
+        ("ingest.shared", "maybe", "true or false"),
         ("ingest.batch_max", "0", "at least 1"),
         ("ingest.batch_seconds", "-1", "positive"),
         ("ingest.max_future_skew_seconds", "soon", "integer"),
@@ -135,6 +138,28 @@ def test_secrets_are_not_echoed() -> None:
     with pytest.raises(ConfigError) as err:
         load_config(None, environ={"EDUGAP_BROKER_URL": "http://user:hunter2@b"})
     assert "hunter2" not in str(err.value) and "'broker.url'" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_config(None, environ={"EDUGAP_INGEST_CLIENT_ID": "my-secret/id"})
+    assert "my-secret" not in str(err.value) and "'ingest.client_id'" in str(err.value)
+
+
+def test_the_client_id_is_derived_from_the_password_unless_given() -> None:
+    def client_id(**env: str) -> str:
+        environ = {"EDUGAP_BROKER_URL": "mqtt://edugap-collector:pw1@b:1883", **env}
+        return load_config(None, environ=environ).client_id().value
+
+    first = client_id(EDUGAP_INGEST_NAME="c1")
+    assert first == client_id(EDUGAP_INGEST_NAME="c1"), "stable across restarts"
+    assert "pw1" not in first and "c1" not in first and "edugap-collector" not in first
+    others = {
+        client_id(EDUGAP_INGEST_NAME="c2"),
+        client_id(EDUGAP_INGEST_NAME="c1", EDUGAP_INGEST_GROUP="other"),
+        client_id(EDUGAP_INGEST_NAME="c1", EDUGAP_BROKER_URL="mqtt://edugap-collector:pw2@b"),
+    }
+    assert first not in others and len(others) == 3
+    assert client_id(EDUGAP_INGEST_CLIENT_ID="chosen") == "chosen"
+    assert load_config(None, environ={}).ingest_name == socket.gethostname()
+    assert not load_config(None, environ={}).client_id().secret  # no password: says so
 
 
 @pytest.mark.parametrize(

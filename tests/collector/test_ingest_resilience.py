@@ -107,7 +107,9 @@ def test_two_collectors_in_one_group_share_the_stream_and_store_each_report_once
     stores = [open_store(postgres_url), open_store(postgres_url)]
     settings = parse_broker_url(broker.url)
     ingests = [
-        Ingest(s, settings, client_id=f"collector-{n}", batch_seconds=0.05, batch_max=100)
+        Ingest(
+            s, settings, client_id=f"collector-{n}", shared=True, batch_seconds=0.05, batch_max=100
+        )
         for n, s in enumerate(stores)
     ]
     reports = [bandwidth(device=f"d{i % 50}", at=T0 + timedelta(seconds=i)) for i in range(2000)]

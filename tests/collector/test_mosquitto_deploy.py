@@ -3,9 +3,6 @@ the ACL (a school publishes only under its own id; collectors read all), and TLS
 
 from __future__ import annotations
 
-import csv
-import getpass
-import shutil
 import subprocess
 import sys
 import threading
@@ -16,64 +13,22 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from agent.mqtt import BrokerSettings, connect_properties, new_client
-from tests import realparts
-
-DEPLOY = Path(__file__).parents[2] / "deploy" / "mosquitto"
-
-
-def make_certificates(where: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate for 127.0.0.1 (ca.crt, server.crt, server.key)."""
-    openssl = realparts.require_tool("openssl", "openssl")
-    where.mkdir()
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], cwd=where, check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        "-subj", "/CN=edugap test CA", "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-        "-keyout", "server.key", "-out", "server.csr")  # fmt: skip
-    (where / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.crt")  # fmt: skip
-    return where / "ca.crt", where / "server.crt", where / "server.key"
+from tests.shipped_broker import DEPLOY, ShippedBroker, make_credentials, shipped_broker
 
 
 def credentials(tmp_path: Path) -> dict[str, str]:
-    realparts.require_tool("mosquitto_passwd", "mosquitto")
-    registry = tmp_path / "schools.csv"
-    registry.write_text("school_id,name\nHN-A,A\nHN-B,B\nbad/id,C\n", encoding="utf-8")
-    out = tmp_path / "credentials.csv"
-    result = subprocess.run(
-        [sys.executable, str(DEPLOY / "make_credentials.py"), "--registry", str(registry),
-         "--passwd", str(tmp_path / "passwd"), "--out", str(out),
-         "--collector", "edugap-collector"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    users, result = make_credentials(tmp_path, ["HN-A", "HN-B", "bad/id"])
     assert "bad/id" in result.stderr  # named, and skipped
+    out = tmp_path / "credentials.csv"
     assert out.stat().st_mode & 0o077 == 0  # plaintext passwords readable by the owner only
-    with out.open() as f:
-        return {row["username"]: row["password"] for row in csv.DictReader(f)}
+    return users
 
 
 @pytest.fixture
-def secured(tmp_path: Path) -> Iterator[tuple[realparts.Mosquitto, int, Path, dict[str, str]]]:
-    """A Mosquitto with the deploy ACL, generated passwords and a TLS listener."""
-    users = credentials(tmp_path)
-    ca, cert, key = make_certificates(tmp_path / "certs")
-    shutil.copy(DEPLOY / "acl", tmp_path / "acl")
-    tls_port = realparts.free_port()
-    extra = (
-        "allow_anonymous false\n"
-        f"password_file {tmp_path / 'passwd'}\n"
-        f"acl_file {tmp_path / 'acl'}\n"
-        f"listener {tls_port} 127.0.0.1\n"
-        f"certfile {cert}\nkeyfile {key}\ntls_version tlsv1.2\n"
-    )
-    with realparts.mosquitto(tmp_path / "broker", extra) as broker:
-        realparts.wait_port(tls_port)
-        yield broker, tls_port, ca, users
+def secured(tmp_path: Path) -> Iterator[ShippedBroker]:
+    """The shipped config: the deploy ACL, generated passwords, TLS for the schools."""
+    with shipped_broker(tmp_path / "broker") as broker:
+        yield broker
 
 
 class Inbox:
@@ -111,23 +66,14 @@ def connect(settings: BrokerSettings, client_id: str) -> tuple[mqtt.Client, mqtt
     return client, result[0]
 
 
-def test_school_publishes_only_under_its_own_id_over_tls(
-    secured: tuple[realparts.Mosquitto, int, Path, dict[str, str]],
-) -> None:
-    broker, tls_port, ca, users = secured
-    assert set(users) == {"HN-A", "HN-B", "edugap-collector"}
+def test_school_publishes_only_under_its_own_id_over_tls(secured: ShippedBroker) -> None:
+    assert set(secured.users) == {"HN-A", "HN-B", "edugap-collector"}
     inbox = Inbox()
-    collector, rc = connect(
-        BrokerSettings(port=broker.port, username="edugap-collector",
-                       password=users["edugap-collector"]), "collector-1",
-    )  # fmt: skip
+    collector, rc = connect(secured.settings("edugap-collector"), "collector-1")
     assert not rc.is_failure
     collector.on_message = inbox.on_message
     collector.subscribe("$share/edugap/edugap/v1/+/+/+", qos=1)
-    agent, rc = connect(
-        BrokerSettings(port=tls_port, tls=True, ca_file=str(ca), username="HN-A",
-                       password=users["HN-A"]), "HN-A-dev1",
-    )  # fmt: skip
+    agent, rc = connect(secured.settings("HN-A"), "HN-A-dev1")
     assert not rc.is_failure
     try:
         # retry the first publish until the collector's subscription is in place
@@ -149,17 +95,15 @@ def test_school_publishes_only_under_its_own_id_over_tls(
 
 
 @pytest.mark.parametrize("who", ["anonymous", "wrong password", "other school's password"])
-def test_unknown_or_wrong_credentials_are_refused(
-    secured: tuple[realparts.Mosquitto, int, Path, dict[str, str]], who: str
-) -> None:
-    broker, _tls_port, _ca, users = secured
+def test_unknown_or_wrong_credentials_are_refused(secured: ShippedBroker, who: str) -> None:
     username, password = {
         "anonymous": (None, None),
         "wrong password": ("HN-A", "guess"),
-        "other school's password": ("HN-A", users["HN-B"]),
+        "other school's password": ("HN-A", secured.users["HN-B"]),
     }[who]
-    client, rc = connect(BrokerSettings(port=broker.port, username=username, password=password),
-                         "intruder")  # fmt: skip
+    client, rc = connect(
+        BrokerSettings(port=secured.plain_port, username=username, password=password), "intruder"
+    )
     try:
         assert rc.is_failure
     finally:
@@ -182,45 +126,12 @@ def test_rerun_keeps_existing_users(tmp_path: Path) -> None:
 
 def test_the_deploy_config_itself_starts_and_serves_tls(tmp_path: Path) -> None:
     """deploy/mosquitto/mosquitto.conf with only its paths and ports changed."""
-    exe = realparts.find_mosquitto()
-    if exe is None:
-        realparts.missing("mosquitto", "install the Debian package 'mosquitto'")
-    users = credentials(tmp_path)
-    ca, cert, key = make_certificates(tmp_path / "certs")
-    tls_port, plain_port = realparts.free_port(), realparts.free_port()
-    (tmp_path / "data").mkdir()
-    conf = (DEPLOY / "mosquitto.conf").read_text(encoding="utf-8")
-    for old, new in {
-        "/etc/mosquitto/edugap/passwd": str(tmp_path / "passwd"),
-        "/etc/mosquitto/edugap/acl": str(DEPLOY / "acl"),
-        "/etc/mosquitto/certs/server.crt": str(cert),
-        "/etc/mosquitto/certs/server.key": str(key),
-        "/var/lib/mosquitto/": f"{tmp_path / 'data'}/",
-        "listener 8883": f"listener {tls_port} 127.0.0.1",
-        "listener 1883 127.0.0.1": f"listener {plain_port} 127.0.0.1",
-        "log_dest syslog": f"log_dest file {tmp_path / 'mosquitto.log'}",
-    }.items():
-        assert old in conf, f"{old} is no longer in the deploy config: update this test"
-        conf = conf.replace(old, new)
-    # run as whoever runs the tests: as root, Mosquitto would otherwise switch to the user
-    # `mosquitto`, who cannot read pytest's private temporary directory
-    conf += f"user {getpass.getuser()}\n"
-    (tmp_path / "mosquitto.conf").write_text(conf, encoding="utf-8")
-    proc = subprocess.Popen([exe or "mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    try:
-        realparts.wait_port(tls_port)
-        agent, rc = connect(
-            BrokerSettings(port=tls_port, tls=True, ca_file=str(ca), username="HN-B",
-                           password=users["HN-B"]), "HN-B-dev1",
-        )  # fmt: skip
+    with shipped_broker(tmp_path) as broker:
+        agent, rc = connect(broker.settings("HN-B"), "HN-B-dev1")
         assert not rc.is_failure
         agent.disconnect()
         agent.loop_stop()
-        anonymous, rc = connect(BrokerSettings(port=plain_port), "anon")
+        anonymous, rc = connect(BrokerSettings(port=broker.plain_port), "anon")
         anonymous.loop_stop()
         assert rc.is_failure
-    finally:
-        proc.terminate()
-        _out, err = proc.communicate(timeout=10)
-    assert b"Error" not in err, err.decode()
+    assert not broker.errors()

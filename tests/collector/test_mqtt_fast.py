@@ -18,8 +18,8 @@ from collector import mqtt_fast
 from collector.mqtt_fast import READ_CHUNK, FastClient, fast_client, fast_supported
 from tests import realparts
 from tests.collector.mqtt_helpers import wait_until
-from tests.collector.test_mosquitto_deploy import make_certificates
 from tests.realparts import Mosquitto
+from tests.shipped_broker import make_certificates
 
 TOPIC = "fast/test"
 
