@@ -1,5 +1,7 @@
-"""No message stops ingest: poison reports, overflow bursts and broken clocks against a real
-Mosquitto and both stores. Every test counts sent against stored and rejected.
+"""No message stops ingest: poison reports, overflow bursts and broken clocks against Mosquitto
+running the shipped config (TLS, per-school ACL, persistence) and both stores. Every school's
+reports are sent with that school's own credentials; every test counts sent against stored and
+rejected.
 """
 
 from __future__ import annotations
@@ -8,13 +10,13 @@ import io
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgspec
 import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from agent.mqtt import parse_broker_url
 from agent.protocol import MAX_COUNT, encode, to_builtins, topic_for, utcnow
 from collector.app import CollectorApp
 from collector.config import load_config
@@ -24,11 +26,19 @@ from collector.ingest import Ingest
 from collector.model import Store
 from collector.policy import load_policy
 from collector.store import open_store, scheme_of, sqlite_path
-from tests.collector.mqtt_helpers import publish, publish_raw, publisher, wait_until
+from tests.collector.mqtt_helpers import SchoolPublishers, wait_until
 from tests.collector.reports import bandwidth, heartbeat, status
-from tests.realparts import Mosquitto
+from tests.shipped_broker import COLLECTOR_USER, ShippedBroker, shipped_broker
 
 HOUR = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+SCHOOLS = (*(f"S{i}" for i in range(40)), "BUSY", "POISON", "CMOS", "SCH-1")
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[ShippedBroker]:
+    """The shipped Mosquitto config, with a credential for each school these tests send as."""
+    with shipped_broker(tmp_path / "shipped", schools=SCHOOLS) as b:
+        yield b
 
 
 @pytest.fixture
@@ -65,7 +75,7 @@ def refuse_school(db_url: str, school: str) -> None:
 
 
 def test_poison_and_overflow_are_rejected_and_everything_else_is_stored(
-    db_url: str, store: Store, broker: Mosquitto
+    db_url: str, store: Store, broker: ShippedBroker
 ) -> None:
     refuse_school(db_url, "POISON")
     good = [
@@ -85,20 +95,21 @@ def test_poison_and_overflow_are_rejected_and_everything_else_is_stored(
     )
     over = to_builtins(heartbeat(school="BUSY", at=HOUR))
     over.update(checks=2**53, checks_ok=2**53)  # overflowed the hour's sum before
-    ingest = Ingest(store, parse_broker_url(broker.url), batch_seconds=0.2, batch_max=500)
+    collector = broker.settings(COLLECTOR_USER)
+    ingest = Ingest(store, collector, batch_seconds=0.2, batch_max=500)
     ingest.start()
     sent = 0
     try:
         wait_until(ingest.ready, what="ingest subscribed")
-        with publisher(broker.url) as pub:
+        with SchoolPublishers(broker.settings) as pub:
             for i in range(8):  # the bad ones spread among the good, across batches
-                publish(pub, good[i * 50 : (i + 1) * 50] + full[i * 128 : (i + 1) * 128])
-                publish(pub, poison[i : i + 1])
-                publish_raw(pub, topic_for("S1", "dev-1", "bandwidth"), year_0)
+                pub.publish(good[i * 50 : (i + 1) * 50] + full[i * 128 : (i + 1) * 128])
+                pub.publish(poison[i : i + 1])
+                pub.publish_raw("S1", topic_for("S1", "dev-1", "bandwidth"), year_0)
                 for n in range(128):
                     over["report_id"] = f"overflow-{i}-{n}"
-                    publish_raw(pub, topic_for("BUSY", "dev-1", "heartbeat"),
-                                msgspec.json.encode(over))  # fmt: skip
+                    pub.publish_raw("BUSY", topic_for("BUSY", "dev-1", "heartbeat"),
+                                    msgspec.json.encode(over))  # fmt: skip
                 sent += 50 + 128 + len(poison[i : i + 1]) + 1 + 128
         wait_until(lambda: handled(ingest) == sent, timeout=60, what="every message handled")
         assert ingest.wait_idle(10)
@@ -126,12 +137,12 @@ def test_poison_and_overflow_are_rejected_and_everything_else_is_stored(
     out = io.BytesIO()
     assert write_shortages(snap, "csv", out) == len(snap.schools)
     # and a restart: the rejected were acknowledged, so nothing comes again
-    again = Ingest(store, parse_broker_url(broker.url), batch_seconds=0.05)
+    again = Ingest(store, collector, batch_seconds=0.05)
     again.start()
     try:
         wait_until(again.ready, what="ingest subscribed again")
-        with publisher(broker.url) as pub:
-            publish(pub, [bandwidth(school="S1", device="after-restart", at=HOUR)])
+        with SchoolPublishers(broker.settings) as pub:
+            pub.publish([bandwidth(school="S1", device="after-restart", at=HOUR)])
         wait_until(lambda: handled(again) == 1, what="the report after the restart")
         assert again.wait_idle(10)
     finally:
@@ -140,7 +151,7 @@ def test_poison_and_overflow_are_rejected_and_everything_else_is_stored(
 
 
 def test_an_agent_26_years_behind_keeps_its_school_live_and_is_flagged(
-    store: Store, broker: Mosquitto
+    store: Store, broker: ShippedBroker
 ) -> None:
     now = utcnow()
     cmos = now - timedelta(days=26 * 365)  # a dead CMOS battery
@@ -151,12 +162,12 @@ def test_an_agent_26_years_behind_keeps_its_school_live_and_is_flagged(
         bandwidth(school="CMOS", device="pc-1", at=cmos + timedelta(minutes=7)),
         heartbeat(school="CMOS", device="pc-2", at=now),  # a computer with a good clock
     ]  # fmt: skip
-    ingest = Ingest(store, parse_broker_url(broker.url), batch_seconds=0.05)
+    ingest = Ingest(store, broker.settings(COLLECTOR_USER), batch_seconds=0.05)
     ingest.start()
     try:
         wait_until(ingest.ready, what="ingest subscribed")
-        with publisher(broker.url) as pub:
-            publish(pub, reports)
+        with SchoolPublishers(broker.settings) as pub:
+            pub.publish(reports)
         wait_until(lambda: handled(ingest) == len(reports), what="every report handled")
     finally:
         ingest.stop()
@@ -169,14 +180,12 @@ def test_an_agent_26_years_behind_keeps_its_school_live_and_is_flagged(
 
 
 def test_readyz_says_the_writer_is_not_ready_while_batches_keep_failing(
-    tmp_path: object, broker: Mosquitto
+    tmp_path: Path, broker: ShippedBroker
 ) -> None:
-    from pathlib import Path
-
-    db = str(Path(str(tmp_path)) / "edugap.db")
+    db = str(tmp_path / "edugap.db")
     config = load_config(
         environ={"EDUGAP_INGEST_UNREADY_AFTER_SECONDS": "0.5"},
-        cli={"broker_url": broker.url, "db_url": db, "http_listen": "127.0.0.1:0",
+        cli={"broker_url": broker.url(COLLECTOR_USER), "db_url": db, "http_listen": "127.0.0.1:0",
              "ingest_client_id": "readyz-collector"},
     )  # fmt: skip
     app = CollectorApp(config)
@@ -186,8 +195,8 @@ def test_readyz_says_the_writer_is_not_ready_while_batches_keep_failing(
         wait_until(lambda: http.get("/readyz").status_code == 200, what="ready")
         assert http.get("/readyz").json()["checks"]["writer"] is True
         blocker.execute("BEGIN EXCLUSIVE")  # the store cannot write (like a full disk)
-        with publisher(broker.url) as pub:
-            publish(pub, [bandwidth(device=f"d{i}") for i in range(10)])
+        with SchoolPublishers(broker.settings) as pub:
+            pub.publish([bandwidth(device=f"d{i}") for i in range(10)])
         wait_until(lambda: http.get("/readyz").status_code == 503, timeout=60,
                    what="not ready while the batch keeps failing")  # fmt: skip
         checks = http.get("/readyz").json()["checks"]
