@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from agent.mqtt import BrokerSettings, BrokerUrlError, parse_broker_url
+from agent.redact import redact, remember
 
 DEFAULT_DB_FILE = "edugap.db"
 
@@ -79,24 +79,12 @@ def _positive_float(raw: object) -> float:
     return value
 
 
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by ***, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if not password:
-        return url
-    return url.replace(f":{password}@", ":***@", 1)
-
-
 def _broker_url(raw: object) -> str:
     url = _text(raw).strip()
     try:
         parse_broker_url(url)
     except BrokerUrlError as e:
-        raise ValueError(str(e).replace(url, redact_url(url))) from None
+        raise ValueError(redact(str(e))) from None
     return url
 
 
@@ -255,7 +243,7 @@ def _parse(setting: Setting, raw: object, source: str) -> Value:
         shown: object = raw
         if setting.secret and isinstance(raw, str):
             # URLs keep everything but the password; tokens are hidden entirely
-            shown = redact_url(raw) if setting.key == "url" else "***"
+            shown = redact(raw) if setting.key == "url" else "***"
         raise ConfigError(
             f"config key '{setting.name}' has value {shown!r} ({source}): {e}"
         ) from None
@@ -312,6 +300,10 @@ def load_config(
         values["db_url"] = default_db_url(env)
     if not values["db_url"]:
         raise ConfigError("config key 'db.url' has value '': expected a file path or URL")
+    for setting in SETTINGS:
+        # from here on, logs and messages hide these wherever they turn up (see agent.redact)
+        if setting.secret and isinstance(values[setting.dest], str):
+            remember(str(values[setting.dest]), whole=setting.key != "url")
     config = CollectorConfig(**values)  # type: ignore[arg-type]
     if (config.broker_cert_file is None) != (config.broker_key_file is None):
         raise ConfigError(
