@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 NO_PROVINCE = ""  # unregistered schools; they travel in the collector shard
+_UNKNOWN = "\x00unknown"  # the cache key of every province the snapshot does not have
 
 
 def _header(name: str, help_text: str, kind: str = "gauge") -> str:
@@ -235,10 +236,15 @@ class Exposition:
         rendered = self.prepare()
         if rendered is None:
             return gzip.compress(b"".join(self.text(province=province)), 6, mtime=0)
-        found = rendered.gzipped.get(province)
+        # Only a province the snapshot has gets its own entry: any other string is the same
+        # empty shard (headers only), cached once, so a stream of made-up names cannot grow
+        # the cache until the next snapshot.
+        known = province in rendered.schools or province in rendered.provinces
+        key = province if known else _UNKNOWN
+        found = rendered.gzipped.get(key)
         if found is None:
-            text = b"".join(rendered.text(province))
-            found = rendered.gzipped[province] = gzip.compress(text, 6, mtime=0)
+            text = b"".join(rendered.text(province))  # an unknown one: headers only
+            found = rendered.gzipped[key] = gzip.compress(text, 6, mtime=0)
         return found
 
     def text(self, province: str | None = None, collector: bool = False) -> Iterator[bytes]:
