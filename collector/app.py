@@ -29,7 +29,7 @@ from collector.ingest import Ingest
 from collector.model import IngestStats, Store
 from collector.policy import Policy, load_policy
 from collector.snapshots import SnapshotHolder, SnapshotRefresher
-from collector.speedtest_server import speedtest_app
+from collector.speedtest_server import RateLimiter, speedtest_app
 from collector.store import open_store, redact
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,12 @@ def _bind(c: CollectorConfig) -> socket.socket:
         ) from e
     sock.set_inheritable(True)
     return sock
+
+
+def _speedtest_limiter(c: CollectorConfig) -> RateLimiter | None:
+    if c.speedtest_requests_per_minute == 0:
+        return None
+    return RateLimiter(c.speedtest_requests_per_minute, c.speedtest_burst)
 
 
 @dataclass
@@ -159,7 +165,7 @@ class CollectorApp:
                 readiness=self.readiness,
                 api_token=c.http_api_token,
                 metrics_token=c.http_metrics_token,
-                speedtest=speedtest_app(),
+                speedtest=speedtest_app(limiter=_speedtest_limiter(c)),
             )
         )
         return self.http

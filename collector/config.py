@@ -186,6 +186,11 @@ SETTINGS: tuple[Setting, ...] = (
             secret=True),
     Setting("http", "metrics_token", _optional_text, None,
             "bearer token required by /metrics (empty: open)", "--metrics-token", secret=True),
+    Setting("speedtest", "requests_per_minute", _int_at_least(0), 60,
+            "requests per minute one client address may make to /speedtest/ once its burst is "
+            "spent (0: no limit)"),
+    Setting("speedtest", "burst", _int_at_least(1), 120,
+            "requests one client address may make to /speedtest/ at once (a test makes 34)"),
     Setting("policy", "file", _existing_file, None,
             "shortfall policy TOML (empty: the documented defaults)", "--policy"),
     Setting("snapshot", "interval_seconds", _positive_float, 60.0,
@@ -214,6 +219,8 @@ class CollectorConfig:
     http_listen: str
     http_api_token: str | None
     http_metrics_token: str | None
+    speedtest_requests_per_minute: int
+    speedtest_burst: int
     policy_file: str | None
     snapshot_interval_seconds: float
 
