@@ -25,6 +25,12 @@ from collector.config import CollectorConfig
 from collector.evaluate import evaluate
 from collector.exposition import Exposition
 from collector.http import HttpDeps, build_app
+from collector.httpguard import (
+    ACCEPT_BACKLOG,
+    ConnectionGuard,
+    connection_limit,
+    raise_nofile_limit,
+)
 from collector.ingest import Ingest
 from collector.model import IngestStats, Store
 from collector.policy import Policy, load_policy
@@ -70,6 +76,21 @@ def _bind(c: CollectorConfig) -> socket.socket:
     return sock
 
 
+def _http_guard(c: CollectorConfig) -> ConnectionGuard:
+    """The HTTP connection limit and timeouts, with the descriptor limit raised first."""
+    nofile = raise_nofile_limit()
+    limit = connection_limit(c.http_max_connections, nofile)
+    if limit < c.http_max_connections:
+        log.warning(
+            "config key 'http.max_connections' has value %d: lowered to %d, as this process "
+            "may open only %d files (raise LimitNOFILE / ulimit -n)",
+            c.http_max_connections,
+            limit,
+            nofile,
+        )
+    return ConnectionGuard(limit, c.http_header_timeout_seconds, c.http_idle_timeout_seconds)
+
+
 def _speedtest_limiter(c: CollectorConfig) -> RateLimiter | None:
     if c.speedtest_requests_per_minute == 0:
         return None
@@ -103,10 +124,13 @@ class CollectorApp:
         self.refresher: SnapshotRefresher | None = None
         self.http: Starlette | None = None
         self.socket: socket.socket | None = None
+        self.guard: ConnectionGuard | None = None
 
     def start(self) -> Starlette:
         """Open everything; raises StartupError naming the setting that is wrong."""
         c = self.config
+        self.guard = _http_guard(c)
+        self.exposition.http.guard = self.guard
         # bind first: a port in use stops the collector before it touches store or broker
         self.socket = _bind(c)
         try:
@@ -157,6 +181,8 @@ class CollectorApp:
             clock=self.parts.clock,
         )
         self.refresher.start()
+        speedtest = speedtest_app(limiter=_speedtest_limiter(c))
+        self.exposition.http.speedtest = speedtest
         self.http = build_app(
             HttpDeps(
                 holder=self.holder,
@@ -165,7 +191,7 @@ class CollectorApp:
                 readiness=self.readiness,
                 api_token=c.http_api_token,
                 metrics_token=c.http_metrics_token,
-                speedtest=speedtest_app(limiter=_speedtest_limiter(c)),
+                speedtest=speedtest,
             )
         )
         return self.http
@@ -188,6 +214,7 @@ class CollectorApp:
     def serve(self) -> int:
         """Run the HTTP server until SIGTERM/SIGINT, then stop everything. Returns exit code."""
         app = self.http or self.start()
+        guard = self.guard or _http_guard(self.config)
         server = _Server(
             uvicorn.Config(
                 app,
@@ -197,6 +224,10 @@ class CollectorApp:
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=10,
+                http=guard.protocol(),  # the connection limit and the timeouts
+                ws="none",
+                timeout_keep_alive=guard.idle_timeout,
+                backlog=ACCEPT_BACKLOG,
             )
         )
         received: list[int] = []

@@ -186,6 +186,13 @@ SETTINGS: tuple[Setting, ...] = (
             secret=True),
     Setting("http", "metrics_token", _optional_text, None,
             "bearer token required by /metrics (empty: open)", "--metrics-token", secret=True),
+    Setting("http", "max_connections", _int_at_least(1), 1000,
+            "most HTTP connections open at once; lowered at start to fit the descriptor limit"),
+    Setting("http", "header_timeout_seconds", _positive_float, 10.0,
+            "a client that has not sent a whole request head this long after connecting (or "
+            "after the previous response), or stalls this long in a body, is disconnected"),
+    Setting("http", "idle_timeout_seconds", _int_at_least(1), 5,
+            "an idle keep-alive connection is closed after this many seconds"),
     Setting("speedtest", "requests_per_minute", _int_at_least(0), 60,
             "requests per minute one client address may make to /speedtest/ once its burst is "
             "spent (0: no limit)"),
@@ -219,6 +226,9 @@ class CollectorConfig:
     http_listen: str
     http_api_token: str | None
     http_metrics_token: str | None
+    http_max_connections: int
+    http_header_timeout_seconds: float
+    http_idle_timeout_seconds: int
     speedtest_requests_per_minute: int
     speedtest_burst: int
     policy_file: str | None

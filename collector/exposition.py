@@ -21,6 +21,7 @@ from itertools import chain
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.protocol import utcnow
+from collector.httpguard import HttpCollector
 from collector.metrics import (
     PROVINCE_COUNTS,
     PROVINCE_VALUES,
@@ -199,8 +200,11 @@ class Exposition:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.snapshots)
         self.registry.register(self.health)
+        self.http = HttpCollector()  # the HTTP server's own figures, once it runs
+        self.registry.register(self.http)
         self.health_registry = CollectorRegistry(auto_describe=False)
         self.health_registry.register(self.health)
+        self.health_registry.register(self.http)
         self._rendered: Rendered | None = None
         self._lock = threading.Lock()
 

@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import uvicorn
 from starlette.applications import Starlette
@@ -268,12 +268,14 @@ def serve_in_thread(
     rcvbuf: int | None = None,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
+    **uvicorn_options: Any,
 ) -> Iterator[str]:
     """Serve `app` with uvicorn on a background thread; yields its base URL (http(s)://host:port).
 
     `rcvbuf` fixes the listening socket's receive buffer (inherited by accepted connections),
     which keeps kernel buffering from hiding a shaped upload rate in benchmarks. With a
-    certificate and key it serves HTTPS.
+    certificate and key it serves HTTPS. `uvicorn_options` go to `uvicorn.Config` (e.g. the
+    `http` protocol class of a `collector.httpguard.ConnectionGuard`).
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -292,6 +294,7 @@ def serve_in_thread(
         access_log=False,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
+        **uvicorn_options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(

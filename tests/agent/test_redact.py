@@ -31,7 +31,7 @@ FORMS = [
     ("host=h password = 'Hun ter\\'2x' dbname=edugap", "ter\\'2x", "dbname=edugap"),
     # inside an error message, quoted by repr()
     ("cannot open 'postgresql://u:Hunter2x@h/db': refused", "Hunter2x", ": refused"),
-    ("broker URL \"mqtt://u:it's@h\" has no port", "it's", "has no port"),
+    ('broker URL "mqtt://u:it\'s@h" has no port', "it's", "has no port"),
     ("GET /x?token=Hunter2x HTTP/1.1", "Hunter2x", "HTTP/1.1"),
 ]
 
@@ -90,8 +90,7 @@ def test_short_remembered_secrets_do_not_garble_text() -> None:
 def test_agent_config_errors_hide_the_broker_password(tmp_path: Path) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(
-        '[school]\nschool_id = "HN-A"\n'
-        '[broker]\nurl = "mqtts://HN-A:Hunter2x@"\npassword = 42\n',
+        '[school]\nschool_id = "HN-A"\n[broker]\nurl = "mqtts://HN-A:Hunter2x@"\npassword = 42\n',
         encoding="utf-8",
     )
     with pytest.raises(ConfigError) as caught:

@@ -10,6 +10,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from collector.config import SETTINGS_BY_NAME
+from collector.httpguard import connection_limit
 from tests import realparts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +58,10 @@ def test_systemd_rates_the_unit_ok_or_better() -> None:
 def test_stores_are_private_and_descriptors_plenty() -> None:
     unit = directives(UNIT)
     assert unit["UMask"] == ["0077"]  # the SQLite store and its WAL: not world-readable
-    assert int(unit["LimitNOFILE"][0]) >= 65536
+    # the unit's descriptors hold the default connection limit without lowering it
+    default = SETTINGS_BY_NAME["http.max_connections"].default
+    assert isinstance(default, int)
+    assert connection_limit(default, int(unit["LimitNOFILE"][0])) == default
     assert unit["User"] == ["edugap"] and unit["StateDirectoryMode"] == ["0700"]
 
 
