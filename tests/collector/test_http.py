@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from collector.exposition import Exposition
 from collector.http import HttpDeps, build_app
-from collector.model import IngestStats, Reject, Store
+from collector.model import IngestStats, Reject, Store, StoreError
 from collector.snapshots import SnapshotHolder
 from collector.speedtest_server import speedtest_app
 from collector.store import open_store
@@ -249,3 +249,19 @@ def test_made_up_provinces_do_not_grow_the_shard_cache(store: Store) -> None:
     assert client.get("/metrics", params={"province": "Hà Nội"}, headers=gzip_please).text == (
         real.text
     )
+
+
+def test_a_store_error_reaches_api_clients_without_the_password() -> None:
+    class Broken:
+        def recent_rejects(self, limit: int = 100) -> list[Reject]:
+            raise StoreError(
+                "cannot read from postgresql://edugap@db/edugap?password=Hunter2x: "
+                'missing "=" after "postgresql://edugap:Hunter2x@db" in connection info string'
+            )
+
+    holder = SnapshotHolder()
+    deps = HttpDeps(holder=holder, exposition=Exposition(holder, IngestStats()),
+                    rejects=Broken(), readiness=lambda: {"store": False})  # fmt: skip
+    response = TestClient(build_app(deps)).get("/api/v1/rejects")
+    assert response.status_code == 503 and "store unavailable" in response.text
+    assert "Hunter2x" not in response.text
