@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.protocol import utcnow
 from collector.httpguard import connection_limit
 from tests import realparts
+from tests.collector.http_helpers import closed_by_server, wait_ready
 from tests.collector.mqtt_helpers import publish, publisher, wait_until
 from tests.collector.reports import heartbeat
 
@@ -56,16 +57,8 @@ def collector(
         preexec_fn=_limit_descriptors,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert proc.poll() is None, proc.communicate()[0]
-        try:
-            return httpx.get(f"{base}/readyz", timeout=5).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_until(ready, timeout=60, what="edugap serve to be ready")
+        wait_ready(base, proc)
         yield base, proc
     finally:
         if proc.poll() is None:
@@ -100,17 +93,6 @@ def reap(crowd: list[socket.socket]) -> int:
             sock.close()
             spent += 1
     return spent
-
-
-def closed_by_server(sock: socket.socket) -> bool:
-    try:
-        while sock.recv(65536):
-            pass
-    except ConnectionResetError:
-        pass
-    except TimeoutError:
-        return False
-    return True
 
 
 def test_a_crowd_of_half_open_connections_stops_nothing(

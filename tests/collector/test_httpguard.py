@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from collector.httpguard import RESERVED_FDS, ConnectionGuard, connection_limit
 from collector.speedtest_server import serve_in_thread
+from tests.collector.http_helpers import closed_by_server
 from tests.collector.mqtt_helpers import wait_until
 
 HALF_HEAD = b"GET /ok HTTP/1.1\r\nHost: crowd\r\n"  # no blank line: the head never ends
@@ -85,18 +86,6 @@ def guarded(
 def connect(url: str) -> socket.socket:
     host, port = url.removeprefix("http://").split(":")
     return socket.create_connection((host, int(port)), timeout=30)
-
-
-def closed_by_server(sock: socket.socket) -> bool:
-    """Block (up to the socket's timeout) until the server closes; True if it did."""
-    try:
-        while sock.recv(65536):
-            pass
-    except ConnectionResetError:
-        pass
-    except TimeoutError:
-        return False
-    return True
 
 
 def test_a_full_request_takes_the_place_of_the_oldest_half_open_one() -> None:
