@@ -25,10 +25,12 @@ MASK = "***"
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://(\S+)")
 # a key at a boundary (start, white space, ?, &, ;, a quote...), then '=' with optional spaces
 _KEY = re.compile(r"(?<![\w%.\-])([\w%.\-]+)[ \t]*=[ \t]*")
+_SPACE = re.compile(r"\s")
 _SENSITIVE_PARTS = ("password", "passwd", "secret", "token", "apikey")
 _SENSITIVE_KEYS = frozenset({"pass", "pwd", "pw"})
-#: Remembered secrets shorter than this are not masked in free text: they would garble words.
-MIN_REMEMBERED = 4
+#: Remembered secrets shorter than this are not masked in free text: they would garble words
+#: (a password "edugap" would hide the program's name everywhere).
+MIN_REMEMBERED = 8
 
 _remembered: set[str] = set()
 _lock = threading.Lock()
@@ -51,7 +53,7 @@ def _value_end(text: str, start: int) -> int:
                 return i + 1
             i += 1
         return len(text)
-    match = re.compile(r"\s").search(text, start)
+    match = _SPACE.search(text, start)
     return match.start() if match else len(text)
 
 

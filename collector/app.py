@@ -221,6 +221,7 @@ class CollectorApp:
                 host=self.config.listen_host,
                 port=self.config.listen_port,
                 log_level="warning",
+                log_config=None,  # uvicorn's lines go through our handler (collector.safetext)
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=10,

@@ -253,6 +253,15 @@ class CollectorConfig:
         )
 
 
+def remember_secrets(config: CollectorConfig) -> None:
+    """From here on, this process's messages and logs hide the configured passwords and tokens
+    wherever they turn up (see agent.redact); `edugap serve` calls it once at start."""
+    for setting in SETTINGS:
+        value = getattr(config, setting.dest)
+        if setting.secret and isinstance(value, str):
+            remember(value, whole=setting.key != "url")
+
+
 def _parse(setting: Setting, raw: object, source: str) -> Value:
     try:
         return setting.parse(raw)
@@ -317,10 +326,6 @@ def load_config(
         values["db_url"] = default_db_url(env)
     if not values["db_url"]:
         raise ConfigError("config key 'db.url' has value '': expected a file path or URL")
-    for setting in SETTINGS:
-        # from here on, logs and messages hide these wherever they turn up (see agent.redact)
-        if setting.secret and isinstance(values[setting.dest], str):
-            remember(str(values[setting.dest]), whole=setting.key != "url")
     config = CollectorConfig(**values)  # type: ignore[arg-type]
     if (config.broker_cert_file is None) != (config.broker_key_file is None):
         raise ConfigError(

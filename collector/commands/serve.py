@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from collector.config import SETTINGS, ConfigError, load_config
+from collector.config import SETTINGS, ConfigError, load_config, remember_secrets
 from collector.safetext import terminal
 
 _METAVARS = {
@@ -62,6 +62,7 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"edugap serve: {terminal(e)}", file=sys.stderr)
         return 2
+    remember_secrets(config)
     app = CollectorApp(config)
     try:
         app.start()

@@ -147,7 +147,13 @@ def test_a_crowd_of_half_open_connections_stops_nothing(
     assert closed["refused"] == 0  # nobody was busy: room was always made, never refused
     assert found[("edugap_collector_http_connection_limit", "")] == connection_limit(1000, NOFILE)
     assert found[("edugap_collector_messages_total", "stored")] == len(sent)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as junk:
+        junk.sendall(b"\x1b[2J\x1b]0;owned\x07 / HTTP/1.1\r\n\r\n")  # not HTTP at all
+        assert junk.recv(100).startswith(b"HTTP/1.1 400")
     proc.terminate()
     output = proc.communicate(timeout=60)[0]
+    # uvicorn's own lines go through the collector's log format (controls escaped)
+    assert "WARNING uvicorn.error: Invalid HTTP request received." in output
+    assert "\x1b" not in output
     assert "Too many open files" not in output and "out of system resource" not in output
     assert "lowered to" in output  # the operator is told why the limit is below the setting
