@@ -15,6 +15,7 @@ from typing import Any
 
 from agent import __version__, protocol, state
 from agent.config import AgentConfig, ConfigError, config_path, load
+from agent.redact import redact
 
 log = logging.getLogger("agent")
 
@@ -265,8 +266,9 @@ def cmd_speedtest(args: argparse.Namespace) -> int:
     from agent.service import bandwidth_probe
 
     probe = bandwidth_probe(config, backend, url)
+    limit = config.bandwidth.timeout_seconds
     print(
-        f"speed test: {backend} {url or ''} (at most {config.bandwidth.timeout_seconds:g} s)",
+        f"speed test: {backend} {redact(url or '')} (at most {limit:g} s)",
         file=sys.stderr,
     )
     interactive = sys.stderr.isatty()

@@ -42,6 +42,7 @@ from agent.config_values import (
     zone,
 )
 from agent.mqtt import BrokerSettings, parse_broker_url
+from agent.redact import redact
 
 __all__ = ["DAYS", "AgentConfig", "ConfigError", "all_keys", "load", "load_zone", "parse"]
 
@@ -259,7 +260,8 @@ def _parse_section(
             values[f.name] = f.metadata["parse"](value)
         except ValueError as e:
             origin = f" (from {where})" if where else ""
-            problems.append(f"config key '{dotted}' has value '{_show(value)}'{origin}: {e}")
+            shown = "***" if f.name == "password" else _show(value)
+            problems.append(redact(f"config key '{dotted}' has value '{shown}'{origin}: {e}"))
     for extra in raw:
         if extra not in known and not (name is None and extra in SECTIONS):
             dotted = f"{name}.{extra}" if name else extra
@@ -298,7 +300,7 @@ def _cross_checks(config: AgentConfig) -> list[str]:
     if tls_files and not broker.url.startswith("mqtts://"):
         problems.append(
             f"config key 'broker.{tls_files[0]}' is set but 'broker.url' has value "
-            f"'{broker.url}': TLS files need an mqtts:// URL"
+            f"'{redact(broker.url)}': TLS files need an mqtts:// URL"
         )
     if broker.key_file and not broker.cert_file:
         problems.append("config key 'broker.key_file' is set without 'broker.cert_file'")

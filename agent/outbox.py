@@ -10,6 +10,7 @@ own connection, which WAL allows while the service writes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -143,6 +144,56 @@ def _stats(conn: sqlite3.Connection) -> OutboxStats:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Salvage:
+    """What a damaged outbox held, as far as it can be read."""
+
+    readable: bool = False
+    reports: int = 0  # rows that were waiting
+    dropped_pending: int = 0  # drops not yet reported, including those these rows claimed
+    dropped_total: int = 0
+    acked_total: int = 0
+
+    def as_meta(self) -> list[tuple[str, int]]:
+        return [
+            ("dropped_pending", self.dropped_pending),
+            ("dropped_total", self.dropped_total),
+            ("acked_total", self.acked_total),
+        ]
+
+
+def salvage_counts(path: Path) -> Salvage:
+    """Count the reports of a damaged outbox file: the rows of its table that can still be
+    read (walking the table, not an index, until the damage), what they had claimed, and its
+    counters. A file that cannot be read at all gives readable=False and zeros."""
+    try:
+        conn = sqlite3.connect(path, timeout=5, isolation_level=None)
+    except sqlite3.Error:
+        return Salvage()
+    try:
+        rows = claimed = 0
+        try:
+            cursor = conn.execute("SELECT claimed_dropped FROM outbox NOT INDEXED")
+            for (row_claimed,) in cursor:
+                rows += 1
+                claimed += int(row_claimed or 0)
+        except sqlite3.DatabaseError:
+            if rows == 0:
+                return Salvage()
+        meta: dict[str, int] = {}
+        with contextlib.suppress(sqlite3.DatabaseError, TypeError, ValueError):
+            meta = {k: int(v or 0) for k, v in conn.execute("SELECT key, value FROM meta")}
+        return Salvage(
+            readable=True,
+            reports=rows,
+            dropped_pending=meta.get("dropped_pending", 0) + rows + claimed,
+            dropped_total=meta.get("dropped_total", 0) + rows,
+            acked_total=meta.get("acked_total", 0),
+        )
+    finally:
+        conn.close()
+
+
 class Outbox:
     """Reports waiting for the broker, in order, bounded by rows and bytes."""
 
@@ -165,13 +216,28 @@ class Outbox:
             raise  # locked, read-only, no space: not the file's fault; keep it
         except sqlite3.DatabaseError as e:
             # a damaged file (disk fault, power cut on a cheap SD card) must not stop the
-            # agent for ever: keep it aside for whoever investigates, start empty
+            # agent for ever: keep it aside for whoever investigates, start empty, and count
+            # what was in it as dropped, so the next heartbeat tells the collector
             aside = path.with_name(f"{path.name}.corrupt-{int(clock())}")
             log.error("outbox %s is unreadable (%s); moved to %s, starting empty", path, e, aside)
             os.replace(path, aside)
-            for extra in (Path(f"{path}-wal"), Path(f"{path}-shm")):
-                extra.unlink(missing_ok=True)
+            wal = Path(f"{path}-wal")
+            if wal.exists():  # it may hold the newest reports: it goes with its file
+                os.replace(wal, Path(f"{aside}-wal"))
+            Path(f"{path}-shm").unlink(missing_ok=True)
+            lost = salvage_counts(aside)
             self._db = connect(path)
+            with _transaction(self._db):
+                for key, value in lost.as_meta():
+                    self._db.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+            if lost.readable:
+                log.error(
+                    "%d report(s) in the damaged outbox counted as dropped (%d to report)",
+                    lost.reports,
+                    lost.dropped_pending,
+                )
+            else:
+                log.error("the damaged outbox cannot be read: its reports cannot be counted")
 
     def close(self) -> None:
         self._db.close()

@@ -26,11 +26,17 @@ from collector.config import CollectorConfig
 from collector.evaluate import evaluate
 from collector.exposition import Exposition
 from collector.http import HttpDeps, build_app
+from collector.httpguard import (
+    ACCEPT_BACKLOG,
+    ConnectionGuard,
+    connection_limit,
+    raise_nofile_limit,
+)
 from collector.ingest import Ingest
 from collector.model import IngestStats, Store
 from collector.policy import Policy, load_policy
 from collector.snapshots import SnapshotHolder, SnapshotRefresher
-from collector.speedtest_server import speedtest_app
+from collector.speedtest_server import RateLimiter, speedtest_app
 from collector.store import open_store, redact
 
 log = logging.getLogger(__name__)
@@ -71,6 +77,27 @@ def _bind(c: CollectorConfig) -> socket.socket:
     return sock
 
 
+def _http_guard(c: CollectorConfig) -> ConnectionGuard:
+    """The HTTP connection limit and timeouts, with the descriptor limit raised first."""
+    nofile = raise_nofile_limit()
+    limit = connection_limit(c.http_max_connections, nofile)
+    if limit < c.http_max_connections:
+        log.warning(
+            "config key 'http.max_connections' has value %d: lowered to %d, as this process "
+            "may open only %d files (raise LimitNOFILE / ulimit -n)",
+            c.http_max_connections,
+            limit,
+            nofile,
+        )
+    return ConnectionGuard(limit, c.http_header_timeout_seconds, c.http_idle_timeout_seconds)
+
+
+def _speedtest_limiter(c: CollectorConfig) -> RateLimiter | None:
+    if c.speedtest_requests_per_minute == 0:
+        return None
+    return RateLimiter(c.speedtest_requests_per_minute, c.speedtest_burst)
+
+
 @dataclass
 class Parts:
     """Factories for each part; tests and benchmarks replace one, production uses these."""
@@ -99,10 +126,13 @@ class CollectorApp:
         self.refresher: SnapshotRefresher | None = None
         self.http: Starlette | None = None
         self.socket: socket.socket | None = None
+        self.guard: ConnectionGuard | None = None
 
     def start(self) -> Starlette:
         """Open everything; raises StartupError naming the setting that is wrong."""
         c = self.config
+        self.guard = _http_guard(c)
+        self.exposition.http.guard = self.guard
         # bind first: a port in use stops the collector before it touches store or broker
         self.socket = _bind(c)
         try:
@@ -172,6 +202,8 @@ class CollectorApp:
             clock=self.parts.clock,
         )
         self.refresher.start()
+        speedtest = speedtest_app(limiter=_speedtest_limiter(c))
+        self.exposition.http.speedtest = speedtest
         self.http = build_app(
             HttpDeps(
                 holder=self.holder,
@@ -180,7 +212,7 @@ class CollectorApp:
                 readiness=self.readiness,
                 api_token=c.http_api_token,
                 metrics_token=c.http_metrics_token,
-                speedtest=speedtest_app(),
+                speedtest=speedtest,
             )
         )
         return self.http
@@ -228,15 +260,21 @@ class CollectorApp:
     def serve(self) -> int:
         """Run the HTTP server until SIGTERM/SIGINT, then stop everything. Returns exit code."""
         app = self.http or self.start()
+        guard = self.guard or _http_guard(self.config)
         server = _Server(
             uvicorn.Config(
                 app,
                 host=self.config.listen_host,
                 port=self.config.listen_port,
                 log_level="warning",
+                log_config=None,  # uvicorn's lines go through our handler (collector.safetext)
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=10,
+                http=guard.protocol(),  # the connection limit and the timeouts
+                ws="none",
+                timeout_keep_alive=guard.idle_timeout,
+                backlog=ACCEPT_BACKLOG,
             )
         )
         received: list[int] = []

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from collector import __version__
+from collector.safetext import SafeFormatter
 
 # name -> module under collector.commands; each module has `register(subparsers)` which adds
 # its parser and sets `func=handler(args) -> int` as the default.
@@ -50,10 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `edugap`."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # every log line passes the same filter as command output: passwords hidden, controls escaped
+    handler = logging.StreamHandler()
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, args.log_level), handlers=[handler])
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from agent.mqtt import BrokerSettings, BrokerUrlError, parse_broker_url
+from agent.redact import redact, remember
 from collector.collectors import ClientId, client_id_for, default_name
 
 DEFAULT_DB_FILE = "edugap.db"
@@ -88,24 +88,12 @@ def _positive_float(raw: object) -> float:
     return value
 
 
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by ***, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if not password:
-        return url
-    return url.replace(f":{password}@", ":***@", 1)
-
-
 def _broker_url(raw: object) -> str:
     url = _text(raw).strip()
     try:
         parse_broker_url(url)
     except BrokerUrlError as e:
-        raise ValueError(str(e).replace(url, redact_url(url))) from None
+        raise ValueError(redact(str(e))) from None
     return url
 
 
@@ -222,6 +210,18 @@ SETTINGS: tuple[Setting, ...] = (
             secret=True),
     Setting("http", "metrics_token", _optional_text, None,
             "bearer token required by /metrics (empty: open)", "--metrics-token", secret=True),
+    Setting("http", "max_connections", _int_at_least(1), 1000,
+            "most HTTP connections open at once; lowered at start to fit the descriptor limit"),
+    Setting("http", "header_timeout_seconds", _positive_float, 10.0,
+            "a client that has not sent a whole request head this long after connecting (or "
+            "after the previous response), or stalls this long in a body, is disconnected"),
+    Setting("http", "idle_timeout_seconds", _int_at_least(1), 5,
+            "an idle keep-alive connection is closed after this many seconds"),
+    Setting("speedtest", "requests_per_minute", _int_at_least(0), 60,
+            "requests per minute one client address may make to /speedtest/ once its burst is "
+            "spent (0: no limit)"),
+    Setting("speedtest", "burst", _int_at_least(1), 120,
+            "requests one client address may make to /speedtest/ at once (a test makes 34)"),
     Setting("policy", "file", _existing_file, None,
             "shortfall policy TOML (empty: the documented defaults)", "--policy"),
     Setting("snapshot", "interval_seconds", _positive_float, 60.0,
@@ -253,6 +253,11 @@ class CollectorConfig:
     http_listen: str
     http_api_token: str | None
     http_metrics_token: str | None
+    http_max_connections: int
+    http_header_timeout_seconds: float
+    http_idle_timeout_seconds: int
+    speedtest_requests_per_minute: int
+    speedtest_burst: int
     policy_file: str | None
     snapshot_interval_seconds: float
 
@@ -281,6 +286,15 @@ class CollectorConfig:
         )
 
 
+def remember_secrets(config: CollectorConfig) -> None:
+    """From here on, this process's messages and logs hide the configured passwords and tokens
+    wherever they turn up (see agent.redact); `edugap serve` calls it once at start."""
+    for setting in SETTINGS:
+        value = getattr(config, setting.dest)
+        if setting.secret and isinstance(value, str):
+            remember(value, whole=setting.key != "url")
+
+
 def _parse(setting: Setting, raw: object, source: str) -> Value:
     try:
         return setting.parse(raw)
@@ -288,7 +302,7 @@ def _parse(setting: Setting, raw: object, source: str) -> Value:
         shown: object = raw
         if setting.secret and isinstance(raw, str):
             # URLs keep everything but the password; tokens are hidden entirely
-            shown = redact_url(raw) if setting.key == "url" else "***"
+            shown = redact(raw) if setting.key == "url" else "***"
         raise ConfigError(
             f"config key '{setting.name}' has value {shown!r} ({source}): {e}"
         ) from None

@@ -21,6 +21,7 @@ from itertools import chain
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.protocol import utcnow
+from collector.httpguard import HttpCollector
 from collector.metrics import (
     PROVINCE_COUNTS,
     PROVINCE_VALUES,
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 NO_PROVINCE = ""  # unregistered schools; they travel in the collector shard
+_UNKNOWN = "\x00unknown"  # the cache key of every province the snapshot does not have
 
 
 def _header(name: str, help_text: str, kind: str = "gauge") -> str:
@@ -198,8 +200,11 @@ class Exposition:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.snapshots)
         self.registry.register(self.health)
+        self.http = HttpCollector()  # the HTTP server's own figures, once it runs
+        self.registry.register(self.http)
         self.health_registry = CollectorRegistry(auto_describe=False)
         self.health_registry.register(self.health)
+        self.health_registry.register(self.http)
         self._rendered: Rendered | None = None
         self._lock = threading.Lock()
 
@@ -235,10 +240,15 @@ class Exposition:
         rendered = self.prepare()
         if rendered is None:
             return gzip.compress(b"".join(self.text(province=province)), 6, mtime=0)
-        found = rendered.gzipped.get(province)
+        # Only a province the snapshot has gets its own entry: any other string is the same
+        # empty shard (headers only), cached once, so a stream of made-up names cannot grow
+        # the cache until the next snapshot.
+        known = province in rendered.schools or province in rendered.provinces
+        key = province if known else _UNKNOWN
+        found = rendered.gzipped.get(key)
         if found is None:
-            text = b"".join(rendered.text(province))
-            found = rendered.gzipped[province] = gzip.compress(text, 6, mtime=0)
+            text = b"".join(rendered.text(province))  # an unknown one: headers only
+            found = rendered.gzipped[key] = gzip.compress(text, 6, mtime=0)
         return found
 
     def text(self, province: str | None = None, collector: bool = False) -> Iterator[bytes]:

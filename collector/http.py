@@ -22,6 +22,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
+from agent.redact import redact
 from collector.export import FORMATS, ExportError, Filters, filter_schools, write_shortages
 from collector.exposition import CONTENT_TYPE, Exposition
 from collector.model import (
@@ -259,7 +260,7 @@ def build_app(deps: HttpDeps) -> Starlette:
             found = deps.rejects.recent_rejects(limit)
         except Exception as e:
             log.warning("reading rejects failed: %s", e)
-            return _error(503, f"store unavailable: {e}")
+            return _error(503, redact(f"store unavailable: {e}"))  # libpq may quote the DSN
         return _dump(
             {"rejects": [{**asdict(r), "received_at": r.received_at.isoformat()} for r in found]}
         )

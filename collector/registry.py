@@ -19,6 +19,7 @@ from typing import TextIO
 from agent.protocol import ID_PATTERN
 from collector.model import School
 from collector.places import Places, default_places
+from collector.safetext import neutralise, unneutralise
 
 REQUIRED = ("school_id", "name", "province", "commune", "level", "lat", "lon", "students")
 OPTIONAL = ("computers_required", "contracted_mbps")
@@ -184,7 +185,8 @@ def parse(text: str, places: Places | None = None) -> ParseResult:
                 RowProblem(start, f"{len(record)} fields but the header has {len(columns)}")
             )
             continue
-        row = {c: v.strip() for c, v in zip(columns, record, strict=False)}
+        # a cell our own CSVs neutralised ('=...) is read as what it was
+        row = {c: unneutralise(v.strip()) for c, v in zip(columns, record, strict=False)}
         try:
             school = _school(row)
         except ValueError as e:
@@ -205,18 +207,20 @@ def parse(text: str, places: Places | None = None) -> ParseResult:
 
 
 def write_csv(out: TextIO, schools: Iterable[School]) -> int:
-    """Write registry rows as CSV with the import's columns; returns the number of rows."""
+    """Write registry rows as CSV with the import's columns; returns the number of rows.
+
+    Text that starts like a formula is neutralised for spreadsheets; `parse` reads it back."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(REQUIRED + OPTIONAL)
     n = 0
     for s in schools:
         writer.writerow(
             [
-                s.school_id,
-                s.name,
-                s.province,
-                s.commune,
-                s.level,
+                neutralise(s.school_id),
+                neutralise(s.name),
+                neutralise(s.province),
+                neutralise(s.commune),
+                neutralise(s.level),
                 repr(s.lat),
                 repr(s.lon),
                 s.students,

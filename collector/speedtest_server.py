@@ -7,26 +7,32 @@ Routes (relative to where the app is mounted, normally `/speedtest`):
 - `POST upload.php` -> reads and discards the body, answers `size=<bytes received>`
 
 Every request is bounded: download bodies over `max_download_bytes` are 404 (as a static server
-without that file would answer), upload bodies over `max_upload_bytes` are 413. The app counts
-the bytes it served and received, for tests and metrics.
+without that file would answer), upload bodies over `max_upload_bytes` are 413. With a
+`RateLimiter`, an address that asks too often gets 429 with Retry-After. The app counts the
+bytes it served and received, for tests and metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import math
 import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 DEFAULT_MAX_DOWNLOAD_BYTES: Final = 2 * 4000 * 4000  # random4000x4000.jpg, speedtest.net's largest
 DEFAULT_MAX_UPLOAD_BYTES: Final = 8 * 1024 * 1024
@@ -48,6 +54,84 @@ class SpeedtestApp(Starlette):
     downloads: int = 0
     uploads: int = 0
     rejected: int = 0
+    limited: int = 0  # requests refused with 429 by the rate limit
+
+
+class RateLimiter:
+    """A token bucket per client address: `burst` requests at once, refilled at `per_minute`.
+
+    IPv6 addresses count per /64 (one subscriber's network), IPv4 per address. Memory is
+    bounded: past `max_addresses` the least recently seen bucket is forgotten (it only gives
+    that address a fresh burst). Used on the event loop's thread only.
+    """
+
+    def __init__(
+        self,
+        per_minute: float,
+        burst: int,
+        *,
+        max_addresses: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if per_minute <= 0 or burst < 1:
+            raise ValueError(f"rate {per_minute!r}/min and burst {burst!r} must be positive")
+        self.per_second = per_minute / 60.0
+        self.burst = float(burst)
+        self.max_addresses = max_addresses
+        self.clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    @staticmethod
+    def key(address: str) -> str:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return address
+        if isinstance(ip, ipaddress.IPv6Address):
+            if ip.ipv4_mapped is not None:
+                return str(ip.ipv4_mapped)
+            return str(ipaddress.IPv6Network((ip, 64), strict=False))
+        return str(ip)
+
+    def take(self, address: str) -> float:
+        """0.0 if `address` may make a request now (and count it), else seconds to wait."""
+        key, now = self.key(address), self.clock()
+        tokens, then = self._buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.per_second)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / self.per_second
+        self._buckets[key] = (tokens, now)
+        if len(self._buckets) > self.max_addresses:
+            self._buckets.popitem(last=False)
+        return wait
+
+
+class _Limited:
+    """ASGI middleware: 429 with Retry-After for an address over its rate."""
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter, owner: list[SpeedtestApp]) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.owner = owner  # the SpeedtestApp, once built (for its counter)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            client = scope.get("client")
+            wait = self.limiter.take(client[0] if client else "")
+            if wait > 0:
+                self.owner[0].limited += 1
+                seconds = max(1, math.ceil(wait))
+                response = PlainTextResponse(
+                    f"too many speed-test requests from this address; retry in {seconds} s\n",
+                    status_code=429,
+                    headers={**_NO_CACHE, "Retry-After": str(seconds)},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def speedtest_app(
@@ -57,11 +141,13 @@ def speedtest_app(
     chunk_bytes: int = CHUNK_BYTES,
     download_pacer: Pacer | None = None,
     upload_pacer: Pacer | None = None,
+    limiter: RateLimiter | None = None,
 ) -> SpeedtestApp:
     """Build the endpoint; mount it with `Mount("/speedtest", app=speedtest_app())`.
 
     The pacers are how a test or benchmark shapes the endpoint (a rate limit, a failure after
-    some bytes); production runs without them.
+    some bytes); production runs without them. `limiter` caps requests per client address
+    (`edugap serve` sets one from `speedtest.*`).
     """
     if max_upload_bytes <= 0 or max_download_bytes <= 0 or chunk_bytes <= 0:
         raise ValueError("speed-test limits must be positive byte counts")
@@ -131,14 +217,18 @@ def speedtest_app(
             headers=_NO_CACHE,
         )
 
+    owner: list[SpeedtestApp] = []
+    middleware = [] if limiter is None else [Middleware(_Limited, limiter=limiter, owner=owner)]
     app = SpeedtestApp(
         routes=[
             Route("/", index),
             Route("/latency.txt", latency),
             Route("/random{width:int}x{height:int}.jpg", download),
             Route("/upload.php", upload, methods=["POST"]),
-        ]
+        ],
+        middleware=middleware,
     )
+    owner.append(app)
     return app
 
 
@@ -178,12 +268,14 @@ def serve_in_thread(
     rcvbuf: int | None = None,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
+    **uvicorn_options: Any,
 ) -> Iterator[str]:
     """Serve `app` with uvicorn on a background thread; yields its base URL (http(s)://host:port).
 
     `rcvbuf` fixes the listening socket's receive buffer (inherited by accepted connections),
     which keeps kernel buffering from hiding a shaped upload rate in benchmarks. With a
-    certificate and key it serves HTTPS.
+    certificate and key it serves HTTPS. `uvicorn_options` go to `uvicorn.Config` (e.g. the
+    `http` protocol class of a `collector.httpguard.ConnectionGuard`).
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -202,6 +294,7 @@ def serve_in_thread(
         access_log=False,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
+        **uvicorn_options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(

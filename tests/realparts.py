@@ -172,6 +172,14 @@ def postgres_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def systemd_verify(unit: Path, program: str) -> list[str]:
+    """What `systemd-analyze verify` says about a unit file, but that `program` (the
+    ExecStart binary, not installed on this machine) is missing."""
+    analyze = require_tool("systemd-analyze", "systemd")
+    done = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
+    return [line for line in done.stderr.splitlines() if line.strip() and program not in line]
+
+
 def require_tool(name: str, package: str) -> str:
     """Path of a command-line tool, or skip/fail naming the Debian package to install."""
     path = shutil.which(name)

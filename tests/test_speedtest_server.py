@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from collector.speedtest_server import SpeedtestApp, serve_in_thread, speedtest_app
+from collector.speedtest_server import RateLimiter, SpeedtestApp, serve_in_thread, speedtest_app
 
 
 @pytest.fixture
@@ -75,3 +75,62 @@ def test_upload_needs_post(endpoint: tuple[httpx.Client, SpeedtestApp]) -> None:
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         speedtest_app(max_upload_bytes=0)
+
+
+class FrozenClock:
+    """Monotonic seconds that move only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limiter_gives_a_burst_then_refills() -> None:
+    clock = FrozenClock()
+    limiter = RateLimiter(per_minute=60, burst=3, clock=clock)
+    assert [limiter.take("192.0.2.7") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("192.0.2.7") == pytest.approx(1.0)  # one a second
+    assert limiter.take("192.0.2.8") == 0.0  # another address has its own bucket
+    clock.now += 1.0
+    assert limiter.take("192.0.2.7") == 0.0
+    assert limiter.take("192.0.2.7") > 0
+
+
+def test_rate_limiter_counts_an_ipv6_subscriber_network_once() -> None:
+    limiter = RateLimiter(per_minute=60, burst=2, clock=FrozenClock())
+    # one /64 is one subscriber: rotating the interface id does not buy a fresh burst
+    assert limiter.take("2001:db8:1:2::1") == 0.0
+    assert limiter.take("2001:db8:1:2:dead:beef:0:7") == 0.0
+    assert limiter.take("2001:db8:1:2:ffff::") > 0
+    assert limiter.take("2001:db8:1:3::1") == 0.0
+    assert RateLimiter.key("::ffff:192.0.2.7") == RateLimiter.key("192.0.2.7")
+
+
+def test_rate_limiter_memory_is_bounded() -> None:
+    limiter = RateLimiter(per_minute=60, burst=1, max_addresses=100, clock=FrozenClock())
+    for i in range(10_000):
+        limiter.take(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
+    assert len(limiter._buckets) == 100
+
+
+def test_an_address_over_its_rate_gets_429_and_others_are_served() -> None:
+    clock = FrozenClock()
+    app = speedtest_app(limiter=RateLimiter(per_minute=30, burst=5, clock=clock))
+    abuser = httpx.HTTPTransport(local_address="127.0.0.2")
+    with (
+        serve_in_thread(app) as url,
+        httpx.Client(base_url=url, timeout=10, transport=abuser) as flood,
+        httpx.Client(base_url=url, timeout=10) as school,
+    ):
+        assert [flood.get("/random350x350.jpg").status_code for _ in range(5)] == [200] * 5
+        refused = flood.get("/random350x350.jpg")
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "2"  # 30 a minute: one every 2 s
+        assert flood.post("/upload.php", content=b"x" * 1000).status_code == 429
+        assert school.get("/latency.txt").status_code == 200  # another address
+        clock.now += 2.0
+        assert flood.get("/latency.txt").status_code == 200
+        assert flood.get("/latency.txt").status_code == 429
+    assert app.limited == 3 and app.downloads == 5

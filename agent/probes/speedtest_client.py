@@ -342,6 +342,12 @@ def measure_latency(
             body = response.read()
             elapsed = time.perf_counter() - start
             log.add(received=len(body))
+            if response.status == 429:  # the endpoint's rate limit, not a wrong endpoint
+                raise ValueError(
+                    f"{parts.scheme}://{parts.netloc}{path} answered HTTP 429: too many "
+                    f"requests from this address (retry after "
+                    f"{response.getheader('Retry-After', '?')} s)"
+                )
             if response.status != 200 or not body.startswith(b"test=test"):
                 raise ValueError(
                     f"{parts.scheme}://{parts.netloc}{path} answered HTTP {response.status} "

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from agent.redact import remember
 from collector.config import default_db_url
 from collector.model import Store, StoreError
 
@@ -23,7 +24,9 @@ def add_db_argument(parser: argparse.ArgumentParser) -> None:
 
 def db_url(args: argparse.Namespace) -> str:
     """--db, else $EDUGAP_DB_URL (serve's variable for db.url), else $EDUGAP_DB, else edugap.db."""
-    return str(args.db) if args.db else (os.environ.get("EDUGAP_DB_URL") or default_db_url())
+    url = str(args.db) if args.db else (os.environ.get("EDUGAP_DB_URL") or default_db_url())
+    remember(url)  # its password stays out of every message and log line from here on
+    return url
 
 
 def open_store(url: str, *, create: bool = True) -> Store:

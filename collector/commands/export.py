@@ -14,6 +14,7 @@ from collector.evaluate import evaluate
 from collector.export import FORMATS, KIND_ANY, ExportError, Filters, write_shortages
 from collector.model import SHORTFALL_KINDS, StoreError
 from collector.policy import PolicyError
+from collector.safetext import terminal
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,7 +64,7 @@ def shortages_command(args: argparse.Namespace) -> int:
     try:
         policy = load_from_args(args).policy
     except PolicyError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {terminal(e)}", file=sys.stderr)
         return 2
     started = time.monotonic()
     try:
@@ -73,7 +74,7 @@ def shortages_command(args: argparse.Namespace) -> int:
         finally:
             store.close()
     except StoreError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {terminal(e)}", file=sys.stderr)
         return 2
     print(
         f"evaluated {len(snapshot.schools)} schools in {time.monotonic() - started:.1f}s",
@@ -94,10 +95,10 @@ def shortages_command(args: argparse.Namespace) -> int:
             finally:
                 partial.unlink(missing_ok=True)  # only left after a failure
     except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {terminal(e)}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"error: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
+        print(f"error: cannot write {terminal(args.output)}: {e.strerror or e}", file=sys.stderr)
         return 2
     print(f"wrote {count} schools as {fmt} to {args.output}", file=sys.stderr)
     return 0

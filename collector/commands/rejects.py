@@ -9,7 +9,7 @@ from typing import TextIO
 
 from collector.commands.common import add_db_argument, db_url, open_store
 from collector.model import Reject, StoreError
-from collector.store import redact
+from collector.safetext import printable, terminal
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,17 +50,20 @@ def rejects_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         finally:
             store.close()
     except StoreError as e:
-        print(f"edugap rejects: {e}", file=sys.stderr)
+        print(f"edugap rejects: {terminal(e)}", file=sys.stderr)
         return 2
+    # topics, details and payloads come from schools: escape what a terminal would obey
     if args.json:
         for r in rejects:
-            out.write(json.dumps(_as_dict(r), ensure_ascii=False) + "\n")
+            line = json.dumps(_as_dict(r), ensure_ascii=False)
+            out.write(printable(line, json=True) + "\n")
     elif not rejects:
-        out.write(f"no rejected messages in {redact(url)}\n")
+        out.write(f"no rejected messages in {terminal(url)}\n")
     else:
         for r in rejects:
             out.write(
-                f"{r.received_at:%Y-%m-%dT%H:%M:%SZ}  {r.reason:<15} {r.topic}\n"
+                f"{r.received_at:%Y-%m-%dT%H:%M:%SZ}  {terminal(r.reason):<15} "
+                f"{terminal(r.topic)}\n"
                 f"    {_one_line(r.detail, 200)}\n"
                 f"    payload: {_one_line(r.payload_excerpt, 120)}\n"
             )
@@ -78,5 +81,5 @@ def _as_dict(r: Reject) -> dict[str, str]:
 
 
 def _one_line(text: str, width: int) -> str:
-    flat = " ".join(text.split())
+    flat = terminal(" ".join(text.split()))
     return flat if len(flat) <= width else flat[: width - 1] + "…"

@@ -14,6 +14,7 @@ from collector.commands.common import add_db_argument, db_url, open_store
 from collector.export import match_places
 from collector.model import School, StoreError
 from collector.registry import ParseResult, RegistryError, decode, parse
+from collector.safetext import neutralise, printable, terminal
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,10 +54,10 @@ def import_command(args: argparse.Namespace) -> int:
     try:
         result = parse(decode(args.file.read_bytes(), str(args.file)))
     except OSError as e:
-        print(f"error: cannot read {args.file}: {e.strerror or e}", file=sys.stderr)
+        print(f"error: cannot read {terminal(args.file)}: {e.strerror or e}", file=sys.stderr)
         return 2
     except RegistryError as e:
-        print(f"error: {args.file}: {e}", file=sys.stderr)
+        print(f"error: {terminal(args.file)}: {terminal(e)}", file=sys.stderr)
         return 2
     report(result, str(args.file), sys.stderr)
     written = 0
@@ -68,7 +69,7 @@ def import_command(args: argparse.Namespace) -> int:
             finally:
                 store.close()
         except StoreError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {terminal(e)}", file=sys.stderr)
             return 2
     verb = "checked" if args.dry_run else "imported"
     count = len(result.schools) if args.dry_run else written
@@ -83,9 +84,9 @@ def import_command(args: argparse.Namespace) -> int:
 def report(result: ParseResult, source: str, out: TextIO) -> None:
     """Print every error and warning, one line each, naming the file and line."""
     for problem in result.errors:
-        print(f"error: {source} {problem}", file=out)
+        print(terminal(f"error: {source} {problem}"), file=out)
     for problem in result.warnings:
-        print(f"warning: {source} {problem}", file=out)
+        print(terminal(f"warning: {source} {problem}"), file=out)
 
 
 def select(
@@ -120,22 +121,28 @@ def list_command(args: argparse.Namespace) -> int:
         finally:
             store.close()
     except StoreError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {terminal(e)}", file=sys.stderr)
         return 2
     write_rows(header, rows, args.format, sys.stdout)
     return 0
 
 
+def _csv_cell(value: object) -> object:
+    return neutralise(printable(value)) if isinstance(value, str) else value
+
+
 def write_rows(header: Sequence[str], rows: list[list[object]], fmt: str, out: TextIO) -> None:
+    """Rows as JSON, CSV or a table; names and places come from the registry file, so every
+    format escapes control characters and CSV also neutralises formulas."""
     if fmt == "json":
-        json.dump([dict(zip(header, r, strict=True)) for r in rows], out, ensure_ascii=False)
-        out.write("\n")
+        text = json.dumps([dict(zip(header, r, strict=True)) for r in rows], ensure_ascii=False)
+        out.write(printable(text, json=True) + "\n")
     elif fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(header)
-        writer.writerows(rows)
+        writer.writerows([_csv_cell(v) for v in r] for r in rows)
     else:
-        cells = [[str(v) for v in r] for r in rows]
+        cells = [[printable(str(v)) for v in r] for r in rows]
         widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
         print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(), file=out)
         for r in cells:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from collector.config import SETTINGS, ConfigError, load_config
+from collector.config import SETTINGS, ConfigError, load_config, remember_secrets
+from collector.safetext import terminal
 
 _METAVARS = {
     "--broker": "URL",
@@ -60,13 +61,14 @@ def serve(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, cli=vars(args))
     except ConfigError as e:
-        print(f"edugap serve: {e}", file=sys.stderr)
+        print(f"edugap serve: {terminal(e)}", file=sys.stderr)
         return 2
+    remember_secrets(config)
     app = CollectorApp(config)
     try:
         app.start()
     except StartupError as e:
         app.stop()
-        print(f"edugap serve: {e}", file=sys.stderr)
+        print(f"edugap serve: {terminal(e)}", file=sys.stderr)
         return 2
     return app.serve()

@@ -99,15 +99,6 @@ def exporter(fmt: str) -> Exporter:
     return found
 
 
-#: Prefixes that make a spreadsheet treat a text cell as a formula (CWE-1236).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(text: str) -> str:
-    """Text that a spreadsheet will show as text, never run as a formula."""
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
-
-
 @dataclass(frozen=True, slots=True)
 class Filters:
     """Which schools to export; None matches everything."""

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
-from collector.export import COLUMN, COLUMNS, FORMULA_PREFIXES, Cell, Row, neutralise
+from collector.export import COLUMN, COLUMNS, Cell, Row
+from collector.safetext import FORMULA_PREFIXES, neutralise
 
 # Cells are converted by column, not by inspecting every value: the rows come from
 # collector.export.row(), whose column types are fixed, and this is the export's hot loop.

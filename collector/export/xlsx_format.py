@@ -14,8 +14,9 @@ from typing import Any, BinaryIO
 
 import xlsxwriter
 
-from collector.export import COLUMN, COLUMNS, Row, neutralise
+from collector.export import COLUMN, COLUMNS, Row
 from collector.model import SHORTFALL_KINDS
+from collector.safetext import neutralise
 
 UNREGISTERED = "(unregistered)"
 TOTALS_COLUMNS: tuple[str, ...] = (

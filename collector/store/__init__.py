@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from agent.redact import redact
 from collector.model import Store, StoreError
 
 # URL scheme -> "module:factory"; a bare path (no scheme) is SQLite.
@@ -20,18 +20,6 @@ BACKENDS: dict[str, str] = {
 }
 
 __all__ = ["BACKENDS", "StoreError", "open_store", "redact", "sqlite_path"]
-
-
-def redact(url: str) -> str:
-    """The URL without its password, safe for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, parts.fragment))
 
 
 def scheme_of(url: str) -> str:

@@ -7,9 +7,15 @@
 Reads the `school_id` column of the registry CSV (the same file `edugap schools import`
 takes), generates a random password for every school that has no entry in the password file
 yet, hashes them all at once with `mosquitto_passwd -U` (one call, so 60,000 schools take
-seconds), appends them to the password file and writes the plaintext passwords to --out
-(mode 600) for distribution to the schools. Existing users are left alone; to rotate a
-school's password, delete its line from the password file and run again.
+seconds), adds them to the password file and writes the plaintext passwords to --out for
+distribution to the schools. Existing users are left alone; to rotate a school's password,
+delete its line from the password file and run again.
+
+Both files hold secrets, so neither is ever written in place: each is a new file created
+exclusively (O_EXCL, O_NOFOLLOW) with mode 600 next to the target, then renamed over it. An
+existing file with a looser mode, or a symbolic link planted at --out, is replaced, never
+written through (a link at --passwd is refused: its users would be lost). The password file
+keeps its owner and group (mosquitto must still read it).
 
 Standard library only, so it runs on the broker host without edugap installed.
 """
@@ -18,16 +24,40 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
+import io
 import os
 import re
 import secrets
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the protocol's rule for a school id / topic level
+# The project's rule for CSV cells (collector.safetext.FORMULA_PREFIXES), repeated here because
+# this script runs without edugap installed; a test checks the two agree.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """A cell a spreadsheet shows as text, never runs as a formula."""
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+def unneutralise(text: str) -> str:
+    """A cell as it was before `neutralise` (edugap's own CSVs are neutralised)."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_PREFIXES) else text
+
+
+def new_password() -> str:
+    """A random password that no spreadsheet takes for a formula (so the CSV shows it as is)."""
+    while True:
+        password = secrets.token_urlsafe(18)
+        if not password.startswith(FORMULA_PREFIXES):
+            return password
 
 
 def read_school_ids(path: Path) -> list[str]:
@@ -39,7 +69,7 @@ def read_school_ids(path: Path) -> list[str]:
         if not reader.fieldnames or "school_id" not in reader.fieldnames:
             raise SystemExit(f"{path}: no 'school_id' column (columns: {reader.fieldnames})")
         for line, row in enumerate(reader, start=2):
-            value = (row.get("school_id") or "").strip()
+            value = unneutralise((row.get("school_id") or "").strip())
             if not ID.match(value):
                 problems.append(f"{path}:{line}: school_id {value!r} is not a valid id")
             else:
@@ -49,20 +79,72 @@ def read_school_ids(path: Path) -> list[str]:
     return list(dict.fromkeys(ids))  # keep order, drop repeats
 
 
-def existing_users(passwd: Path) -> set[str]:
-    if not passwd.exists():
-        return set()
-    return {line.split(":", 1)[0] for line in passwd.read_text().splitlines() if ":" in line}
+def read_private(path: Path) -> str:
+    """The file's text ('' if it does not exist), never through a symbolic link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return ""
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SystemExit(f"{path} is a symbolic link: give the file itself") from None
+        raise
+    with os.fdopen(fd, encoding="utf-8") as f:
+        return f.read()
+
+
+def write_private(path: Path, text: str, keep_owner: bool = False) -> None:
+    """Replace `path` with a new mode-600 file holding `text`, atomically.
+
+    The new file is created exclusively and without following links, so nothing that already
+    exists (a 644 file, a link to somewhere else) is written through or keeps its mode; the
+    rename then puts it in place of whatever was there. keep_owner gives it the owner and group
+    of the file it replaces (when run as root).
+    """
+    try:
+        old = os.lstat(path)
+    except FileNotFoundError:
+        old = None
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            os.fchmod(f.fileno(), 0o600)  # whatever the umask
+            if keep_owner and old is not None and stat.S_ISREG(old.st_mode) and os.geteuid() == 0:
+                os.fchown(f.fileno(), old.st_uid, old.st_gid)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename survives a power cut
+    finally:
+        os.close(directory)
+
+
+def existing_users(passwd_text: str) -> set[str]:
+    return {line.split(":", 1)[0] for line in passwd_text.splitlines() if ":" in line}
 
 
 def hash_entries(entries: list[tuple[str, str]], tool: str) -> str:
     """`user:hash` lines for (user, password) pairs, via one `mosquitto_passwd -U` call."""
     with tempfile.TemporaryDirectory() as tmp:
         plain = Path(tmp) / "passwd"
-        plain.write_text("".join(f"{u}:{p}\n" for u, p in entries))
-        plain.chmod(0o600)
+        write_private(plain, "".join(f"{u}:{p}\n" for u, p in entries))
         subprocess.run([tool, "-U", str(plain)], check=True)
         return plain.read_text()
+
+
+def credentials_csv(entries: list[tuple[str, str]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["username", "password"])
+    writer.writerows([neutralise(user), neutralise(password)] for user, password in entries)
+    return out.getvalue()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,21 +161,18 @@ def main(argv: list[str] | None = None) -> int:
         print("mosquitto_passwd not found: install the package 'mosquitto'", file=sys.stderr)
         return 2
     wanted = (read_school_ids(args.registry) if args.registry else []) + args.collector
-    have = existing_users(args.passwd)
-    new = [(user, secrets.token_urlsafe(18)) for user in wanted if user not in have]
+    current = read_private(args.passwd)
+    have = existing_users(current)
+    new = [(user, new_password()) for user in wanted if user not in have]
     if not new:
         print(f"nothing to do: all {len(wanted)} users already in {args.passwd}")
         return 0
     hashed = hash_entries(new, args.mosquitto_passwd)
-    with args.passwd.open("a") as f:
-        f.write(hashed)
-    args.passwd.chmod(0o600)
+    if current and not current.endswith("\n"):
+        current += "\n"
     # the plaintext leaves this host only to reach the schools; keep it private meanwhile
-    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["username", "password"])
-        writer.writerows(new)
+    write_private(args.out, credentials_csv(new))
+    write_private(args.passwd, current + hashed, keep_owner=True)
     print(f"added {len(new)} users to {args.passwd}; passwords in {args.out}")
     print("reload the broker to apply: systemctl reload mosquitto (or send SIGHUP)")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -131,3 +132,51 @@ def test_a_damaged_outbox_file_is_kept_aside_and_replaced(tmp_path: Path) -> Non
     outbox.add(heartbeat(1))
     assert [r.report_id for r in outbox.pending()] == ["report-0001"]
     assert (tmp_path / "outbox.sqlite3.corrupt-1234").read_bytes().startswith(b"this is not")
+
+
+def _damage_index(path: Path) -> None:
+    """Overwrite the report_id index's root page: the outbox no longer opens, its table rows
+    are still there (what a torn write to a cheap SD card does to one page)."""
+    conn = sqlite3.connect(path)
+    (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    (root,) = conn.execute(
+        "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox'"
+    ).fetchone()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    with path.open("r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xde\xad" * (page_size // 2))
+
+
+def test_reports_in_a_damaged_outbox_are_counted_as_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    outbox = Outbox(path, max_rows=5, clock=lambda: 1000.0)
+    for n in range(7):  # the cap drops two
+        outbox.add(heartbeat(n))
+    assert claim(outbox, 7).dropped_reports == 2  # this heartbeat carries them (and pushes
+    outbox.ack([outbox.pending(0, 1)[0].seq])  # out a third); the oldest left is delivered
+    before = outbox.stats()
+    assert (before.depth, before.dropped_pending, before.dropped_total) == (4, 1, 3)
+    outbox.close()
+    _damage_index(path)
+
+    reopened = Outbox(path, clock=lambda: 2000.0)
+    assert reopened.depth() == 0  # started empty, the damaged file kept aside
+    assert (tmp_path / "outbox.sqlite3.corrupt-2000").exists()
+    stats = reopened.stats()
+    assert stats.dropped_total == 3 + 4  # earlier drops, and the 4 reports lost now
+    assert stats.acked_total == 1
+    # the next heartbeat tells the collector: the 4 lost reports, the 2 drops the lost
+    # heartbeat was carrying, and the 1 not yet reported
+    assert claim(reopened, 8).dropped_reports == 4 + 2 + 1
+    assert reopened.stats().dropped_pending == 0
+
+
+def test_an_outbox_that_cannot_be_read_at_all_keeps_its_wal_aside(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    path.write_bytes(b"this is not a database" * 200)
+    Path(f"{path}-wal").write_bytes(b"the newest reports may be here")
+    outbox = Outbox(path, clock=lambda: 1234.0)
+    assert outbox.stats().dropped_pending == 0  # nothing could be counted
+    assert (tmp_path / "outbox.sqlite3.corrupt-1234-wal").read_bytes().startswith(b"the newest")

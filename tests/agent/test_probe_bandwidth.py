@@ -195,3 +195,33 @@ def test_unused_port_really_is_closed(free_port: int) -> None:
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", free_port), timeout=1):
         pass
     assert realparts.free_port() > 0
+
+
+# The default plan's request count (6 latency, 16 downloads, 12 uploads) with small bodies.
+COUNT_PLAN = SelfhostedPlan(download_sides=(350,) * 8, upload_sizes=(65_536,) * 3, seconds=8.0)
+
+
+def test_a_whole_test_is_34_requests_and_the_default_limit_allows_three(
+    speedtest_server: StartServer,
+) -> None:
+    from collector.config import SETTINGS_BY_NAME
+    from collector.speedtest_server import RateLimiter
+
+    frozen = lambda: 1000.0  # noqa: E731 (no refill: only the burst counts)
+    # one request short: the last upload is refused (the client, still sending its body,
+    # sees the connection cut rather than the 429)
+    url, _ = speedtest_server(limiter=RateLimiter(60, 33, clock=frozen))
+    assert "upload" in (probe(url, plan=COUNT_PLAN).collect(ME).error or "")
+    url, _ = speedtest_server(limiter=RateLimiter(60, 34, clock=frozen))
+    assert probe(url, plan=COUNT_PLAN).collect(ME).error is None
+    assert "HTTP 429: too many requests" in (probe(url, plan=COUNT_PLAN).collect(ME).error or "")
+
+    burst = SETTINGS_BY_NAME["speedtest.burst"].default
+    assert isinstance(burst, int)
+    url, app = speedtest_server(limiter=RateLimiter(60, burst, clock=frozen))
+    for _ in range(3):  # a school behind one address running tests back to back
+        report = probe(url, plan=COUNT_PLAN).collect(ME)
+        assert report.error is None, report.error
+    failed = probe(url, plan=COUNT_PLAN).collect(ME)
+    assert failed.error is not None and "429" in failed.error and failed.download_mbps is None
+    assert app.limited > 0

@@ -44,6 +44,7 @@ from agent.protocol import (
     utcnow,
 )
 from tests import realparts
+from tests.collector.http_helpers import wait_ready
 from tests.collector.mqtt_helpers import publish, publish_raw, publisher, wait_until
 
 REGISTRY = """\
@@ -124,16 +125,8 @@ def collector(
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert proc.poll() is None, proc.communicate()[0]
-        try:
-            return httpx.get(f"{base}/readyz").status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_until(ready, timeout=60, what="edugap serve to be ready")
+        wait_ready(base, proc)
         yield base, proc
     finally:
         if proc.poll() is None:

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from collector.exposition import Exposition
 from collector.http import HttpDeps, build_app
-from collector.model import IngestStats, Reject, Store
+from collector.model import IngestStats, Reject, Store, StoreError
 from collector.snapshots import SnapshotHolder
 from collector.speedtest_server import speedtest_app
 from collector.store import open_store
@@ -228,3 +228,40 @@ def test_province_shard_is_served_gzipped_to_clients_that_ask(store: Store) -> N
     assert 'school_id="HN-1"' in zipped.text and "HCM-1" not in zipped.text
     refused = client.get("/metrics", params=shard, headers={"Accept-Encoding": "gzip;q=0"})
     assert "content-encoding" not in refused.headers
+
+
+def test_made_up_provinces_do_not_grow_the_shard_cache(store: Store) -> None:
+    holder = SnapshotHolder()
+    holder.publish(snapshot(schools()), 0.01)
+    exposition = Exposition(holder, IngestStats())
+    deps = HttpDeps(holder=holder, exposition=exposition, rejects=store,
+                    readiness=lambda: {"store": True})  # fmt: skip
+    client = TestClient(build_app(deps))
+    gzip_please = {"Accept-Encoding": "gzip"}
+    real = client.get("/metrics", params={"province": "Hà Nội"}, headers=gzip_please)
+    assert 'school_id="HN-1"' in real.text
+    for i in range(500):  # a scraper (or anyone) asking for shards that do not exist
+        made_up = client.get("/metrics", params={"province": f"nowhere-{i}"}, headers=gzip_please)
+        assert made_up.status_code == 200 and "school_id=" not in made_up.text
+    rendered = exposition.prepare()
+    assert rendered is not None
+    assert len(rendered.gzipped) <= 2  # Hà Nội and the one empty shard
+    assert client.get("/metrics", params={"province": "Hà Nội"}, headers=gzip_please).text == (
+        real.text
+    )
+
+
+def test_a_store_error_reaches_api_clients_without_the_password() -> None:
+    class Broken:
+        def recent_rejects(self, limit: int = 100) -> list[Reject]:
+            raise StoreError(
+                "cannot read from postgresql://edugap@db/edugap?password=Hunter2x: "
+                'missing "=" after "postgresql://edugap:Hunter2x@db" in connection info string'
+            )
+
+    holder = SnapshotHolder()
+    deps = HttpDeps(holder=holder, exposition=Exposition(holder, IngestStats()),
+                    rejects=Broken(), readiness=lambda: {"store": False})  # fmt: skip
+    response = TestClient(build_app(deps)).get("/api/v1/rejects")
+    assert response.status_code == 503 and "store unavailable" in response.text
+    assert "Hunter2x" not in response.text

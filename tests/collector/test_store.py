@@ -331,7 +331,7 @@ def test_open_store_names_the_url_on_failure(tmp_path: Path) -> None:
 
 
 def test_url_forms() -> None:
-    assert redact("postgresql://u:pw@h:5432/db") == "postgresql://u@h:5432/db"
+    assert redact("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert redact("postgresql://h/db") == "postgresql://h/db"
     assert sqlite_path("sqlite:////var/lib/edugap.db") == "/var/lib/edugap.db"
     assert sqlite_path("sqlite:///edugap.db") == "edugap.db"
