@@ -22,7 +22,7 @@ from collector.collectors import RETIRED, CollectorRegistry, RetireError, client
 from collector.commands.common import open_store
 from collector.config import CollectorConfig, ConfigError, load_config
 from collector.model import Store, StoreError
-from collector.store import redact
+from collector.safetext import terminal
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -97,17 +97,18 @@ def collectors_command(args: argparse.Namespace, out: TextIO | None = None) -> i
             return 0
         store = open_store(config.db_url, create=False)
     except (ConfigError, StoreError) as e:
-        print(f"edugap collectors: {e}", file=sys.stderr)
+        print(f"edugap collectors: {terminal(e)}", file=sys.stderr)
         return 2
     try:
         if not isinstance(store, CollectorRegistry):
-            print(f"edugap collectors: {redact(config.db_url)} keeps no registry", file=sys.stderr)
+            db = terminal(config.db_url)
+            print(f"edugap collectors: {db} keeps no registry", file=sys.stderr)
             return 2
         if args.action == "retire":
             return _retire_command(store, store, config, args, out)
         return _list(store, args.json, out)
     except (StoreError, RetireError) as e:
-        print(f"edugap collectors: {e}", file=sys.stderr)
+        print(f"edugap collectors: {terminal(e)}", file=sys.stderr)
         return 1
     finally:
         store.close()
@@ -129,11 +130,12 @@ def _list(registry: CollectorRegistry, as_json: bool, out: TextIO) -> int:
         f"{'pid':>7}  {'last seen':<20} client id\n"
     )
     for e in entries:
-        out.write(
+        line = (
             f"{e.group:<12} {e.name:<20} {e.condition(now):<14} "
             f"{'shared' if e.shared else 'own':<12} {e.host:<16} {e.pid:>7}  "
-            f"{_when(e.last_seen_at):<20} {e.client_id_hash}\n"
+            f"{_when(e.last_seen_at):<20} {e.client_id_hash}"
         )
+        out.write(terminal(line) + "\n")  # names and hosts come from the store: escape them
     return 0
 
 
