@@ -27,7 +27,7 @@ bench: install
 	$(BIN)/python bench/run_all.py
 
 schemas: install
-	$(BIN)/python -m agent.schemagen docs/schema
+	$(BIN)/python -m edugap.protocol.schemagen docs/schema
 
 dashboards: install
 	$(BIN)/python dashboards/generate.py

@@ -8,8 +8,8 @@ Runs, side by side on this machine and for the same wall time:
     scraped every 15 s by this script as Prometheus would.
 Then one more side-by-side run with the agent connected over mqtts:// (TLS, as installed
 schools are), and the agent alone with the bandwidth role on, speed tests back to back against
-the collector's self-hosted endpoint (collector/speedtest_server.py) served by this script, to
-find its peak RSS while a test runs. Last, the alternative design of running each speed test in
+the collector's self-hosted endpoint (edugap/collector/serving/speedtest.py) served by this script,
+to find its peak RSS while a test runs. Last, the alternative design of running each speed test in
 a short-lived child process: one test in a fresh interpreter, its peak RSS measured, to set
 beside the in-process figure.
 
@@ -127,7 +127,7 @@ def agent_config(
 
 def start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("edugap-agent")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "agent.cli"]
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "edugap.agent.cli"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDUGAP_AGENT_")}
     env["PYTHONPATH"] = str(ROOT)
     with log.open("ab") as out:
@@ -208,7 +208,7 @@ def during_speedtests(
     broker: realparts.Mosquitto, workdir: Path, seconds: float
 ) -> tuple[Sample, int]:
     """The agent with speed tests back to back: RSS every 0.1 s; how many tests finished."""
-    from collector.speedtest_server import serve_in_thread, speedtest_app
+    from edugap.collector.serving.speedtest import serve_in_thread, speedtest_app
 
     with serve_in_thread(speedtest_app()) as url:
         agent = start_agent(agent_config(workdir, broker, url), workdir / "agent.log")
@@ -238,10 +238,10 @@ def watch():
         peak[0] = max(peak[0], rss())
         time.sleep(0.02)
 threading.Thread(target=watch, daemon=True).start()
-from agent import protocol
-from agent.probes import Identity
-from agent.probes.bandwidth import BandwidthProbe
-from agent.probes.traffic import TrafficProbe
+from edugap.protocol import messages as protocol
+from edugap.agent.probes import Identity
+from edugap.agent.probes.bandwidth import BandwidthProbe
+from edugap.agent.probes.traffic import TrafficProbe
 probe = BandwidthProbe(backend="selfhosted", server_url=sys.argv[1], timeout_s=10,
                        traffic=TrafficProbe())
 report = probe.collect(Identity("79000001", "bench", "bench"))
@@ -256,7 +256,7 @@ print(f"{max(peak[0], rss()):.2f} {uss:.2f} {report.error or ''}")
 
 def speedtest_child_peaks(runs: int) -> list[tuple[float, float]]:
     """(peak RSS, USS at the end) of a fresh interpreter that runs one self-hosted speed test."""
-    from collector.speedtest_server import serve_in_thread, speedtest_app
+    from edugap.collector.serving.speedtest import serve_in_thread, speedtest_app
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDUGAP_AGENT_")}
     env["PYTHONPATH"] = str(ROOT)
@@ -296,15 +296,15 @@ BREAKDOWN_STEPS = (
     "ssl",
     "paho.mqtt.client",
     "msgspec",
-    "agent.protocol",
-    "agent.config",
+    "edugap.protocol.messages",
+    "edugap.agent.config",
     "psutil",
-    "agent.service",
-    "agent.cli",
-    "agent.probes.availability",
-    "agent.probes.traffic",
-    "agent.probes.inventory",
-    "agent.probes.bandwidth",
+    "edugap.agent.service",
+    "edugap.agent.cli",
+    "edugap.agent.probes.availability",
+    "edugap.agent.probes.traffic",
+    "edugap.agent.probes.inventory",
+    "edugap.agent.probes.bandwidth",
 )
 
 
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "bench/results/agent_footprint.md"))
     args = parser.parse_args(argv)
     runs, warmup, seconds, st_seconds = (2, 8, 25, 25) if args.quick else (3, 10, 60, 60)
-    compileall.compile_dir(str(ROOT / "agent"), quiet=1)
+    compileall.compile_dir(str(ROOT / "edugap" / "agent"), quiet=1)
 
     agents: list[Sample] = []
     exporters: list[Sample] = []
@@ -503,7 +503,11 @@ def main(argv: list[str] | None = None) -> int:
     fixed_names = ("python interpreter and site", "logging", "sqlite3", "ssl", "paho.mqtt.client")
     fixed_names += ("msgspec", "psutil")
     fixed = sum(added[n] for n in fixed_names)
-    own = sum(mb for n, mb in steps if n.startswith("agent.") and n != "agent.probes.bandwidth")
+    own = sum(
+        mb
+        for n, mb in steps
+        if n.startswith("edugap.agent.") and n != "edugap.agent.probes.bandwidth"
+    )
     budget = RSS_RATIO_TARGET * e_rss
 
     def verdict(ok: bool) -> str:
@@ -523,7 +527,7 @@ Agent: `edugap-agent run` against a private Mosquitto, intervals 10x shorter tha
 (heartbeat 30 s, availability check every 6 s, inventory every 6 min), bandwidth role off, so
 its CPU figure is an upper bound for a production agent. One more run connects over mqtts://
 with a private CA, as installed schools do. Then bandwidth role on, a selfhosted speed test
-about every 8 s against collector/speedtest_server.py on this machine (on loopback a test
+about every 8 s against edugap/collector/serving/speedtest.py on this machine (on loopback a test
 ends by size: {tests} tests of about 101 MB each). Baseline: Prometheus node_exporter
 {_exporter_version()} with its default collectors, scraped every 15 s by the bench, running at
 the same time as the agent.
@@ -537,8 +541,8 @@ Verdicts: steady RSS <= {RSS_RATIO_TARGET} x node_exporter: {verdict(steady_ok)}
 speed test runs: {verdict(peak_ok)}. CPU <= node_exporter's: {verdict(cpu_met)}.
 
 Where the agent's memory goes (RSS added by each import, in a fresh interpreter, in the order
-the agent loads them; the probes load on first use, and `agent.probes.bandwidth`, which brings
-speedtest-cli, only when a speed test runs):
+the agent loads them; the probes load on first use, and `edugap.agent.probes.bandwidth`, which
+brings speedtest-cli, only when a speed test runs):
 
 {breakdown}
 

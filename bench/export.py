@@ -45,18 +45,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.protocol import (  # noqa: E402
-    Bandwidth,
-    CpuInfo,
-    Heartbeat,
-    Inventory,
-    OsInfo,
-    new_report_id,
-)
-from collector.evaluate import compute, evaluate  # noqa: E402
-from collector.export import COLUMNS, filter_schools, row, write_shortages  # noqa: E402
-from collector.export.csv_format import text_cell  # noqa: E402
-from collector.model import (  # noqa: E402
+from edugap.collector.export import COLUMNS, filter_schools, row, write_shortages  # noqa: E402
+from edugap.collector.export.csv_format import text_cell  # noqa: E402
+from edugap.collector.model import (  # noqa: E402
     BandwidthRow,
     DeviceRow,
     HeartbeatHour,
@@ -65,9 +56,18 @@ from collector.model import (  # noqa: E402
     Snapshot,
     Store,
 )
-from collector.places import default_places  # noqa: E402
-from collector.policy import Policy, load_policy  # noqa: E402
-from collector.store import open_store  # noqa: E402
+from edugap.collector.policy.evaluate import compute, evaluate  # noqa: E402
+from edugap.collector.policy.rules import Policy, load_policy  # noqa: E402
+from edugap.collector.registry.places import default_places  # noqa: E402
+from edugap.collector.store import open_store  # noqa: E402
+from edugap.protocol.messages import (  # noqa: E402
+    Bandwidth,
+    CpuInfo,
+    Heartbeat,
+    Inventory,
+    OsInfo,
+    new_report_id,
+)
 
 TARGET = 3.0
 LEVELS = ("preschool", "primary", "lower_secondary", "upper_secondary")

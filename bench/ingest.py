@@ -4,10 +4,10 @@ Each run publishes one backlog (default 100,000 reports: 70% heartbeats, 25% spe
 inventories, from 2,000 schools) at QoS 1 into a private Mosquitto while seven persistent
 sessions are subscribed but offline; then each session drains its copy in turn, timed:
 
-  measured   collector.ingest.Ingest into SQLite (decode, batch, save, ack after commit)
-  measured   collector.ingest.Ingest into PostgreSQL
+  measured   edugap.collector.ingest.consumer.Ingest into SQLite (decode, batch, save, ack after
+  commit) measured   edugap.collector.ingest.consumer.Ingest into PostgreSQL
   baseline   a bare paho-mqtt client (same library, MQTT 5, auto ack) that only counts messages
-  reader     collector.mqtt_fast.FastClient (paho with buffered reads), counting only
+  reader     edugap.collector.ingest.mqtt_fast.FastClient (paho with buffered reads), counting only
   ceiling    `mosquitto_sub` (C) writing the messages to /dev/null
   (and Ingest and bare paho over MQTT 3.1.1)
 
@@ -47,18 +47,18 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 import psycopg  # noqa: E402
 
-from agent.mqtt import (  # noqa: E402
+from edugap.collector.ingest.consumer import Ingest  # noqa: E402
+from edugap.collector.ingest.mqtt_fast import fast_client  # noqa: E402
+from edugap.collector.model import Received  # noqa: E402
+from edugap.collector.store import open_store  # noqa: E402
+from edugap.protocol.messages import decode, encode, new_report_id, topic_for  # noqa: E402
+from edugap.protocol.mqtt import (  # noqa: E402
     BrokerSettings,
     ClientFactory,
     connect_properties,
     new_client,
     parse_broker_url,
 )
-from agent.protocol import decode, encode, new_report_id, topic_for  # noqa: E402
-from collector.ingest import Ingest  # noqa: E402
-from collector.model import Received  # noqa: E402
-from collector.mqtt_fast import fast_client  # noqa: E402
-from collector.store import open_store  # noqa: E402
 from tests.collector.reports import bandwidth, heartbeat, inventory  # noqa: E402
 from tests.realparts import Mosquitto, postgres_admin_url  # noqa: E402
 
@@ -206,9 +206,9 @@ def store_only(store_url: str, messages: list[tuple[str, bytes]]) -> float:
 COLLECTOR = """
 import signal, sys, threading
 sys.path.insert(0, sys.argv[3])
-from agent.mqtt import parse_broker_url
-from collector.ingest import Ingest
-from collector.store import open_store
+from edugap.protocol.mqtt import parse_broker_url
+from edugap.collector.ingest.consumer import Ingest
+from edugap.collector.store import open_store
 store = open_store(sys.argv[1])
 ingest = Ingest(store, parse_broker_url(sys.argv[2]), client_id="bench-latency")
 done = threading.Event()
@@ -463,48 +463,47 @@ def bound_note(med: dict[str, float]) -> list[str]:
 # What was changed in the reader and writer to get here, and what did not help (measured on
 # this machine with A/B runs of old and new code on one broker; other work shared the cores).
 CHANGES = [
-    "- How the reader was sped up (`collector/mqtt_fast.py`, paho-mqtt v2 kept, manual ack "
-    "after commit unchanged): paho's `recv` of 1 byte, 1 byte, then the rest per packet, each "
-    "after a `select`, became one 64 KiB `recv` served from a buffer, with `loop_read` "
-    "repeated while the buffer holds bytes (buffered bytes are invisible to `select`); a "
-    "QoS 0/1 PUBLISH lying whole in the buffer is decoded straight from it, without paho's "
-    "per-packet dict and, for MQTT 5, without the empty Properties object paho builds per "
+    "- How the reader was sped up (`edugap/collector/ingest/mqtt_fast.py`, paho-mqtt v2 kept, "
+    "manual ack after commit unchanged): paho's `recv` of 1 byte, 1 byte, then the rest per "
+    "packet, each after a `select`, became one 64 KiB `recv` served from a buffer, with "
+    "`loop_read` repeated while the buffer holds bytes (buffered bytes are invisible to "
+    "`select`); a QoS 0/1 PUBLISH lying whole in the buffer is decoded straight from it, without "
+    "paho's per-packet dict and, for MQTT 5, without the empty Properties object paho builds per "
     "message (18 us each here); `on_message` is called without paho's topic matcher unless "
     "`message_callback_add` is used. Anything else (CONNACK, SUBACK, QoS 2, a PUBLISH with "
-    "properties or split across reads) goes through paho's own code. The private paho names "
-    "it relies on are checked at import (`fast_supported()`, tested); if a paho release "
-    "changes them, ingest falls back to the plain client with a warning.",
-    "- Buffered reads alone (first step, quick run): counting 4.2x plain paho; with the "
-    "direct PUBLISH decode: about 6x.",
+    "properties or split across reads) goes through paho's own code. The private paho names it "
+    "relies on are checked at import (`fast_supported()`, tested); if a paho release changes "
+    "them, ingest falls back to the plain client with a warning.",
+    "- Buffered reads alone (first step, quick run): counting 4.2x plain paho; with the direct "
+    "PUBLISH decode: about 6x.",
     "- Tried, did not help: decoding each message on paho's thread (in `on_message`) so it "
-    "overlaps the writer's database waits: A/B medians 17.6k/s vs 19.7k/s for the old "
-    "hand-over, so the writer keeps decoding. Counting queued messages without a lock per "
-    "message: within noise (kept, it is simpler).",
-    "- How the SQLite batch write was made cheaper (same WAL + synchronous=FULL, one "
-    "transaction per batch, ack after commit, same idempotency and stored rows; store-alone "
-    "A/B of old and new code, 100,000 reports, 5 alternating runs each): WAL checkpoint every "
-    "10,000 pages instead of SQLite's 1,000 (a checkpoint copies every dirtied page back and "
-    "fsyncs the database; random report ids re-dirty most pages batch after batch): 1.14x, "
-    "and 1.11x with 2,000,000 ids already stored; the log file then grows to about 40 MiB. "
-    "A well-formed topic parsed by one regex (the step-by-step checks still give every "
-    "rejection reason): about 1.03x. Rows written unsorted in SQLite (BEGIN IMMEDIATE already "
-    "serialises writers, so no key order is needed against deadlocks): about 1.03x. Together: "
-    "store-alone decode + save 27.7k/s -> 33.6k/s in that A/B.",
-    "- Tried, did not help (reverted): one `INSERT ... ON CONFLICT DO NOTHING RETURNING` per "
-    "500 ids instead of SELECT of known ids + INSERT (report-id time 250 ms vs 182 ms per "
-    "40,000: SQLite buffers RETURNING rows); `INSERT OR IGNORE` per id reading `rowcount` "
-    "(about equal, more Python calls); page_size 1,024 or 2,048 (0.8-0.9x); page_size 8-64 KiB "
-    "looks 1.3-1.4x on this small bench database but with 2,000,000 stored ids is 0.5-0.94x "
-    "of 4 KiB pages at the same log size (each random id dirties a whole, larger page), so "
-    "the default 4 KiB stays; "
-    "temp_store=MEMORY: within noise. What remains is mostly SQLite's own work: B-tree inserts "
+    "overlaps the writer's database waits: A/B medians 17.6k/s vs 19.7k/s for the old hand-over, "
+    "so the writer keeps decoding. Counting queued messages without a lock per message: within "
+    "noise (kept, it is simpler).",
+    "- How the SQLite batch write was made cheaper (same WAL + synchronous=FULL, one transaction "
+    "per batch, ack after commit, same idempotency and stored rows; store-alone A/B of old and "
+    "new code, 100,000 reports, 5 alternating runs each): WAL checkpoint every 10,000 pages "
+    "instead of SQLite's 1,000 (a checkpoint copies every dirtied page back and fsyncs the "
+    "database; random report ids re-dirty most pages batch after batch): 1.14x, and 1.11x with "
+    "2,000,000 ids already stored; the log file then grows to about 40 MiB. A well-formed topic "
+    "parsed by one regex (the step-by-step checks still give every rejection reason): about "
+    "1.03x. Rows written unsorted in SQLite (BEGIN IMMEDIATE already serialises writers, so no "
+    "key order is needed against deadlocks): about 1.03x. Together: store-alone decode + save "
+    "27.7k/s -> 33.6k/s in that A/B.",
+    "- Tried, did not help (reverted): one `INSERT ... ON CONFLICT DO NOTHING RETURNING` per 500 "
+    "ids instead of SELECT of known ids + INSERT (report-id time 250 ms vs 182 ms per 40,000: "
+    "SQLite buffers RETURNING rows); `INSERT OR IGNORE` per id reading `rowcount` (about equal, "
+    "more Python calls); page_size 1,024 or 2,048 (0.8-0.9x); page_size 8-64 KiB looks 1.3-1.4x "
+    "on this small bench database but with 2,000,000 stored ids is 0.5-0.94x of 4 KiB pages at "
+    "the same log size (each random id dirties a whole, larger page), so the default 4 KiB stays;"
+    " temp_store=MEMORY: within noise. What remains is mostly SQLite's own work: B-tree inserts "
     "of random UUID report ids (which grow with the stored ids: store-alone halves from 100,000 "
     "to 2,000,000 stored ids) and the commit's log write and fsync.",
     "- Honest attribution: this run's machine was quieter than the previous one (load 0.6-1.0 "
-    "against 1.9-2.7; bare paho 10.0k -> 11.4k/s, `FastClient` 55k -> 78k/s), so most of "
-    "the jump 17,221 -> 27,501/s is load. Same-load A/B of old and new code (`--quick --runs "
-    "1`, alternated twice): `Ingest` -> SQLite 32.0k and 29.1k/s old vs 33.7k and 31.3k/s new "
-    "(about 1.06x); store alone 43.7k and 28.1k vs 47.6k and 50.5k/s.",
+    "against 1.9-2.7; bare paho 10.0k -> 11.4k/s, `FastClient` 55k -> 78k/s), so most of the jump"
+    " 17,221 -> 27,501/s is load. Same-load A/B of old and new code (`--quick --runs 1`, "
+    "alternated twice): `Ingest` -> SQLite 32.0k and 29.1k/s old vs 33.7k and 31.3k/s new (about "
+    "1.06x); store alone 43.7k and 28.1k vs 47.6k and 50.5k/s.",
 ]
 
 
@@ -548,8 +547,8 @@ def report_md(
             row("**measured**: `Ingest` -> SQLite (ack after commit)", "sqlite"),
             row("**measured**: `Ingest` -> PostgreSQL", "postgres"),
             row("**baseline**: bare paho-mqtt client, counting only", "paho"),
-            row("reader: paho `FastClient` (collector.mqtt_fast), counting only", "fast"),
-            row("ceiling: `mosquitto_sub` > /dev/null", "mosquitto_sub"),
+            row("reader: paho `FastClient` (edugap.collector.ingest.mqtt_fast), counting only",
+            "fast"), row("ceiling: `mosquitto_sub` > /dev/null", "mosquitto_sub"),
             row("`Ingest` -> SQLite over MQTT 3.1.1", "sqlite_v311"),
             row("bare paho-mqtt client over MQTT 3.1.1", "paho_v311"),
             row("store alone: decode + `save_batch` into SQLite, no MQTT", "sqlite_store"),

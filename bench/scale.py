@@ -2,7 +2,8 @@
 
 Steps, all on this machine:
 
-1. Mosquitto on a free port; the simulated registry (`collector.fleet`, seed 1) imported into a
+1. Mosquitto on a free port; the simulated registry (`edugap.collector.demo.fleet`, seed 1)
+imported into a
    SQLite store with `edugap schools import`.
 2. Two persistent sessions are created on the broker: the collector's (`edugap serve`, started
    once and stopped) and a plain `mosquitto_sub` (the baseline consumer).
@@ -44,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from collector.demo_procs import (  # noqa: E402
+from edugap.collector.demo.fleet import build_fleet, write_registry_file  # noqa: E402
+from edugap.collector.demo.procs import (  # noqa: E402
     Child,
     broker_child,
     edugap_argv,
@@ -53,7 +55,6 @@ from collector.demo_procs import (  # noqa: E402
     run_once,
     wait_until,
 )
-from collector.fleet import build_fleet, write_registry_file  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "scale.md"
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # localhost only

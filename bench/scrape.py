@@ -40,11 +40,11 @@ import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 from prometheus_client import CollectorRegistry, Gauge, generate_latest  # noqa: E402
 
-from collector.exposition import Exposition  # noqa: E402
-from collector.http import HttpDeps, build_app  # noqa: E402
-from collector.metrics import SnapshotCollector  # noqa: E402
-from collector.model import IngestStats, Snapshot  # noqa: E402
-from collector.snapshots import SnapshotHolder  # noqa: E402
+from edugap.collector.model import IngestStats, Snapshot  # noqa: E402
+from edugap.collector.policy.snapshots import SnapshotHolder  # noqa: E402
+from edugap.collector.serving.exposition import Exposition  # noqa: E402
+from edugap.collector.serving.http import HttpDeps, build_app  # noqa: E402
+from edugap.collector.serving.metrics import SnapshotCollector  # noqa: E402
 from tests.collector.sample import national  # noqa: E402
 from tests.realparts import free_port, wait_port  # noqa: E402
 

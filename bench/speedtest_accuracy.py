@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from agent.probes import BandwidthProbe, Identity  # noqa: E402
-from agent.probes.speedtest_client import SelfhostedPlan, download_bytes  # noqa: E402
-from collector.speedtest_server import TokenBucket, serve_in_thread, speedtest_app  # noqa: E402
+from edugap.agent.probes import BandwidthProbe, Identity  # noqa: E402
+from edugap.agent.probes.speedtest_client import SelfhostedPlan, download_bytes  # noqa: E402
+from edugap.collector.serving.speedtest import TokenBucket, serve_in_thread, speedtest_app  # noqa: E402
 
 RATES_MBPS = (5.0, 20.0, 100.0)
 TARGET = 0.10  # within 10% of the true rate

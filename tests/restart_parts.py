@@ -1,6 +1,7 @@
 """A real agent and real collectors for the restart tests, on the shipped broker.
 
-- `ServiceAgent`: the agent service itself (`agent.service.Service`: outbox, publisher, drain,
+- `ServiceAgent`: the agent service itself (`edugap.agent.service.Service`: outbox, publisher,
+drain,
   its loop) on a thread of the test process, with a school's credentials over TLS. The test
   adds reports to its outbox through a second connection, as the agent's probes do, at the rate
   it chooses; what the service does with them is exactly what it does in the field.
@@ -26,11 +27,11 @@ from typing import Any
 
 import httpx
 
-from agent import protocol
-from agent.config import load
-from agent.outbox import FILE_NAME, Outbox
-from agent.service import Service
-from collector.store import open_store
+from edugap.agent.config import load
+from edugap.agent.outbox import FILE_NAME, Outbox
+from edugap.agent.service import Service
+from edugap.collector.store import open_store
+from edugap.protocol import messages as protocol
 from tests import realparts
 from tests.agent.agentproc import wait_for, write_config
 from tests.collector.reports import bandwidth
@@ -185,7 +186,8 @@ class CollectorProcess:
         """Start; with `wait_ready`, until /readyz says connected, subscribed and evaluated."""
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "collector.cli", "serve", "--config", str(self.config)],
+                [sys.executable, "-m", "edugap.collector.cli", "serve", "--config",
+                 str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
@@ -216,7 +218,7 @@ class CollectorProcess:
     def command(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run `edugap ARGS... --config` with this collector's configuration."""
         return subprocess.run(
-            [sys.executable, "-m", "collector.cli", *args[:1], "--config", str(self.config),
+            [sys.executable, "-m", "edugap.collector.cli", *args[:1], "--config", str(self.config),
              *args[1:]],
             capture_output=True, text=True, timeout=120, cwd=ROOT,
         )  # fmt: skip

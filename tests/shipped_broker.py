@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from agent.mqtt import BrokerSettings
+from edugap.protocol.mqtt import BrokerSettings
 from tests import realparts
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"

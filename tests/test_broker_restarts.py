@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.protocol import utcnow
-from collector.model import BandwidthRow
-from collector.store import open_store
+from edugap.collector.model import BandwidthRow
+from edugap.collector.store import open_store
+from edugap.protocol.messages import utcnow
 from tests.agent.agentproc import wait_for
 from tests.restart_parts import (
     CollectorProcess,

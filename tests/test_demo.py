@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import pytest
 
-from collector.demo_procs import find_mosquitto
+from edugap.collector.demo.procs import find_mosquitto
 from tests.realparts import free_port, missing
 
 STARTUP_TIMEOUT = 150.0
@@ -34,7 +34,7 @@ class DemoRun:
         self.dir = tmp_path / "demo"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        argv = [sys.executable, "-m", "collector.cli", "demo", "--dir", str(self.dir)]
+        argv = [sys.executable, "-m", "edugap.collector.cli", "demo", "--dir", str(self.dir)]
         argv += ["--port", str(self.port), "--schools", "200", *args]  # later --schools wins
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path
@@ -182,7 +182,7 @@ def test_demo_refuses_a_busy_port_and_leaves_nothing(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        argv = [sys.executable, "-m", "collector.cli", "demo", "--dir", str(tmp_path / "d")]
+        argv = [sys.executable, "-m", "edugap.collector.cli", "demo", "--dir", str(tmp_path / "d")]
         argv += ["--port", str(port), "--schools", "10", "--duration", "1"]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1
@@ -213,7 +213,7 @@ def test_ctrl_c_while_starting_stops_everything(tmp_path: Path) -> None:
 
 
 def test_auto_falls_back_to_the_embedded_broker_without_mosquitto() -> None:
-    from collector.demo_procs import DemoError, choose_broker
+    from edugap.collector.demo.procs import DemoError, choose_broker
 
     assert choose_broker("auto", find=lambda: None) == ("amqtt", None)
     assert choose_broker("auto", find=lambda: "/usr/sbin/mosquitto") == (

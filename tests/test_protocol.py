@@ -8,8 +8,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from agent import protocol as p
-from agent.schemagen import render
+from edugap.protocol import messages as p
+from edugap.protocol.schemagen import render
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "edugap/v1/79-001/dev-1/bandwidth"
@@ -88,7 +88,9 @@ def test_committed_json_schemas_match_the_code() -> None:
     committed = {
         f.name: f.read_text(encoding="utf-8") for f in (ROOT / "docs/schema").glob("*.json")
     }
-    assert committed == rendered, "protocol changed: run `python -m agent.schemagen` and commit"
+    assert committed == rendered, (
+        "protocol changed: run `python -m edugap.protocol.schemagen` and commit"
+    )
 
 
 def test_protocol_doc_names_every_field() -> None:
@@ -222,7 +224,7 @@ def test_deep_and_unclosed_nesting_is_bad_json() -> None:
 
 
 def test_cut_deep_keeps_strings_and_shallow_values() -> None:
-    from agent.jsonguard import cut_deep
+    from edugap.protocol.jsonguard import cut_deep
 
     text = b'{"a":"[[[{","b":[[[1]]],"c":[2]}'
     assert cut_deep(text, max_depth=2) == b'{"a":"[[[{","b":[null],"c":[2]}'

@@ -14,12 +14,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from agent.mqtt import connect_properties, new_client, parse_broker_url
-from agent.protocol import Bandwidth, Inventory, decode
-from collector.bulk_publish import Publisher
-from collector.cli import main
-from collector.fleet import REGISTRY_COLUMNS, build_fleet, required_mbps
-from collector.simulate import Plan, fleet_reports
+from edugap.collector.cli import main
+from edugap.collector.demo.bulk_publish import Publisher
+from edugap.collector.demo.fleet import REGISTRY_COLUMNS, build_fleet, required_mbps
+from edugap.collector.demo.simulate import Plan, fleet_reports
+from edugap.protocol.messages import Bandwidth, Inventory, decode
+from edugap.protocol.mqtt import connect_properties, new_client, parse_broker_url
 from tests.realparts import Mosquitto
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.probes import BandwidthProbe, Identity
-from agent.probes.speedtest_client import SelfhostedPlan
-from collector.speedtest_server import serve_in_thread, speedtest_app
+from edugap.agent.probes import BandwidthProbe, Identity
+from edugap.agent.probes.speedtest_client import SelfhostedPlan
+from edugap.collector.serving.speedtest import serve_in_thread, speedtest_app
 from tests import realparts
 
 ME = Identity(school_id="79-001", device_id="dev-1", agent_version="0.1.0")

@@ -7,7 +7,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from collector.speedtest_server import RateLimiter, SpeedtestApp, serve_in_thread, speedtest_app
+from edugap.collector.serving.speedtest import (
+    RateLimiter,
+    SpeedtestApp,
+    serve_in_thread,
+    speedtest_app,
+)
 
 
 @pytest.fixture

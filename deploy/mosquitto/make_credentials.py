@@ -37,8 +37,8 @@ import tempfile
 from pathlib import Path
 
 ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the protocol's rule for a school id / topic level
-# The project's rule for CSV cells (collector.safetext.FORMULA_PREFIXES), repeated here because
-# this script runs without edugap installed; a test checks the two agree.
+# The project's rule for CSV cells (edugap.collector.safetext.FORMULA_PREFIXES), repeated here
+# because this script runs without edugap installed; a test checks the two agree.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from agent import protocol
-from agent.mqtt import connect_properties, new_client, parse_broker_url
-from agent.outbox import FILE_NAME
+from edugap.agent.outbox import FILE_NAME
+from edugap.protocol import messages as protocol
+from edugap.protocol.mqtt import connect_properties, new_client, parse_broker_url
 from tests import realparts
 
-AGENT = [sys.executable, "-m", "agent.cli"]
+AGENT = [sys.executable, "-m", "edugap.agent.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -11,7 +11,7 @@ import pytest
 from tests import realparts
 
 try:
-    from collector.speedtest_server import SpeedtestApp, serve_in_thread, speedtest_app
+    from edugap.collector.serving.speedtest import SpeedtestApp, serve_in_thread, speedtest_app
 except ImportError as e:  # the collector extra (starlette, uvicorn) is not installed
     SpeedtestApp = Any  # type: ignore[misc,assignment]
     _IMPORT_ERROR: ImportError | None = e

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agent import protocol
-from agent.config import default_config_path
+from edugap.agent.config import default_config_path
+from edugap.protocol import messages as protocol
 from tests import realparts
 from tests.agent.agentproc import (
     AgentProcess,

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent import config_values
-from agent.cli import main
-from agent.config import ConfigError, ScheduleConfig, load, parse
-from agent.scheduler import HEARTBEAT, INVENTORY, SPEEDTEST, Scheduler, within_budget
+from edugap.agent import config_values
+from edugap.agent.cli import main
+from edugap.agent.config import ConfigError, ScheduleConfig, load, parse
+from edugap.agent.scheduler import HEARTBEAT, INVENTORY, SPEEDTEST, Scheduler, within_budget
 from tests.agent.agentproc import agent_command, clean_env
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")

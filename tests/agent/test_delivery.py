@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agent import protocol
+from edugap.protocol import messages as protocol
 from tests import realparts
 from tests.agent.agentproc import (
     ROOT,
@@ -178,7 +178,7 @@ def test_falls_back_to_mqtt_3_when_the_broker_refuses_mqtt_5(tmp_path: Path) -> 
     pytest.importorskip("amqtt", reason="the collector extra provides amqtt")
     port = realparts.free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "collector.amqtt_broker", "--port", str(port)],
+        [sys.executable, "-m", "edugap.collector.demo.amqtt_broker", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import _parser
-from agent.config import SECTIONS, all_keys, load
+from edugap.agent.cli import _parser
+from edugap.agent.config import SECTIONS, all_keys, load
 from tests import realparts
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,16 +8,16 @@ import sys
 import pytest
 import speedtest
 
-from agent.probes import PROBES, probe_class
-from agent.probes.speedtest_client import UPLOAD_SIZES, UploadBody
+from edugap.agent.probes import PROBES, probe_class
+from edugap.agent.probes.speedtest_client import UPLOAD_SIZES, UploadBody
 from tests.agent.agentproc import ROOT, clean_env
 
 # What `edugap-agent run` imports with the bandwidth role off: the command, the service and
 # the probes it runs on schedule.
 _STEADY_IMPORTS = """
 import sys
-import agent.cli, agent.service
-from agent.probes import AvailabilityProbe, Identity, InventoryProbe, TrafficProbe
+import edugap.agent.cli, edugap.agent.service
+from edugap.agent.probes import AvailabilityProbe, Identity, InventoryProbe, TrafficProbe
 print(" ".join(sorted(sys.modules)))
 """
 
@@ -32,8 +32,9 @@ def test_an_agent_without_the_bandwidth_role_never_loads_speedtest_cli() -> None
         check=True,
     )
     loaded = set(done.stdout.split())
-    assert "agent.probes.inventory" in loaded  # the probes it asked for are there
-    assert not {"speedtest", "agent.probes.speedtest_client", "agent.probes.bandwidth"} & loaded
+    assert "edugap.agent.probes.inventory" in loaded  # the probes it asked for are there
+    heavy = {"speedtest", "edugap.agent.probes.speedtest_client", "edugap.agent.probes.bandwidth"}
+    assert not heavy & loaded
 
 
 def test_every_registered_probe_loads_by_name() -> None:

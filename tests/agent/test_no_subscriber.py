@@ -9,10 +9,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-from agent.mqtt import parse_broker_url
-from agent.outbox import FILE_NAME, Outbox
-from agent.probes import Identity
-from agent.publisher import Drain, Event, Publisher
+from edugap.agent.outbox import FILE_NAME, Outbox
+from edugap.agent.probes import Identity
+from edugap.agent.publisher import Drain, Event, Publisher
+from edugap.protocol.mqtt import parse_broker_url
 from tests.agent.agentproc import Listener, agent_command, run_agent, wait_for
 from tests.agent.test_outbox import heartbeat
 

@@ -6,9 +6,9 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent import protocol
-from agent.outbox import Outbox
-from agent.state import DailyUsage, device_id, read_device_id, read_usage, write_usage
+from edugap.agent.outbox import Outbox
+from edugap.agent.state import DailyUsage, device_id, read_device_id, read_usage, write_usage
+from edugap.protocol import messages as protocol
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 

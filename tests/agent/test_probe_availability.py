@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.probes import AvailabilityProbe
-from agent.protocol import TargetCheck
+from edugap.agent.probes import AvailabilityProbe
+from edugap.protocol.messages import TargetCheck
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent import protocol
-from agent.probes import BandwidthProbe, Identity, TrafficProbe
-from agent.probes.speedtest_client import SelfhostedPlan, download_bytes
+from edugap.agent.probes import BandwidthProbe, Identity, TrafficProbe
+from edugap.agent.probes.speedtest_client import SelfhostedPlan, download_bytes
+from edugap.protocol import messages as protocol
 from tests import realparts
 from tests.agent.conftest import StartServer
 
@@ -85,7 +85,7 @@ def test_endpoint_mounted_under_a_prefix(speedtest_server: StartServer) -> None:
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
-    from collector.speedtest_server import serve_in_thread, speedtest_app
+    from edugap.collector.serving.speedtest import serve_in_thread, speedtest_app
 
     endpoint = speedtest_app()
     with serve_in_thread(Starlette(routes=[Mount("/speedtest", app=endpoint)])) as base:
@@ -204,8 +204,8 @@ COUNT_PLAN = SelfhostedPlan(download_sides=(350,) * 8, upload_sizes=(65_536,) * 
 def test_a_whole_test_is_34_requests_and_the_default_limit_allows_three(
     speedtest_server: StartServer,
 ) -> None:
-    from collector.config import SETTINGS_BY_NAME
-    from collector.speedtest_server import RateLimiter
+    from edugap.collector.config import SETTINGS_BY_NAME
+    from edugap.collector.serving.speedtest import RateLimiter
 
     frozen = lambda: 1000.0  # noqa: E731 (no refill: only the burst counts)
     # one request short: the last upload is refused (the client, still sending its body,

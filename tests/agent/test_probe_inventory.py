@@ -10,9 +10,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent import lifecycle, protocol
-from agent.probes import Identity, InventoryProbe
-from agent.probes.inventory import scrub_interface_name
+from edugap.agent import lifecycle
+from edugap.agent.probes import Identity, InventoryProbe
+from edugap.agent.probes.inventory import scrub_interface_name
+from edugap.protocol import messages as protocol
 
 ME = Identity(school_id="79-001", device_id="dev-7f3a", agent_version="0.1.0")
 TODAY = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)

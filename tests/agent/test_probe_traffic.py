@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from agent.probes import TrafficProbe
+from edugap.agent.probes import TrafficProbe
 
 
 class Counters(NamedTuple):

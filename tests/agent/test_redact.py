@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agent.config import ConfigError, load
-from agent.redact import redact, remember, secrets_in
+from edugap.agent.config import ConfigError, load
+from edugap.protocol.redact import redact, remember, secrets_in
 
 # (text, the secret that must not survive, a part that must survive)
 FORMS = [
@@ -102,7 +102,7 @@ def test_agent_config_errors_hide_the_broker_password(tmp_path: Path) -> None:
 
 def _serve(*args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "collector.cli", "serve", "--listen", "127.0.0.1:0", *args],
+        [sys.executable, "-m", "edugap.collector.cli", "serve", "--listen", "127.0.0.1:0", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -136,7 +136,7 @@ def test_edugap_serve_never_prints_the_broker_password() -> None:
 
 def test_edugap_rejects_never_prints_the_store_password() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "collector.cli", "rejects", "--db",
+        [sys.executable, "-m", "edugap.collector.cli", "rejects", "--db",
          "postgresql://edugap@127.0.0.1:1/edugap?password=Hunter2x"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -8,8 +8,8 @@ from contextlib import ExitStack, contextmanager
 
 import paho.mqtt.client as mqtt
 
-from agent.mqtt import BrokerSettings, connect_properties, new_client, parse_broker_url
-from agent.protocol import AnyReport, Report, encode, new_report_id, topic_for
+from edugap.protocol.messages import AnyReport, Report, encode, new_report_id, topic_for
+from edugap.protocol.mqtt import BrokerSettings, connect_properties, new_client, parse_broker_url
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:

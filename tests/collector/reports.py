@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from agent.protocol import (
+from edugap.collector.model import Received
+from edugap.protocol.messages import (
     Bandwidth,
     CpuInfo,
     Disk,
@@ -15,7 +16,6 @@ from agent.protocol import (
     Status,
     new_report_id,
 )
-from collector.model import Received
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 

@@ -11,9 +11,9 @@ import sys
 import threading
 import time
 
-from agent.mqtt import parse_broker_url
-from collector.ingest import Ingest
-from collector.store import open_store
+from edugap.collector.ingest.consumer import Ingest
+from edugap.collector.store import open_store
+from edugap.protocol.mqtt import parse_broker_url
 
 
 def main(argv: list[str]) -> int:

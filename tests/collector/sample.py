@@ -1,4 +1,4 @@
-"""Snapshots built directly from collector.model dataclasses, for tests and benchmarks."""
+"""Snapshots built directly from edugap.collector.model dataclasses, for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from collector.model import (
+from edugap.collector.model import (
     CONNECTIVITY_CLASSES,
     MONITORING_STATES,
     SHORTFALL_KINDS,

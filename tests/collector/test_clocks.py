@@ -1,4 +1,5 @@
-"""What a received report says about liveness and its agent's clock (collector.clocks)."""
+"""What a received report says about liveness and its agent's clock
+(edugap.collector.ingest.clocks)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from agent.protocol import EARLIEST_TIME
-from collector.clocks import assess
+from edugap.collector.ingest.clocks import assess
+from edugap.protocol.messages import EARLIEST_TIME
 from tests.collector.reports import bandwidth, status
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from agent.mqtt import connect_properties, new_client
-from agent.protocol import utcnow
-from collector.collectors import default_name, fingerprint
+from edugap.collector.collectors import default_name, fingerprint
+from edugap.protocol.messages import utcnow
+from edugap.protocol.mqtt import connect_properties, new_client
 from tests.agent.agentproc import wait_for
 from tests.restart_parts import (
     CollectorProcess,

@@ -10,8 +10,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from collector.config import SETTINGS_BY_NAME
-from collector.httpguard import connection_limit
+from edugap.collector.config import SETTINGS_BY_NAME
+from edugap.collector.serving.httpguard import connection_limit
 from tests import realparts
 
 ROOT = Path(__file__).resolve().parents[2]

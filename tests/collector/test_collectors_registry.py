@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.mqtt import BrokerSettings
-from collector.collectors import (
+from edugap.collector.collectors import (
     RETIRED,
     RUNNING,
     STOPPED,
@@ -19,8 +18,9 @@ from collector.collectors import (
     RetireError,
     client_id_for,
 )
-from collector.retire import check_retirable
-from collector.store import open_store
+from edugap.collector.retire import check_retirable
+from edugap.collector.store import open_store
+from edugap.protocol.mqtt import BrokerSettings
 
 BROKER = BrokerSettings(username="edugap-collector", password="pw")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.commands import serve
-from collector.config import SETTINGS, ConfigError, default_db_url, load_config
+from edugap.collector.commands import serve
+from edugap.collector.config import SETTINGS, ConfigError, default_db_url, load_config
 
 
 def write(tmp_path: Path, text: str) -> str:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from collector.exposition import Exposition
-from collector.http import STATIC, HttpDeps, build_app
-from collector.model import IngestStats, Store
-from collector.snapshots import SnapshotHolder
-from collector.speedtest_server import serve_in_thread
-from collector.store import open_store
+from edugap.collector.model import IngestStats, Store
+from edugap.collector.policy.snapshots import SnapshotHolder
+from edugap.collector.serving.exposition import Exposition
+from edugap.collector.serving.http import STATIC, HttpDeps, build_app
+from edugap.collector.serving.speedtest import serve_in_thread
+from edugap.collector.store import open_store
 from tests import realparts
 from tests.collector.sample import school, snapshot
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from collector.cli import COMMANDS, build_parser
-from collector.config import SETTINGS, Setting
-from collector.exposition import Exposition
-from collector.model import IngestStats
-from collector.openapi import openapi_document
-from collector.snapshots import SnapshotHolder
+from edugap.collector.cli import COMMANDS, build_parser
+from edugap.collector.config import SETTINGS, Setting
+from edugap.collector.model import IngestStats
+from edugap.collector.policy.snapshots import SnapshotHolder
+from edugap.collector.serving.exposition import Exposition
+from edugap.collector.serving.openapi import openapi_document
 from tests.collector.sample import national
 
 DOCS = Path(__file__).parents[2] / "docs"

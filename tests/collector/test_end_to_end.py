@@ -32,7 +32,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.protocol import (
+from edugap.protocol.messages import (
     AnyReport,
     Bandwidth,
     CpuInfo,
@@ -57,7 +57,7 @@ HANOI = "Thành phố Hà Nội"
 
 
 def edugap(*args: str) -> list[str]:
-    return [sys.executable, "-m", "collector.cli", *args]
+    return [sys.executable, "-m", "edugap.collector.cli", *args]
 
 
 def bandwidth(school: str, device: str, down: float, minutes_ago: int) -> Bandwidth:

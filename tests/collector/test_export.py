@@ -11,12 +11,19 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from collector.cli import main
-from collector.evaluate import compute
-from collector.export import COLUMNS, FORMATS, ExportError, Filters, filter_schools, write_shortages
-from collector.model import BandwidthRow, School, Snapshot
-from collector.policy import load_policy
-from collector.store import open_store
+from edugap.collector.cli import main
+from edugap.collector.export import (
+    COLUMNS,
+    FORMATS,
+    ExportError,
+    Filters,
+    filter_schools,
+    write_shortages,
+)
+from edugap.collector.model import BandwidthRow, School, Snapshot
+from edugap.collector.policy.evaluate import compute
+from edugap.collector.policy.rules import load_policy
+from edugap.collector.store import open_store
 from tests.collector import reports
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

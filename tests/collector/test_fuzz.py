@@ -18,14 +18,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from agent import protocol as p
-from collector.clocks import EARLIEST_PLAUSIBLE, assess
-from collector.evaluate import evaluate
-from collector.export import write_shortages
-from collector.model import Received, Store
-from collector.policy import load_policy
-from collector.store import open_store
-from collector.store.prepare import MAX_SUM
+from edugap.collector.export import write_shortages
+from edugap.collector.ingest.clocks import EARLIEST_PLAUSIBLE, assess
+from edugap.collector.model import Received, Store
+from edugap.collector.policy.evaluate import evaluate
+from edugap.collector.policy.rules import load_policy
+from edugap.collector.store import open_store
+from edugap.collector.store.prepare import MAX_SUM
+from edugap.protocol import messages as p
 from tests.collector.reports import bandwidth, heartbeat, inventory, status
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -14,12 +14,12 @@ from openpyxl import load_workbook
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
-from collector.exposition import Exposition
-from collector.http import HttpDeps, build_app
-from collector.model import IngestStats, Reject, Store, StoreError
-from collector.snapshots import SnapshotHolder
-from collector.speedtest_server import speedtest_app
-from collector.store import open_store
+from edugap.collector.model import IngestStats, Reject, Store, StoreError
+from edugap.collector.policy.snapshots import SnapshotHolder
+from edugap.collector.serving.exposition import Exposition
+from edugap.collector.serving.http import HttpDeps, build_app
+from edugap.collector.serving.speedtest import speedtest_app
+from edugap.collector.store import open_store
 from tests.collector.sample import school, snapshot
 
 TOKEN = "s3cret-token"

@@ -22,8 +22,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.protocol import utcnow
-from collector.httpguard import connection_limit
+from edugap.collector.serving.httpguard import connection_limit
+from edugap.protocol.messages import utcnow
 from tests import realparts
 from tests.collector.http_helpers import closed_by_server, wait_ready
 from tests.collector.mqtt_helpers import publish, publisher, wait_until
@@ -50,7 +50,7 @@ def collector(
         "EDUGAP_HTTP_HEADER_TIMEOUT_SECONDS": "3",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "collector.cli", "serve", "--broker", broker.url,
+        [sys.executable, "-m", "edugap.collector.cli", "serve", "--broker", broker.url,
          "--db", str(tmp_path / "edugap.db"), "--listen", f"127.0.0.1:{port}",
          "--client-id", "crowd-collector"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from collector.httpguard import RESERVED_FDS, ConnectionGuard, connection_limit
-from collector.speedtest_server import serve_in_thread
+from edugap.collector.serving.httpguard import RESERVED_FDS, ConnectionGuard, connection_limit
+from edugap.collector.serving.speedtest import serve_in_thread
 from tests.collector.http_helpers import closed_by_server
 from tests.collector.mqtt_helpers import wait_until
 
@@ -183,7 +183,10 @@ def test_the_limit_stays_below_the_descriptor_limit() -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_NOFILE semantics of Linux")
 def test_the_soft_descriptor_limit_is_raised_to_the_hard_one() -> None:
-    code = "from collector.httpguard import raise_nofile_limit; print(raise_nofile_limit())"
+    code = (
+        "from edugap.collector.serving.httpguard import raise_nofile_limit; "
+        "print(raise_nofile_limit())"
+    )
     done = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

@@ -10,12 +10,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from agent.mqtt import parse_broker_url
-from agent.protocol import encode, to_builtins, topic_for
-from collector.ingest import Ingest
-from collector.model import Store
-from collector.mqtt_fast import FastClient
-from collector.store import open_store
+from edugap.collector.ingest.consumer import Ingest
+from edugap.collector.ingest.mqtt_fast import FastClient
+from edugap.collector.model import Store
+from edugap.collector.store import open_store
+from edugap.protocol.messages import encode, to_builtins, topic_for
+from edugap.protocol.mqtt import parse_broker_url
 from tests.collector.mqtt_helpers import publish, publish_raw, publisher, wait_until
 from tests.collector.reports import T0, bandwidth, heartbeat, inventory, status
 from tests.realparts import Mosquitto

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from agent.mqtt import parse_broker_url
-from collector.ingest import Ingest
-from collector.store import open_store
+from edugap.collector.ingest.consumer import Ingest
+from edugap.collector.store import open_store
+from edugap.protocol.mqtt import parse_broker_url
 from tests.collector.mqtt_helpers import publish, publisher, wait_until
 from tests.collector.reports import T0, bandwidth
 from tests.realparts import Mosquitto

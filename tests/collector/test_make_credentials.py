@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-from collector.safetext import FORMULA_PREFIXES
+from edugap.collector.safetext import FORMULA_PREFIXES
 from tests import realparts
 
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "make_credentials.py"

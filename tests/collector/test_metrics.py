@@ -10,9 +10,9 @@ from pathlib import Path
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.exposition import Exposition
-from collector.model import IngestStats
-from collector.snapshots import SnapshotHolder
+from edugap.collector.model import IngestStats
+from edugap.collector.policy.snapshots import SnapshotHolder
+from edugap.collector.serving.exposition import Exposition
 from tests.collector.sample import NOW, national, school, snapshot
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics_hanoi.txt"

@@ -12,7 +12,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from agent.mqtt import BrokerSettings, connect_properties, new_client
+from edugap.protocol.mqtt import BrokerSettings, connect_properties, new_client
 from tests.shipped_broker import DEPLOY, ShippedBroker, make_credentials, shipped_broker
 
 

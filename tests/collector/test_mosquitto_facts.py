@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from agent.mqtt import BrokerSettings, connect_properties, new_client
+from edugap.protocol.mqtt import BrokerSettings, connect_properties, new_client
 from tests.shipped_broker import COLLECTOR_USER, ShippedBroker
 
 TOPIC = "edugap/v1/HN-A/dev1/heartbeat"

@@ -13,9 +13,9 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.mqtt import BrokerSettings, connect_properties, new_client, parse_broker_url
-from collector import mqtt_fast
-from collector.mqtt_fast import READ_CHUNK, FastClient, fast_client, fast_supported
+from edugap.collector.ingest import mqtt_fast
+from edugap.collector.ingest.mqtt_fast import READ_CHUNK, FastClient, fast_client, fast_supported
+from edugap.protocol.mqtt import BrokerSettings, connect_properties, new_client, parse_broker_url
 from tests import realparts
 from tests.collector.mqtt_helpers import wait_until
 from tests.realparts import Mosquitto
@@ -29,7 +29,8 @@ Sent = tuple[str, bytes, int, str | None]
 
 def test_installed_paho_still_has_the_internals_fast_client_overrides() -> None:
     # if this fails, a paho upgrade changed _sock_recv/_handle_publish/...: ingest silently
-    # falls back to the plain (about 4x slower) client until collector/mqtt_fast.py is updated
+    # falls back to the plain (about 4x slower) client until edugap/collector/ingest/mqtt_fast.py
+    # is updated
     assert fast_supported()
     client = fast_client(BrokerSettings(), "probe", clean_start=False, manual_ack=True)
     assert isinstance(client, FastClient)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.places import default_places, fold, key
+from edugap.collector.registry.places import default_places, fold, key
 
 
 def test_the_2025_structure_is_loaded() -> None:

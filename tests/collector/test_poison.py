@@ -17,15 +17,15 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from agent.protocol import MAX_COUNT, encode, to_builtins, topic_for, utcnow
-from collector.app import CollectorApp
-from collector.config import load_config
-from collector.evaluate import evaluate
-from collector.export import write_shortages
-from collector.ingest import Ingest
-from collector.model import Store
-from collector.policy import load_policy
-from collector.store import open_store, scheme_of, sqlite_path
+from edugap.collector.app import CollectorApp
+from edugap.collector.config import load_config
+from edugap.collector.export import write_shortages
+from edugap.collector.ingest.consumer import Ingest
+from edugap.collector.model import Store
+from edugap.collector.policy.evaluate import evaluate
+from edugap.collector.policy.rules import load_policy
+from edugap.collector.store import open_store, scheme_of, sqlite_path
+from edugap.protocol.messages import MAX_COUNT, encode, to_builtins, topic_for, utcnow
 from tests.collector.mqtt_helpers import SchoolPublishers, wait_until
 from tests.collector.reports import bandwidth, heartbeat, status
 from tests.shipped_broker import COLLECTOR_USER, ShippedBroker, shipped_broker

@@ -11,12 +11,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from agent.protocol import AnyReport, OsInfo
-from collector.cli import main
-from collector.evaluate import compute, evaluate, statistic
-from collector.model import BandwidthRow, DeviceRow, HeartbeatHour, School, Snapshot, Store
-from collector.policy import PolicyError, load, load_policy
-from collector.store import open_store
+from edugap.collector.cli import main
+from edugap.collector.model import BandwidthRow, DeviceRow, HeartbeatHour, School, Snapshot, Store
+from edugap.collector.policy.evaluate import compute, evaluate, statistic
+from edugap.collector.policy.rules import PolicyError, load, load_policy
+from edugap.collector.store import open_store
+from edugap.protocol.messages import AnyReport, OsInfo
 from tests import realparts
 from tests.collector import reports
 
@@ -362,7 +362,7 @@ def test_a_store_reaches_the_conclusions_of_the_rows(db_url: str) -> None:
 
 
 def test_every_policy_key_is_documented() -> None:
-    from collector.policy import SECTIONS
+    from edugap.collector.policy.rules import SECTIONS
 
     doc = (Path(__file__).parents[2] / "docs" / "policy.md").read_text(encoding="utf-8")
     missing = [f"{s}.{k}" for s, keys in SECTIONS.items() for k in keys if f"`{s}.{k}`" not in doc]
@@ -371,7 +371,7 @@ def test_every_policy_key_is_documented() -> None:
 
 
 def test_shortfalls_are_listed_in_the_model_order(snapshot: Evaluated) -> None:
-    from collector.model import SHORTFALL_KINDS
+    from edugap.collector.model import SHORTFALL_KINDS
 
     for s in snapshot().schools.values():
         assert s.shortfalls == tuple(k for k in SHORTFALL_KINDS if k in s.shortfalls)

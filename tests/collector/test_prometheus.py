@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from collector.exposition import Exposition
-from collector.http import HttpDeps, build_app
-from collector.model import IngestStats, Store
-from collector.snapshots import SnapshotHolder
-from collector.speedtest_server import serve_in_thread
-from collector.store import open_store
+from edugap.collector.model import IngestStats, Store
+from edugap.collector.policy.snapshots import SnapshotHolder
+from edugap.collector.serving.exposition import Exposition
+from edugap.collector.serving.http import HttpDeps, build_app
+from edugap.collector.serving.speedtest import serve_in_thread
+from edugap.collector.store import open_store
 from tests import realparts
 from tests.collector.sample import national, school, snapshot
 
@@ -77,7 +77,7 @@ def test_deploy_config_is_valid_and_shards_every_province() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    from collector.places import default_places
+    from edugap.collector.registry.places import default_places
 
     config = (DEPLOY / "prometheus.yml").read_text(encoding="utf-8")
     for province in default_places().provinces:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from collector.cli import main
-from collector.registry import RegistryError, decode, parse, to_csv
-from collector.store import open_store
+from edugap.collector.cli import main
+from edugap.collector.registry.schools import RegistryError, decode, parse, to_csv
+from edugap.collector.store import open_store
 from tests.collector import reports
 
 HEADER = (

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.mqtt import parse_broker_url
-from agent.protocol import encode, topic_for
-from collector.cli import main
-from collector.ingest import Ingest
-from collector.model import School
-from collector.registry import parse, to_csv
-from collector.safetext import SafeFormatter, neutralise, printable, terminal, unneutralise
-from collector.store import open_store
+from edugap.collector.cli import main
+from edugap.collector.ingest.consumer import Ingest
+from edugap.collector.model import School
+from edugap.collector.registry.schools import parse, to_csv
+from edugap.collector.safetext import SafeFormatter, neutralise, printable, terminal, unneutralise
+from edugap.collector.store import open_store
+from edugap.protocol.messages import encode, topic_for
+from edugap.protocol.mqtt import parse_broker_url
 from tests.collector.mqtt_helpers import publish_raw, publisher, wait_until
 from tests.collector.reports import bandwidth
 from tests.realparts import Mosquitto
@@ -63,7 +63,7 @@ def test_neutralise_round_trip() -> None:
 def test_log_lines_cannot_be_forged_or_leak_passwords() -> None:
     formatter = SafeFormatter("%(levelname)s %(message)s")
     record = logging.LogRecord(
-        "collector.ingest", logging.WARNING, __file__, 1,
+        "edugap.collector.ingest.consumer", logging.WARNING, __file__, 1,
         "rejected %s from %s", (f"x\nINFO forged line{CLEAR_SCREEN}", "postgresql://u:Pw0rd@h/d"),
         None,
     )  # fmt: skip

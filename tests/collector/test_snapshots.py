@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from collector.evaluate import evaluate
-from collector.model import Received, School, Snapshot, Store
-from collector.policy import load_policy
-from collector.snapshots import SnapshotHolder, SnapshotInfo, SnapshotRefresher
-from collector.store import open_store
+from edugap.collector.model import Received, School, Snapshot, Store
+from edugap.collector.policy.evaluate import evaluate
+from edugap.collector.policy.rules import load_policy
+from edugap.collector.policy.snapshots import SnapshotHolder, SnapshotInfo, SnapshotRefresher
+from edugap.collector.store import open_store
 from tests.collector.reports import bandwidth
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

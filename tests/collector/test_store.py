@@ -10,11 +10,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from agent.protocol import OsInfo
-from collector.evaluate import evaluate
-from collector.model import DeviceCounts, Reject, School, Store, StoreDataError, StoreError
-from collector.policy import load_policy
-from collector.store import open_store, redact, sqlite_path
+from edugap.collector.model import DeviceCounts, Reject, School, Store, StoreDataError, StoreError
+from edugap.collector.policy.evaluate import evaluate
+from edugap.collector.policy.rules import load_policy
+from edugap.collector.store import open_store, redact, sqlite_path
+from edugap.protocol.messages import OsInfo
 from tests.collector.reports import T0, bandwidth, heartbeat, inventory, received, status
 
 
@@ -196,7 +196,7 @@ def test_report_ids_have_their_own_shorter_window(store: Store) -> None:
 
 
 def test_the_refresher_prunes_report_ids_on_their_own_window(store: Store) -> None:
-    from collector.snapshots import SnapshotHolder, SnapshotRefresher
+    from edugap.collector.policy.snapshots import SnapshotHolder, SnapshotRefresher
 
     store.save_batch([received(bandwidth(at=T0 - timedelta(days=d))) for d in (1, 20)])
     refresher = SnapshotRefresher(
@@ -341,7 +341,7 @@ def test_url_forms() -> None:
 def test_rejects_command_lists_the_newest_with_reasons(
     db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from collector.cli import main
+    from edugap.collector.cli import main
 
     store = open_store(db_url)
     store.save_rejects(
@@ -362,7 +362,7 @@ def test_rejects_command_lists_the_newest_with_reasons(
 def test_rejects_command_refuses_a_missing_sqlite_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from collector.cli import main
+    from edugap.collector.cli import main
 
     missing = tmp_path / "typo.db"
     assert main(["rejects", "--db", str(missing)]) == 2
@@ -424,8 +424,8 @@ def test_report_ids_are_unique_per_school_not_globally(store: Store) -> None:
 
 def _version_1_store(db_url: str) -> None:
     """Create the schema as the first release left it (migration 0001 only)."""
-    from collector.store import scheme_of
-    from collector.store.migrations import migrations, statements
+    from edugap.collector.store import scheme_of
+    from edugap.collector.store.migrations import migrations, statements
 
     backend = "sqlite" if scheme_of(db_url) == "sqlite" else "postgres"
     version, name, sql = migrations(backend)[0]
@@ -534,7 +534,7 @@ def test_a_value_the_store_cannot_take_fails_only_that_batch(store: Store) -> No
 
 
 def test_liveness_is_the_receive_time_and_clock_evidence_flags_devices(store: Store) -> None:
-    from collector.model import Received
+    from edugap.collector.model import Received
 
     late = T0 + timedelta(days=30)
     cmos = msgspec.structs.replace(bandwidth(device="d1"), measured_at=late)  # clamped
@@ -568,7 +568,7 @@ def test_liveness_is_the_receive_time_and_clock_evidence_flags_devices(store: St
 def test_a_sqlite_store_without_room_on_its_disk_says_it_cannot_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import collector.store.sqlite as sqlite_store
+    import edugap.collector.store.sqlite as sqlite_store
 
     store = open_store(str(tmp_path / "edugap.db"))
     try:

@@ -1,0 +1,7 @@
+"""Stage 3, policy: the thresholds file, the evaluation of every school, the snapshot.
+
+Owns: `rules` (the policy TOML and its defaults), `evaluate` (store facts -> SchoolStatus),
+`snapshots` (the current Snapshot and its refresher).
+May import: `edugap.protocol`, `edugap.collector.model`; reads through the `Store`
+protocol; never imports ingest, serving, exports, the registry importer or the demo.
+"""

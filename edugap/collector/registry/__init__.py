@@ -1,0 +1,7 @@
+"""The school registry: reading the sector's school list, and the official places.
+
+Owns: `schools` (registry CSV import, row checks), `places` (provinces and communes, name
+matching).
+May import: `edugap.protocol`, `edugap.collector.model`; never ingest, a store backend,
+the policy, serving, exports or the demo.
+"""

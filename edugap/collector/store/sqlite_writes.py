@@ -1,0 +1,147 @@
+"""The SQLite store's batch write: duplicate report ids, then the rows the new reports make."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+from edugap.collector.model import Received
+from edugap.collector.store.prepare import (
+    MAX_SUM,
+    bounded,
+    clean,
+    first_occurrences,
+    inventory_json,
+    prepare,
+)
+from edugap.collector.store.sqlite_sums import _ts
+
+# SQLite before 3.32 allows 999 bound parameters per statement; stay below it.
+_CHUNK = 900
+
+
+class SqliteWrites:
+    """`Store.save_batch` for `SqliteStore`."""
+
+    _writer: sqlite3.Connection
+    _legacy_ids: bool
+
+    def _transaction(self, what: str) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError  # SqliteStore's one writer transaction
+
+    def _has_legacy_ids(self) -> bool:
+        # report ids stored before migration 0002 (global, not per school), until pruned
+        return bool(self._writer.execute("SELECT 1 FROM report_ids_v1 LIMIT 1").fetchall())
+
+    def save_batch(self, batch: list[Received]) -> list[bool]:
+        if not batch:
+            return []
+        indexes, keys = first_occurrences(batch)
+        stored = [False] * len(batch)
+        ids = list({rid for _, rid in keys})
+        with self._transaction("write batch") as conn:
+            # the id leads the primary key, so each lookup is a key search
+            sql = "SELECT school_id, report_id FROM report_ids WHERE report_id IN"
+            known = set(keys).intersection(_select_in(conn, sql, ids))
+            if self._legacy_ids:  # ids stored before migration 0002 have no school
+                sql = "SELECT report_id FROM report_ids_v1 WHERE report_id IN"
+                stored_ids = {rid for (rid,) in _select_in(conn, sql, ids)}
+                known.update(key for key in keys if key[1] in stored_ids)
+            fresh = [(i, key) for i, key in zip(indexes, keys, strict=True) if key not in known]
+            conn.executemany(
+                "INSERT INTO report_ids (school_id, report_id, received_at) VALUES (?, ?, ?)",
+                [(school, rid, _ts(batch[i].received_at)) for i, (school, rid) in fresh],
+            )
+            new_indexes = [i for i, _ in fresh]
+            self._write_rows(conn, [batch[i] for i in new_indexes])
+        for i in new_indexes:
+            stored[i] = True
+        return stored
+
+    def _write_rows(self, conn: sqlite3.Connection, new: list[Received]) -> None:
+        # Unsorted, unlike PostgreSQL's: BEGIN IMMEDIATE already lets one writer in at a time,
+        # so no key order is needed to keep two collectors from deadlocking.
+        rows = prepare(new)
+        conn.executemany(
+            "INSERT INTO bandwidth (report_id, school_id, device_id, measured_at, download_mbps,"
+            " upload_mbps, latency_ms, error, skipped, backend, bytes_used)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    clean(b.report_id),
+                    b.school_id,
+                    b.device_id,
+                    at,
+                    b.download_mbps,
+                    b.upload_mbps,
+                    b.latency_ms,
+                    clean(b.error),
+                    int(b.skipped),
+                    clean(b.backend),
+                    bounded(b.bytes_used),
+                )
+                for b, at in rows.bandwidth
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO devices (school_id, device_id, last_seen) VALUES (?, ?, ?)"
+            " ON CONFLICT (school_id, device_id) DO UPDATE"
+            " SET last_seen = max(devices.last_seen, excluded.last_seen)",
+            [(s, d, at) for (s, d), at in rows.last_seen.items()],
+        )
+        conn.executemany(
+            "UPDATE devices SET inventory_at = ?, memory_mb = ?, cpu_cores = ?, os_name = ?,"
+            " os_version = ?, out_of_support = ?, machine_kind = ?, hardware_hash = ?,"
+            " inventory = ?"
+            " WHERE school_id = ? AND device_id = ?"
+            " AND (inventory_at IS NULL OR inventory_at <= ?)",
+            [
+                (
+                    at,
+                    bounded(inv.memory_mb),
+                    bounded(inv.cpu.cores),
+                    clean(inv.os.name),
+                    clean(inv.os.version),
+                    None if inv.os.out_of_support is None else int(inv.os.out_of_support),
+                    inv.machine_kind,
+                    clean(inv.hardware_hash),
+                    inventory_json(inv),
+                    school,
+                    device,
+                    at,
+                )
+                for (school, device), (inv, at) in rows.inventories.items()
+            ],
+        )
+        conn.executemany(
+            "UPDATE devices SET clock_offset_s = ?, clock_off = ?, clock_at = ?"
+            " WHERE school_id = ? AND device_id = ? AND (clock_at IS NULL OR clock_at <= ?)",
+            [
+                (offset, int(off), at, school, device, at)
+                for (school, device), (offset, off, at) in rows.clocks.items()
+            ],
+        )
+        # both sides are at most MAX_SUM, so the sum cannot overflow before it saturates
+        conn.executemany(
+            "INSERT INTO heartbeat_hours (school_id, hour, heartbeats, checks, checks_ok)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (school_id, hour) DO UPDATE SET"
+            f" heartbeats = min(heartbeats + excluded.heartbeats, {MAX_SUM}),"
+            f" checks = min(checks + excluded.checks, {MAX_SUM}),"
+            f" checks_ok = min(checks_ok + excluded.checks_ok, {MAX_SUM})",
+            [(s, h, v.heartbeats, v.checks, v.checks_ok) for (s, h), v in rows.hours.items()],
+        )
+        conn.executemany(
+            "INSERT INTO school_reports (school_id, last_report) VALUES (?, ?)"
+            " ON CONFLICT (school_id) DO UPDATE"
+            " SET last_report = max(last_report, excluded.last_report)",
+            rows.last_report.items(),
+        )
+
+
+def _select_in(conn: sqlite3.Connection, sql: str, values: list[str]) -> Iterator[tuple[Any, ...]]:
+    """Rows of `sql` + " (?, ?, ...)" over `values`, in chunks below the parameter limit."""
+    for start in range(0, len(values), _CHUNK):
+        chunk = values[start : start + _CHUNK]
+        yield from conn.execute(f"{sql} ({','.join('?' * len(chunk))})", chunk)

@@ -1,0 +1,7 @@
+"""The wire protocol v1: message classes, topics, MQTT connection settings, JSON Schema.
+
+Owns: `messages` (typed reports, topics, decode/encode), `mqtt` (broker URL, paho client
+factory, connect properties), `schemagen` (docs/schema from the classes).
+May import: the standard library, msgspec and paho-mqtt only; never `edugap.agent` or
+`edugap.collector`, so both programs can depend on it and it on neither.
+"""
