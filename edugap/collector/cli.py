@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,31 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# import name -> distribution of each dependency of the `collector` extra (pyproject.toml)
+COLLECTOR_DEPENDENCIES: dict[str, str] = {
+    "prometheus_client": "prometheus-client",
+    "starlette": "starlette",
+    "uvicorn": "uvicorn",
+    "psycopg": "psycopg",
+    "xlsxwriter": "xlsxwriter",
+    "vietnam_provinces": "vietnam-provinces",
+}
+NOT_INSTALLED = (
+    "edugap: the collector is not installed in this Python environment (missing: {missing}).\n"
+    "This looks like an agent-only install: the school agent's command is `edugap-agent`.\n"
+    "To run the collector here, install it with:  pip install 'edugap[collector]'"
+)
+
+
+def missing_dependencies() -> list[str]:
+    """Distributions of the `collector` extra that cannot be imported here."""
+    return [
+        dist
+        for module, dist in COLLECTOR_DEPENDENCIES.items()
+        if importlib.util.find_spec(module) is None
+    ]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered command that can be imported."""
     parser = argparse.ArgumentParser(
@@ -32,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="edugap collector: ingest school agents' reports over MQTT, compute "
         "shortfalls against the policy, serve Prometheus metrics, a coverage page and "
         "shortage lists.",
+        epilog="Installed with the `collector` extra: pip install 'edugap[collector]'. "
+        "School computers need only the agent (`edugap-agent`).",
     )
     parser.add_argument("--version", action="version", version=f"edugap {__version__}")
     parser.add_argument(
@@ -57,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level), handlers=[handler])
     if not getattr(args, "func", None):
         parser.print_help()
+        return 2
+    missing = missing_dependencies()
+    if missing:
+        print(NOT_INSTALLED.format(missing=", ".join(missing)), file=sys.stderr)
         return 2
     code: int = args.func(args)
     return code
