@@ -5,3 +5,6 @@ factory, connect properties), `schemagen` (docs/schema from the classes).
 May import: the standard library, msgspec and paho-mqtt only; never `edugap.agent` or
 `edugap.collector`, so both programs can depend on it and it on neither.
 """
+
+# what this package may import from edugap (tests/test_architecture.py checks it)
+MAY_IMPORT: tuple[str, ...] = ()

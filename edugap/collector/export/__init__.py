@@ -3,6 +3,10 @@
 Each format is one module here exposing `EXPORTER`, an object with one method,
 `write(rows, out) -> int`; adding a format is one module and one line in FORMATS. The CLI
 (`edugap export shortages`) and the HTTP API both call `write_shortages`.
+
+May import: `edugap.protocol`, `edugap.collector.model`, `edugap.collector.registry`
+(place names), `edugap.collector.safetext` (formula neutralisation); never ingest, a store
+backend, serving or the demo.
 """
 
 from __future__ import annotations
@@ -15,6 +19,14 @@ from typing import BinaryIO, Protocol, TypeVar
 
 from edugap.collector.model import SHORTFALL_KINDS, SchoolStatus, Snapshot
 from edugap.collector.registry.places import key, province_key
+
+# what this package may import from edugap (tests/test_architecture.py checks it)
+MAY_IMPORT: tuple[str, ...] = (
+    "edugap.protocol",
+    "edugap.collector.model",
+    "edugap.collector.registry",
+    "edugap.collector.safetext",
+)
 
 Cell = str | int | float | bool | datetime | None
 Row = tuple[Cell, ...]

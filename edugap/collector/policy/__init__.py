@@ -5,3 +5,9 @@ Owns: `rules` (the policy TOML and its defaults), `evaluate` (store facts -> Sch
 May import: `edugap.protocol`, `edugap.collector.model`; reads through the `Store`
 protocol; never imports ingest, serving, exports, the registry importer or the demo.
 """
+
+# what this package may import from edugap (tests/test_architecture.py checks it)
+MAY_IMPORT: tuple[str, ...] = (
+    "edugap.protocol",
+    "edugap.collector.model",
+)

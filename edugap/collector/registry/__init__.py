@@ -2,6 +2,13 @@
 
 Owns: `schools` (registry CSV import, row checks), `places` (provinces and communes, name
 matching).
-May import: `edugap.protocol`, `edugap.collector.model`; never ingest, a store backend,
-the policy, serving, exports or the demo.
+May import: `edugap.protocol`, `edugap.collector.model`, `edugap.collector.safetext`; never
+ingest, a store backend, the policy, serving, exports or the demo.
 """
+
+# what this package may import from edugap (tests/test_architecture.py checks it)
+MAY_IMPORT: tuple[str, ...] = (
+    "edugap.protocol",
+    "edugap.collector.model",
+    "edugap.collector.safetext",
+)

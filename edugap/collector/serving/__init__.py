@@ -6,3 +6,12 @@ May import: `edugap.protocol`, `edugap.collector.model`, `edugap.collector.polic
 (snapshots), `edugap.collector.export`, `edugap.collector.registry`; never ingest, a store
 backend or the demo. Everything it serves comes from the current snapshot.
 """
+
+# what this package may import from edugap (tests/test_architecture.py checks it)
+MAY_IMPORT: tuple[str, ...] = (
+    "edugap.protocol",
+    "edugap.collector.model",
+    "edugap.collector.policy",
+    "edugap.collector.export",
+    "edugap.collector.registry",
+)

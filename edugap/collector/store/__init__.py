@@ -2,6 +2,10 @@
 
 Each backend is one module registered by URL scheme in `BACKENDS`; `open_store` runs the
 backend's numbered migrations before returning, so a store is always at the current schema.
+
+May import: `edugap.protocol`, `edugap.collector.model`, `edugap.collector.collectors` (the
+registry of collectors it keeps); never ingest, the policy,
+serving, exports, the registry importer or the demo.
 """
 
 from __future__ import annotations
@@ -11,6 +15,13 @@ from typing import Any
 
 from edugap.collector.model import Store, StoreError
 from edugap.protocol.redact import redact
+
+# what this package may import from edugap (tests/test_architecture.py checks it)
+MAY_IMPORT: tuple[str, ...] = (
+    "edugap.protocol",
+    "edugap.collector.model",
+    "edugap.collector.collectors",
+)
 
 # URL scheme -> "module:factory"; a bare path (no scheme) is SQLite.
 BACKENDS: dict[str, str] = {
