@@ -19,6 +19,16 @@ Connectivity = Literal["good", "moderate", "bad", "unknown"]
 Monitoring = Literal["live", "at_risk", "drop_off", "never"]
 CONNECTIVITY_CLASSES: tuple[Connectivity, ...] = ("good", "moderate", "bad", "unknown")
 MONITORING_STATES: tuple[Monitoring, ...] = ("live", "at_risk", "drop_off", "never")
+#: What a school's gap of one kind rests on: a test, inventory or heartbeats within the policy
+#: windows ("measured"), the policy's rule for missing evidence ("assumed"), or nothing ("absent").
+Evidence = Literal["measured", "assumed", "absent"]
+EVIDENCE: tuple[Evidence, ...] = ("measured", "assumed", "absent")
+#: The kinds whose gap says what it rests on (a column `<kind>_evidence` each).
+EVIDENCE_KINDS: tuple[str, ...] = ("bandwidth", "computers", "availability")
+#: Which list a school belongs on: a shortfall found from evidence (the budget), only assumed
+#: need or no monitoring (survey or enrol), or neither.
+Need = Literal["measured", "assumed", "none"]
+NEEDS: tuple[Need, ...] = ("measured", "assumed", "none")
 #: Kinds of `edugap_school_shortfall{kind}`; a school has each one or not.
 SHORTFALL_KINDS: tuple[str, ...] = (
     "bandwidth",  # 7-day median download below the required Mbps
@@ -146,6 +156,9 @@ class SpeedTests:
     newest: datetime | None = None  # measured_at of the newest one
 
 
+OsRelease = tuple[str, str]  # (os name, os version) as an inventory reports them
+
+
 @dataclass(slots=True)
 class DeviceCounts:
     """One school's live devices: how many report, are usable, run an OS out of support."""
@@ -206,8 +219,15 @@ class Store(Protocol):
         self, live_since: datetime, min_memory_mb: float, min_cores: int
     ) -> dict[str, DeviceCounts]:
         """Per school, devices last seen at or after `live_since`; usable: RAM and cores at
-        least the minimums (unknown counts as 0); out of support: inventory says so; clock
-        off: the newest evidence about the agent's clock says it is far off."""
+        least the minimums (unknown counts as 0); out of support: the agent's own flag (a hint
+        the policy does not use, see `device_os`); clock off: the newest evidence about the
+        agent's clock says it is far off."""
+        ...
+
+    def device_os(self, live_since: datetime) -> dict[str, dict[OsRelease, int]]:
+        """Per school, devices last seen at or after `live_since` that sent an inventory,
+        counted by the OS name and version they report ('' when absent). The policy decides
+        from these which are out of support, and that the school's inventory is recent."""
         ...
 
     def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
@@ -259,7 +279,12 @@ class SchoolStatus:
     os_out_of_support: int
     bandwidth_gap_mbps: float
     shortfalls: tuple[str, ...]
-    priority: float  # higher first
+    priority: float  # from measured need; measured need ranks first (Snapshot.by_priority)
+    bandwidth_evidence: Evidence = "absent"
+    computers_evidence: Evidence = "absent"
+    availability_evidence: Evidence = "absent"
+    need: Need = "none"
+    priority_assumed: float = 0.0  # from assumed gaps and not being monitored; ranks second
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +302,12 @@ class AreaSummary:
     computers_usable: int
     computers_required: int
     os_out_of_support: int
+    # the gap totals above, apart by what they rest on (measured + assumed = the total)
+    bandwidth_gap_measured_mbps: float = 0.0
+    bandwidth_gap_assumed_mbps: float = 0.0
+    computers_gap_measured: int = 0
+    computers_gap_assumed: int = 0
+    by_need: dict[str, int] = field(default_factory=dict)  # NEEDS -> schools
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,10 +318,17 @@ class Snapshot:
     schools: dict[str, SchoolStatus]  # registered and unregistered, by school_id
     provinces: list[AreaSummary]
     communes: list[AreaSummary]
+    timezone: str = "UTC"  # the policy's zone: exports show times in it
 
     def by_priority(self) -> list[SchoolStatus]:
-        """Schools sorted by priority, highest first, then by school_id."""
-        return sorted(self.schools.values(), key=lambda s: (-s.priority, s.school_id))
+        """Schools with measured need first, by priority; then the others by their assumed
+        priority; then by school_id. Assumed need never outranks measured need."""
+        return sorted(self.schools.values(), key=rank)
+
+
+def rank(s: SchoolStatus) -> tuple[bool, float, float, str]:
+    """The sort key of `Snapshot.by_priority`."""
+    return (s.need != "measured", -s.priority, -s.priority_assumed, s.school_id)
 
 
 @dataclass

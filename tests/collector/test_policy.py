@@ -116,9 +116,11 @@ def speed(
 
 
 def device(sid: str, dev: str, days_ago: float, mb: int = 8192, cores: int = 4,
-           oos: bool = False) -> DeviceRow:  # fmt: skip
+           os: str = "11 25H2 Pro", flag: bool = False) -> DeviceRow:  # fmt: skip
+    """A device's latest inventory; `flag` is the agent's own out-of-support hint, which the
+    collector does not use: it decides from the OS version and its own table."""
     at = NOW - timedelta(days=days_ago)
-    return DeviceRow(sid, dev, at, at, mb, cores, "Windows", "10", oos, "desktop", None)
+    return DeviceRow(sid, dev, at, at, mb, cores, "Windows", os, flag, "desktop", None)
 
 
 def hour(sid: str, at: datetime, checks: int, ok: int) -> HeartbeatHour:
@@ -157,10 +159,11 @@ BANDWIDTH = [
 ]
 DEVICES = [
     device("GOOD", "a", 0.1),
-    device("GOOD", "b", 1),
+    device("GOOD", "b", 1, flag=True),  # an agent's stale hint: 11 25H2 is supported
     device("MODERATE", "a", 0.1, mb=3800, cores=2),  # "4 GB" as the OS reports it: usable
     device("MODERATE", "b", 0.1, mb=2048),  # too little RAM
-    device("MODERATE", "c", 0.1, oos=True),  # usable, but its OS needs an upgrade
+    # usable, but Windows 10 ended on 2025-10-14 (the agent's older table did not know)
+    device("MODERATE", "c", 0.1, os="10 22H2 Pro"),
     device("MODERATE", "d", 0.1, cores=1),  # one core
     device("BAD", "a", 1),
     device("AT_RISK", "a", 25),  # not live: neither reporting nor usable
@@ -190,7 +193,9 @@ def fill(store: Store) -> None:
     for d in DEVICES:
         inv = reports.inventory(d.school_id, d.device_id, d.last_seen,
                                 memory_mb=d.memory_mb or 0, cores=d.cpu_cores or 0)  # fmt: skip
-        os_info = OsInfo(name="Windows", version="10", out_of_support=d.out_of_support)
+        os_info = OsInfo(
+            name="Windows", version=d.os_version or "", out_of_support=d.out_of_support
+        )
         batch.append(msgspec.structs.replace(inv, os=os_info))
     batch += [reports.heartbeat(h.school_id, "a", h.hour, checks=h.checks, ok=h.checks_ok)
               for h in HOURS]  # fmt: skip
@@ -273,7 +278,13 @@ def test_monitoring_states_and_unknown_connectivity(snapshot: Evaluated) -> None
     for s in (at_risk, drop, never, stale):
         assert s.connectivity == "unknown" and s.download_mbps is None
         assert s.bandwidth_gap_mbps == s.required_mbps == 20.0  # unknown: the full requirement
-    assert at_risk.shortfalls == ("computers",) and at_risk.devices_reporting == 0
+    # no live inventory: its 3 computers are an assumed gap, not a finding
+    assert at_risk.shortfalls == () and at_risk.devices_reporting == 0
+    assert (at_risk.computers_gap, at_risk.computers_evidence, at_risk.need) == (
+        3,
+        "assumed",
+        "assumed",
+    )
     assert drop.shortfalls == never.shortfalls == ("not_monitored",)
     assert stale.shortfalls == () and stale.tests_7d == 0
 
@@ -290,9 +301,11 @@ def test_area_summaries(snapshot: Evaluated) -> None:
     assert hn.schools == 6
     assert hn.by_connectivity == {"good": 1, "moderate": 1, "bad": 1, "unknown": 3}
     assert hn.by_monitoring == {"live": 4, "at_risk": 1, "drop_off": 0, "never": 1}
-    assert hn.shortfalls["bandwidth"] == 2 and hn.shortfalls["computers"] == 2
+    assert hn.shortfalls["bandwidth"] == 2 and hn.shortfalls["computers"] == 1
     assert hn.bandwidth_gap_mbps == pytest.approx(38 + 19.35 + 20 * 3)
+    assert (hn.bandwidth_gap_measured_mbps, hn.bandwidth_gap_assumed_mbps) == (57.35, 60.0)
     assert (hn.computers_gap, hn.computers_required, hn.os_out_of_support) == (48 + 3, 56, 1)
+    assert (hn.computers_gap_measured, hn.computers_gap_assumed) == (48, 3)
     assert [a.province for a in snap.provinces] == ["Thành phố Hà Nội", "Đà Nẵng"]
     assert [(a.province, a.commune) for a in snap.communes] == [(HN, BD), ("Đà Nẵng", BD)]
     order = [s.school_id for s in snap.by_priority()]
@@ -320,9 +333,9 @@ def test_evaluate_reads_a_real_store(db_url: str) -> None:
     try:
         store.upsert_schools([school("GOOD", 400, computers_required=1), school("OLD", 10)])
         recent = NOW - timedelta(hours=5)
-        old_os = msgspec.structs.replace(
+        old_os = msgspec.structs.replace(  # the collector's table decides, not the agent
             reports.inventory("GOOD", "d2", recent),
-            os=OsInfo(name="Windows", version="7", out_of_support=True),
+            os=OsInfo(name="Windows", version="7", out_of_support=False),
         )
         batch = [
             reports.bandwidth("GOOD", "d1", recent, 30.0),
@@ -344,8 +357,9 @@ def test_evaluate_reads_a_real_store(db_url: str) -> None:
     assert (old.monitoring, old.connectivity, old.shortfalls) == (
         "drop_off",
         "unknown",
-        ("computers", "not_monitored"),
+        ("not_monitored",),
     )
+    assert (old.computers_gap, old.computers_evidence) == (1, "assumed")
     assert (stranger.registered, stranger.connectivity) == (False, "moderate")
 
 

@@ -13,19 +13,23 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from edugap.collector.model import (
     CONNECTIVITY_CLASSES,
     MONITORING_STATES,
+    NEEDS,
     SHORTFALL_KINDS,
     AreaSummary,
     BandwidthRow,
     Connectivity,
     DeviceCounts,
     DeviceRow,
+    Evidence,
     HeartbeatHour,
     Monitoring,
+    Need,
+    OsRelease,
     School,
     SchoolStatus,
     Snapshot,
@@ -33,6 +37,7 @@ from edugap.collector.model import (
     Store,
 )
 from edugap.collector.policy.rules import Policy
+from edugap.protocol.lifecycle import Lifecycle, lookup
 
 
 def statistic(values: Sequence[float], name: str) -> float:
@@ -81,6 +86,49 @@ def _group_devices(
         if d.clock_off:
             g.clock_off += 1
     return devices
+
+
+def _group_os(rows: Iterable[DeviceRow], live_since: datetime) -> dict[str, dict[OsRelease, int]]:
+    """Per school, live devices that sent an inventory, by OS name and version."""
+    found: dict[str, dict[OsRelease, int]] = defaultdict(dict)
+    for d in rows:
+        if d.last_seen < live_since or d.inventory_at is None:
+            continue
+        counts = found[d.school_id]
+        release = (d.os_name or "", d.os_version or "")
+        counts[release] = counts.get(release, 0) + 1
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """What one school's recent inventories say: how many, and how many run an OS past its
+    vendor's end of support according to the collector's table (not the agents' flags)."""
+
+    devices: int = 0
+    out_of_support: int = 0
+
+
+def inventories(
+    device_os: Mapping[str, Mapping[OsRelease, int]], table: Sequence[Lifecycle], today: date
+) -> dict[str, Inventory]:
+    """Per school, its inventoried devices and those out of support on `today`; each distinct
+    OS release is looked up once (a nation has a few dozen)."""
+    rows = tuple(table)
+    out: dict[OsRelease, bool] = {}
+    found: dict[str, Inventory] = {}
+    for school_id, releases in device_os.items():
+        devices = unsupported = 0
+        for release, count in releases.items():
+            gone = out.get(release)
+            if gone is None:
+                row = lookup(release[0], release[1], rows) if release[0] else None
+                gone = out[release] = row is not None and not row.supported_on(today)
+            devices += count
+            if gone:
+                unsupported += count
+        found[school_id] = Inventory(devices, unsupported)
+    return found
 
 
 def school_hour_starts(since: datetime, now: datetime, p: Policy) -> frozenset[datetime]:
@@ -154,6 +202,29 @@ def _monitoring(last: datetime | None, cut: _Cutoffs) -> Monitoring:
 
 
 _NO_DEVICES = DeviceCounts()
+_NO_INVENTORY = Inventory()
+
+
+def _bandwidth_gap(
+    required: float, download: float | None, connectivity: Connectivity, p: Policy
+) -> tuple[float, Evidence]:
+    """The Mbps missing and what it rests on: a fresh test, or the rule for no measurement."""
+    if connectivity != "unknown" and download is not None:
+        return max(0.0, required - download), "measured"
+    if p.unknown_gap == "full":
+        return required, "assumed"
+    return 0.0, "absent"
+
+
+def _computers_gap(
+    required: int | None, usable: int, inventory: Inventory, p: Policy
+) -> tuple[int, Evidence]:
+    """The computers missing and what it rests on: a recent inventory, or the rule for none."""
+    if inventory.devices > 0:
+        return max(0, (required or 0) - usable), "measured"
+    if p.no_inventory_gap == "full" and required is not None:
+        return max(0, required - usable), "assumed"
+    return 0, "absent"
 
 
 def _school_status(
@@ -161,6 +232,7 @@ def _school_status(
     school_id: str,
     tests: SpeedTests | None,
     devices: DeviceCounts | None,
+    inventory: Inventory | None,
     uptime: float | None,
     last: datetime | None,
     p: Policy,
@@ -182,10 +254,7 @@ def _school_status(
                 connectivity = "moderate"
             else:
                 connectivity = "bad"
-    if connectivity == "unknown" or download is None:
-        gap = required if p.unknown_gap == "full" else 0.0
-    else:
-        gap = max(0.0, required - download)
+    gap, bandwidth_evidence = _bandwidth_gap(required, download, connectivity, p)
 
     contracted = school.contracted_mbps if school else None
     compliant = None
@@ -194,6 +263,7 @@ def _school_status(
 
     monitoring = _monitoring(last, cut)
     dev = devices or _NO_DEVICES
+    inv = inventory or _NO_INVENTORY
     computers_required: int | None = None
     if school is not None:
         computers_required = (
@@ -201,33 +271,50 @@ def _school_status(
             if school.computers_required is not None
             else math.ceil(school.students / p.students_per_computer)
         )
-    computers_gap = max(0, (computers_required or 0) - dev.usable)
+    computers_gap, computers_evidence = _computers_gap(computers_required, dev.usable, inv, p)
+    availability_evidence: Evidence = "absent" if uptime is None else "measured"
 
     not_monitored = monitoring == "drop_off" or monitoring == "never"
-    # in SHORTFALL_KINDS order (a test checks it)
+    # in SHORTFALL_KINDS order (a test checks it); each is a finding from evidence
     found: list[str] = []
     if connectivity == "moderate" or connectivity == "bad":
         found.append("bandwidth")
-    if computers_gap > 0:
+    if computers_gap > 0 and computers_evidence == "measured":
         found.append("computers")
     if uptime is not None and uptime < p.target_pct:
         found.append("availability")
     if compliant is False:
         found.append("isp_contract")
-    if dev.out_of_support > 0:
+    if inv.out_of_support > 0:
         found.append("os_upgrade")
     if not_monitored:
         found.append("not_monitored")
 
-    need = (
-        p.bandwidth * (gap / required if required > 0 else 0.0)
-        + p.computers * (computers_gap / computers_required if computers_required else 0.0)
+    # the need from evidence and the need assumed for want of it, apart (docs/policy.md)
+    bandwidth = p.bandwidth * (gap / required if required > 0 else 0.0)
+    computers = p.computers * (computers_gap / computers_required if computers_required else 0.0)
+    measured = (
+        (bandwidth if bandwidth_evidence == "measured" else 0.0)
+        + (computers if computers_evidence == "measured" else 0.0)
         + p.availability
         * (max(0.0, p.target_pct - uptime) / p.target_pct if uptime is not None else 0.0)
-        + p.os_upgrade * (dev.out_of_support / dev.reporting if dev.reporting else 0.0)
+        + p.os_upgrade * (inv.out_of_support / inv.devices if inv.devices else 0.0)
+    )
+    assumed = (
+        (bandwidth if bandwidth_evidence == "assumed" else 0.0)
+        + (computers if computers_evidence == "assumed" else 0.0)
         + p.not_monitored * (1.0 if not_monitored else 0.0)
     )
-    priority = round(100.0 * need * max(students or 1, 1) ** p.students_exponent, 2)
+    size = max(students or 1, 1) ** p.students_exponent
+    need: Need = "none"
+    if any(kind != "not_monitored" for kind in found):
+        need = "measured"
+    elif (
+        not_monitored
+        or (gap > 0 and bandwidth_evidence == "assumed")
+        or (computers_gap > 0 and computers_evidence == "assumed")
+    ):
+        need = "assumed"
 
     return SchoolStatus(
         school_id=school_id,
@@ -255,11 +342,19 @@ def _school_status(
         computers_usable=dev.usable,
         computers_required=computers_required,
         computers_gap=computers_gap,
-        os_out_of_support=dev.out_of_support,
+        os_out_of_support=inv.out_of_support,
         bandwidth_gap_mbps=gap,
         shortfalls=tuple(found),
-        priority=priority,
+        priority=round(100.0 * measured * size, 2),
+        bandwidth_evidence=bandwidth_evidence,
+        computers_evidence=computers_evidence,
+        availability_evidence=availability_evidence,
+        need=need,
+        priority_assumed=round(100.0 * assumed * size, 2),
     )
+
+
+_APART = ("measured", "assumed")
 
 
 @dataclass(slots=True)
@@ -272,8 +367,11 @@ class _Area:
         default_factory=lambda: dict.fromkeys(MONITORING_STATES, 0)
     )
     shortfalls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SHORTFALL_KINDS, 0))
-    bandwidth_gap: float = 0.0
-    computers_gap: int = 0
+    by_need: dict[str, int] = field(default_factory=lambda: dict.fromkeys(NEEDS, 0))
+    bandwidth_gap: dict[str, float] = field(
+        default_factory=lambda: {"measured": 0.0, "assumed": 0.0}
+    )
+    computers_gap: dict[str, int] = field(default_factory=lambda: {"measured": 0, "assumed": 0})
     computers_usable: int = 0
     computers_required: int = 0
     os_out_of_support: int = 0
@@ -282,15 +380,19 @@ class _Area:
         self.schools += 1
         self.by_connectivity[s.connectivity] += 1
         self.by_monitoring[s.monitoring] += 1
+        self.by_need[s.need] += 1
         for kind in s.shortfalls:
             self.shortfalls[kind] += 1
-        self.bandwidth_gap += s.bandwidth_gap_mbps
-        self.computers_gap += s.computers_gap
+        if s.bandwidth_evidence != "absent":  # an absent gap is 0
+            self.bandwidth_gap[s.bandwidth_evidence] += s.bandwidth_gap_mbps
+        if s.computers_evidence != "absent":
+            self.computers_gap[s.computers_evidence] += s.computers_gap
         self.computers_usable += s.computers_usable
         self.computers_required += s.computers_required or 0
         self.os_out_of_support += s.os_out_of_support
 
     def summary(self, province: str, commune: str | None) -> AreaSummary:
+        mbps, computers = self.bandwidth_gap, self.computers_gap
         return AreaSummary(
             province=province,
             commune=commune,
@@ -298,11 +400,16 @@ class _Area:
             by_connectivity=self.by_connectivity,
             by_monitoring=self.by_monitoring,
             shortfalls=self.shortfalls,
-            bandwidth_gap_mbps=round(self.bandwidth_gap, 3),
-            computers_gap=self.computers_gap,
+            bandwidth_gap_mbps=round(mbps["measured"] + mbps["assumed"], 2),
+            computers_gap=computers["measured"] + computers["assumed"],
             computers_usable=self.computers_usable,
             computers_required=self.computers_required,
             os_out_of_support=self.os_out_of_support,
+            bandwidth_gap_measured_mbps=round(mbps["measured"], 2),
+            bandwidth_gap_assumed_mbps=round(mbps["assumed"], 2),
+            computers_gap_measured=computers["measured"],
+            computers_gap_assumed=computers["assumed"],
+            by_need=self.by_need,
         )
 
 
@@ -319,15 +426,18 @@ def compute(
     """The snapshot at `now` of the registry plus every school that reported (pure function)."""
     window_start = now - timedelta(days=policy.window_days)
     hours = school_hour_starts(window_start, now, policy)
+    live_since = now - timedelta(days=policy.live_days)
+    devices = list(devices)
     return assemble(
         schools,
         last_reports,
         _group_tests(bandwidth, window_start),
-        _group_devices(devices, now - timedelta(days=policy.live_days), policy),
+        _group_devices(devices, live_since, policy),
         _uptime(_heartbeat_sums(heartbeat_hours, hours)),
         policy,
         now,
         reporting,
+        _group_os(devices, live_since),
     )
 
 
@@ -345,6 +455,7 @@ def evaluate(store: Store, policy: Policy, now: datetime) -> Snapshot:
         policy=policy,
         now=now,
         reporting=store.reporting_school_ids(),
+        device_os=store.device_os(live_since),
     )
 
 
@@ -357,11 +468,18 @@ def assemble(
     policy: Policy,
     now: datetime,
     reporting: Iterable[str] = (),
+    device_os: Mapping[str, Mapping[OsRelease, int]] | None = None,
 ) -> Snapshot:
-    """The snapshot from per-school aggregates: the registry plus every school that reported."""
+    """The snapshot from per-school aggregates: the registry plus every school that reported.
+
+    `device_os` (`Store.device_os`) tells which schools have a recent inventory and, through
+    the policy's OS table, how many of their computers are out of support on today's date in
+    the policy's time zone."""
     registry = {s.school_id: s for s in schools}
     ids = set(registry)
     ids.update(last_reports, tests, devices, uptime, reporting)
+    today = now.astimezone(policy.zone).date()
+    inventory = inventories(device_os or {}, policy.os_table(), today)
 
     cut = _Cutoffs.at(now, policy)
     statuses: dict[str, SchoolStatus] = {}
@@ -374,6 +492,7 @@ def assemble(
             school_id,
             tests.get(school_id),
             devices.get(school_id),
+            inventory.get(school_id),
             uptime.get(school_id),
             last_reports.get(school_id),
             policy,
@@ -388,4 +507,5 @@ def assemble(
         schools=statuses,
         provinces=[provinces[p].summary(p, None) for p in sorted(provinces)],
         communes=[communes[k].summary(k[0], k[1]) for k in sorted(communes)],
+        timezone=policy.timezone,
     )

@@ -13,10 +13,12 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import time
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from edugap.protocol.lifecycle import Lifecycle, LifecycleError, default_table, load_table
 
 DEFAULT_FILE = Path(__file__).with_name("policy_default.toml")
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -57,6 +59,8 @@ class Policy:
     min_ram_gb: float
     ram_slack_pct: float
     min_cores: int
+    no_inventory_gap: str  # "full" | "zero"
+    os_lifecycle_file: str  # "" = the table shipped in edugap/protocol/data
     # [priority]
     students_exponent: float
     bandwidth: float
@@ -86,10 +90,36 @@ class Policy:
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def os_table(self) -> tuple[Lifecycle, ...]:
+        """The OS end-of-support table in force: `os_lifecycle_file`, else the shipped one.
+
+        Read again when the file changes, so an operator's update applies at the next
+        evaluation; a file that became unreadable raises PolicyError (the evaluation fails and
+        the previous snapshot stays)."""
+        if not self.os_lifecycle_file:
+            return default_table()
+        path = Path(self.os_lifecycle_file)
+        try:
+            return _table_at(path, path.stat().st_mtime_ns)
+        except OSError as e:
+            raise PolicyError(
+                f"policy key 'computers.os_lifecycle_file' has value {str(path)!r}: "
+                f"cannot read it: {e.strerror or e}"
+            ) from None
+        except LifecycleError as e:
+            raise PolicyError(
+                f"policy key 'computers.os_lifecycle_file' has value {str(path)!r}: {e}"
+            ) from None
+
     @property
     def min_memory_mb(self) -> float:
         """The RAM a usable computer must report, in MiB, after the slack."""
         return self.min_ram_gb * 1024 * (1 - self.ram_slack_pct / 100)
+
+
+@lru_cache(maxsize=4)
+def _table_at(path: Path, mtime_ns: int) -> tuple[Lifecycle, ...]:
+    return tuple(load_table(path))
 
 
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -99,7 +129,14 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "availability": ("target_pct", "school_hours", "school_days", "timezone"),
     "isp": ("compliance_share",),
     "monitoring": ("live_days", "drop_off_days"),
-    "computers": ("students_per_computer", "min_ram_gb", "ram_slack_pct", "min_cores"),
+    "computers": (
+        "students_per_computer",
+        "min_ram_gb",
+        "ram_slack_pct",
+        "min_cores",
+        "no_inventory_gap",
+        "os_lifecycle_file",
+    ),
     "priority": (
         "students_exponent",
         "bandwidth",
@@ -179,6 +216,19 @@ def _timezone(raw: Any) -> str:
     return str(raw)
 
 
+def _lifecycle_file(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError('expected the path of an OS lifecycle CSV, or "" for the shipped one')
+    if raw:
+        try:
+            load_table(Path(raw))
+        except OSError as e:
+            raise ValueError(f"cannot read it: {e.strerror or e}") from None
+        except LifecycleError as e:
+            raise ValueError(str(e)) from None
+    return raw
+
+
 _WEIGHT = _number(0.0)
 CHECKS: dict[str, Callable[[Any], Any]] = {
     "min_mbps": _number(0.0, low_open=True),
@@ -199,6 +249,8 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "min_ram_gb": _number(0.0),
     "ram_slack_pct": _number(0.0, 50.0),
     "min_cores": _integer(0),
+    "no_inventory_gap": _choice("full", "zero"),
+    "os_lifecycle_file": _lifecycle_file,
     "students_exponent": _number(0.0, 2.0),
     "bandwidth": _WEIGHT,
     "computers": _WEIGHT,
@@ -257,6 +309,9 @@ def load(path: Path | str | None = None) -> LoadedPolicy:
     origins = {name: f"default: {src}" for name, src in default_sources().items()}
     if path is not None:
         user = _flatten(_read_toml(Path(path)), str(path))
+        table = user.get("os_lifecycle_file")
+        if isinstance(table, str) and table and not Path(table).is_absolute():
+            user["os_lifecycle_file"] = str(Path(path).parent / table)  # beside the policy
         values.update(user)
         origins.update({name: f"from {path}" for name in user})
     parsed: dict[str, Any] = {}

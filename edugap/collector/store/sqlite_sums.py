@@ -7,7 +7,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from edugap.collector.model import DeviceCounts, SpeedTests
+from edugap.collector.model import DeviceCounts, OsRelease, SpeedTests
 from edugap.collector.store.prepare import to_datetime
 from edugap.collector.store.sums import group_tests
 
@@ -17,7 +17,7 @@ def _ts(moment: datetime) -> float:
 
 
 class SqliteSums:
-    """`Store.speed_tests_since`, `device_counts` and `heartbeat_sums` for `SqliteStore`."""
+    """The aggregate reads of `Store` (tests, device counts, device OS, heartbeat sums)."""
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         raise NotImplementedError  # SqliteStore's pooled reader
@@ -42,6 +42,18 @@ class SqliteSums:
             (min_memory_mb, min_cores, _ts(live_since)),
         )
         return {r[0]: DeviceCounts(r[1], r[2], r[3], r[4]) for r in rows}
+
+    def device_os(self, live_since: datetime) -> dict[str, dict[OsRelease, int]]:
+        rows = self._read(
+            "SELECT school_id, coalesce(os_name, ''), coalesce(os_version, ''), count(*)"
+            " FROM devices WHERE last_seen >= ? AND inventory_at IS NOT NULL"
+            " GROUP BY school_id, os_name, os_version",
+            (_ts(live_since),),
+        )
+        found: dict[str, dict[OsRelease, int]] = {}
+        for school_id, name, version, count in rows:
+            found.setdefault(school_id, {})[(name, version)] = int(count)
+        return found
 
     def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
         if not hours:
