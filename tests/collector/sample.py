@@ -67,6 +67,14 @@ def school(
         bandwidth_gap_mbps=max(0.0, required - (download or 0.0)),
         shortfalls=shortfalls,
         priority=1.0 + len(shortfalls),
+        bandwidth_evidence="measured" if download is not None else "assumed",
+        computers_evidence="measured",
+        availability_evidence="measured",
+        need=(
+            "measured"
+            if set(shortfalls) - {"not_monitored"}
+            else ("assumed" if shortfalls or download is None else "none")
+        ),
     )
 
 
@@ -88,6 +96,14 @@ def summarize(schools: list[SchoolStatus]) -> list[AreaSummary]:
                 computers_usable=sum(s.computers_usable for s in members),
                 computers_required=sum(s.computers_required or 0 for s in members),
                 os_out_of_support=sum(s.os_out_of_support for s in members),
+                bandwidth_gap_measured_mbps=sum(
+                    s.bandwidth_gap_mbps for s in members if s.bandwidth_evidence == "measured"
+                ),
+                bandwidth_gap_assumed_mbps=sum(
+                    s.bandwidth_gap_mbps for s in members if s.bandwidth_evidence == "assumed"
+                ),
+                computers_gap_measured=sum(s.computers_gap for s in members),
+                by_need=dict(Counter(s.need for s in members)),
             )
         )
     return out

@@ -16,6 +16,7 @@ from edugap.collector.export import (
     COLUMNS,
     FORMATS,
     ExportError,
+    ExportOptions,
     Filters,
     filter_schools,
     write_shortages,
@@ -66,12 +67,14 @@ def csv_rows(data: bytes) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
 
 
-def test_csv_is_sorted_by_priority_and_neutralises_formulas(snap: Snapshot) -> None:
+def test_csv_ranks_measured_need_first_and_neutralises_formulas(snap: Snapshot) -> None:
     count, data = export(snap, "csv")
     rows = csv_rows(data)
     assert count == len(rows) == 6 and list(rows[0]) == list(COLUMNS)
-    priorities = [float(r["priority"]) for r in rows]
-    assert priorities == sorted(priorities, reverse=True)
+    needs = [r["need"] for r in rows]
+    assert needs == sorted(needs, key=["measured", "assumed", "none"].index)
+    measured = [float(r["priority"]) for r in rows if r["need"] == "measured"]
+    assert measured == sorted(measured, reverse=True) and len(measured) == 3
     names = {r["school_id"]: r["name"] for r in rows}
     assert names["HN-2"] == '\'=HYPERLINK("http://x","click")'
     assert names["HN-3"] == "'@SUM(A1)" and names["HCM-1"] == "'-2+3"
@@ -83,34 +86,49 @@ def test_csv_is_sorted_by_priority_and_neutralises_formulas(snap: Snapshot) -> N
         "5.0",
         "40.0",
     )
-    assert (hn1["connectivity"], hn1["shortfalls"]) == ("moderate", "bandwidth;computers")
+    assert (hn1["connectivity"], hn1["bandwidth_evidence"]) == ("moderate", "measured")
+    # no inventory: its one computer is an assumed gap, not a 'computers' shortfall
+    assert (hn1["computers_gap"], hn1["computers_evidence"]) == ("1", "assumed")
+    assert (hn1["shortfalls"], hn1["need"]) == ("bandwidth", "measured")
     assert hn1["last_report"] == "2026-11-25T11:00:00Z"
+    hn2 = next(r for r in rows if r["school_id"] == "HN-2")  # never reported
+    assert (hn2["shortfalls"], hn2["need"], hn2["priority"]) == ("not_monitored", "assumed", "0.0")
 
 
 def test_xlsx_has_province_totals_and_safe_cells(snap: Snapshot, tmp_path: Path) -> None:
-    count, data = export(snap, "xlsx")
-    path = tmp_path / "s.xlsx"
-    path.write_bytes(data)
-    book = openpyxl.load_workbook(path)
-    assert book.sheetnames == ["Schools", "Provinces"]
+    out = io.BytesIO()
+    count = write_shortages(snap, "xlsx", out, options=ExportOptions(lang="en"))
+    book = openpyxl.load_workbook(io.BytesIO(out.getvalue()))
+    assert book.sheetnames == ["Schools", "Budget", "Survey", "Provinces"]
     sheet = book["Schools"]
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[0] == COLUMNS and len(rows) == count + 1 == 7
+    header = (*COLUMNS[:22], "last_report (Asia/Ho_Chi_Minh)", *COLUMNS[23:])
+    assert rows[0] == header and len(rows) == count + 1 == 7
     by_id = {r[0]: dict(zip(COLUMNS, r, strict=True)) for r in rows[1:]}
-    assert by_id["HN-2"]["name"] == '\'=HYPERLINK("http://x","click")'
+    # a text cell is text: no formula runs, and no visible quote is needed
+    assert by_id["HN-2"]["name"] == '=HYPERLINK("http://x","click")'
     for cell in sheet["B"]:
-        assert cell.data_type == "s"  # no name became a formula
+        assert cell.data_type == "s"
     hn1 = by_id["HN-1"]
     assert hn1["students"] == 900 and hn1["download_mbps"] == 5.0 and hn1["registered"] is True
-    assert hn1["last_report"] == datetime(2026, 11, 25, 11, 0)  # UTC, as a real date
+    assert hn1["last_report"] == datetime(2026, 11, 25, 18, 0)  # 11:00 UTC in Hà Nội
+    assert hn1["shortfalls"] == "bandwidth"
+    budget = [r[0] for r in book["Budget"].iter_rows(min_row=2, values_only=True)]
+    survey = [r[0] for r in book["Survey"].iter_rows(min_row=2, values_only=True)]
+    assert set(budget) == {"HN-1", "HCM-1", "GHOST"} and set(survey) == {"HN-2", "HN-3", "HCM-2"}
     totals = list(book["Provinces"].iter_rows(values_only=True))
     head = totals[0]
     table = {r[0]: dict(zip(head, r, strict=True)) for r in totals[1:]}
     assert set(table) == {HN, HCM, "(unregistered)", "All provinces"}
     assert table[HN]["schools"] == 3 and table[HN]["students"] == 1400
-    # HN-1 40 + HN-2 (never measured: the full 20) + HN-3 0
-    assert table[HN]["bandwidth_gap_mbps"] == 60.0
-    assert table[HCM]["shortfall_bandwidth"] == 1 and table[HCM]["computers_gap"] == 2
+    # HN-1 measured 45 - 5 = 40, HN-3 measured 0; HN-2 never measured: the full 20, assumed
+    assert (table[HN]["bandwidth_gap_measured_mbps"], table[HN]["bandwidth_gap_assumed_mbps"]) == (
+        40.0,
+        20.0,
+    )
+    assert (table[HN]["schools_need_measured"], table[HN]["schools_need_assumed"]) == (1, 2)
+    assert table[HCM]["shortfall_bandwidth"] == 1
+    assert (table[HCM]["computers_gap_measured"], table[HCM]["computers_gap_assumed"]) == (0, 2)
     assert table["All provinces"]["schools"] == 6
 
 
@@ -140,17 +158,21 @@ def test_json_rows(snap: Snapshot) -> None:
         ({"level": "Upper_Secondary"}, {"HN-3"}),
         ({"kind": "bandwidth"}, {"HN-1", "HCM-1", "GHOST"}),
         ({"kind": "not_monitored"}, {"HN-2"}),
-        ({"kind": "any", "province": "TP HCM"}, {"HCM-1", "HCM-2"}),
-        ({"province": "Đà Nẵng"}, set()),
+        ({"kind": "any", "province": "TP HCM"}, {"HCM-1"}),  # HCM-2: computers only assumed
+        ({"province": "Đà Nẵng"}, set()),  # a province of 2025 with no school: nothing
+        ({"need": "measured"}, {"HN-1", "HCM-1", "GHOST"}),  # the budget list
+        ({"need": "assumed", "province": "Hà Nội"}, {"HN-2", "HN-3"}),  # survey or enrol
     ],
 )
 def test_filters(snap: Snapshot, filters: dict[str, str], expected: set[str]) -> None:
-    assert {s.school_id for s in filter_schools(snap, **filters)} == expected
+    assert {s.school_id for s in filter_schools(snap, Filters(**filters))} == expected
 
 
 def test_unknown_kind_and_format_are_named(snap: Snapshot) -> None:
     with pytest.raises(ExportError, match="'speed'"):
-        filter_schools(snap, kind="speed")
+        filter_schools(snap, Filters(kind="speed"))
+    with pytest.raises(ExportError, match="'budget'"):
+        filter_schools(snap, Filters(need="budget"))
     with pytest.raises(ExportError, match="'pdf'"):
         export(snap, "pdf")
     assert set(FORMATS) == {"csv", "xlsx", "geojson", "json"}
@@ -190,7 +212,7 @@ def test_vietnamese_round_trip_through_import_and_export(
         elif fmt == "geojson":
             rows = [f["properties"] for f in json.loads(data)["features"]]
         else:
-            sheet = list(openpyxl.load_workbook(out)["Schools"].iter_rows(values_only=True))
+            sheet = list(openpyxl.load_workbook(out).worksheets[0].iter_rows(values_only=True))
             rows = [dict(zip(COLUMNS, r, strict=True)) for r in sheet[1:]]
         assert {r["school_id"]: r["name"] for r in rows} == expected, fmt
         places = {r["school_id"]: (r["province"], r["commune"]) for r in rows}

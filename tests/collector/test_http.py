@@ -164,7 +164,9 @@ def test_shortages_in_every_format_with_filters(store: Store) -> None:
     client = make_client(store)
     csv_resp = client.get("/api/v1/shortages?format=csv&province=ha noi")
     assert csv_resp.headers["content-type"].startswith("text/csv")
-    assert 'filename="shortages.csv"' in csv_resp.headers["content-disposition"]
+    # the name says what the list holds and when (the snapshot's day)
+    named = 'filename="shortages_ha-noi_2026-03-02.csv"'
+    assert named in csv_resp.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(csv_resp.text.lstrip("\ufeff"))))
     assert {r["school_id"] for r in rows} == {"HN-1", "HN-2"}
 

@@ -66,3 +66,76 @@ def test_fold_and_key() -> None:
     assert fold("Đắk  Lắk") == "dak lak"
     assert key("Thành phố Hồ Chí Minh") == "ho chi minh"
     assert key("Phường Ba Đình") == key("ba dinh")
+
+
+# --- Vietnamese collation, the 2025 merger, suggestions ---------------------------------------
+
+
+def test_collation_is_the_vietnamese_order_of_the_coverage_page() -> None:
+    """Python's key and Node's ICU Intl.Collator("vi") (what the page sorts with) agree."""
+    import json
+    import shutil
+    import subprocess
+
+    from edugap.collector.registry.places import collation_key
+    from tests import realparts
+
+    node = shutil.which("node")
+    if node is None:
+        realparts.missing("node", "install Node.js 20 (Debian 'nodejs')")
+    places = default_places()
+    names = [p.name for p in places.provinces]
+    names += [c.name for p in places.provinces[:8] for c in p.communes]
+    names += ["Hoa", "Hòa", "Hoà", "Hóa", "ba", "Ba", "bà", "a b", "a-b", "a1", "ab"]
+    script = (
+        "const n = JSON.parse(process.argv[1]);"
+        "console.log(JSON.stringify(n.sort(new Intl.Collator('vi').compare)))"
+    )
+    icu = json.loads(subprocess.run([node, "-e", script, json.dumps(names)], check=True,
+                                    capture_output=True, text=True).stdout)  # fmt: skip
+    assert sorted(names, key=collation_key) == icu
+    # Đ after D and before E; the vowels with marks after their base letter
+    provinces = sorted(["Vĩnh Long", "Đồng Nai", "Đắk Lắk", "Điện Biên", "An Giang", "Cà Mau"],
+                       key=collation_key)  # fmt: skip
+    assert provinces == ["An Giang", "Cà Mau", "Đắk Lắk", "Điện Biên", "Đồng Nai", "Vĩnh Long"]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("Hà Giang", "Tuyên Quang"),
+        ("Tỉnh Hà Giang", "Tuyên Quang"),
+        ("ha giang", "Tuyên Quang"),
+        ("Bà Rịa – Vũng Tàu", "Thành phố Hồ Chí Minh"),
+        ("Ba Ria-Vung Tau", "Thành phố Hồ Chí Minh"),
+        ("Hoà Bình", "Phú Thọ"),
+        ("Quảng Nam", "Thành phố Đà Nẵng"),
+        ("Thừa Thiên Huế", "Thành phố Huế"),
+    ],
+)
+def test_provinces_of_before_2025_have_their_successor(before: str, after: str) -> None:
+    places = default_places()
+    assert places.province(before) is None
+    succession = places.succession(before)
+    assert succession is not None and succession.province.name == after
+    assert "Resolution" in succession.note and after in succession.note
+
+
+def test_every_merged_province_is_in_the_table() -> None:
+    """63 provinces before the merger, 34 after: 29 names went, and Thừa Thiên Huế was renamed."""
+    from edugap.collector.registry.places import SUCCESSORS_FILE
+
+    lines = [
+        line
+        for line in SUCCESSORS_FILE.read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert len(lines) - 1 == 29 + 1
+    assert default_places().succession("Hà Nội") is None
+
+
+def test_suggestions_for_a_misspelt_province() -> None:
+    places = default_places()
+    assert places.suggest_province("Ha Giangg")[0] == "Hà Giang (now Tuyên Quang)"
+    assert places.suggest_province("Dak Lac") == ["Đắk Lắk"]
+    assert places.suggest_province("Atlantis") == []

@@ -1,8 +1,9 @@
-"""Shortage exports: one row per school, sorted by priority, in a format registered by name.
+"""Shortage exports: one row per school, measured need first, in a format registered by name.
 
 Each format is one module here exposing `EXPORTER`, an object with one method,
-`write(rows, out) -> int`; adding a format is one module and one line in FORMATS. The CLI
-(`edugap export shortages`) and the HTTP API both call `write_shortages`.
+`write(rows, out, options) -> int`; adding a format is one module and one line in FORMATS. The
+CLI (`edugap export shortages`) and the HTTP API both call `write_shortages`; the columns and
+rows are in `columns`, the filters in `select`.
 
 May import: `edugap.protocol`, `edugap.collector.model`, `edugap.collector.registry`
 (place names), `edugap.collector.safetext` (formula neutralisation); never ingest, a store
@@ -12,12 +13,22 @@ backend, serving or the demo.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import BinaryIO, Protocol, TypeVar
+from dataclasses import dataclass, fields, replace
+from typing import BinaryIO, Protocol
+from zoneinfo import ZoneInfo
 
-from edugap.collector.model import SHORTFALL_KINDS, SchoolStatus, Snapshot
+from edugap.collector.export.columns import COLUMN, COLUMNS, Cell, Row, headers, record, row
+from edugap.collector.export.select import (
+    KIND_ANY,
+    ExportError,
+    Filters,
+    UnknownPlace,
+    filter_schools,
+    match_places,
+)
+from edugap.collector.model import SchoolStatus, Snapshot
 from edugap.collector.registry.places import key, province_key
 
 # what this package may import from edugap (tests/test_architecture.py checks it)
@@ -28,49 +39,46 @@ MAY_IMPORT: tuple[str, ...] = (
     "edugap.collector.safetext",
 )
 
-Cell = str | int | float | bool | datetime | None
-Row = tuple[Cell, ...]
+__all__ = [
+    "COLUMN",
+    "COLUMNS",
+    "DIALECTS",
+    "FORMATS",
+    "KIND_ANY",
+    "LANGUAGES",
+    "Cell",
+    "ExportError",
+    "ExportOptions",
+    "Filters",
+    "Row",
+    "UnknownPlace",
+    "download_name",
+    "exporter",
+    "filter_schools",
+    "headers",
+    "match_places",
+    "record",
+    "row",
+    "write_shortages",
+]
 
-#: The columns of every format, in order.
-COLUMNS: tuple[str, ...] = (
-    "school_id",
-    "name",
-    "province",
-    "commune",
-    "level",
-    "students",
-    "lat",
-    "lon",
-    "registered",
-    "connectivity",
-    "download_mbps",
-    "upload_mbps",
-    "latency_ms",
-    "tests_7d",
-    "required_mbps",
-    "bandwidth_gap_mbps",
-    "uptime_pct",
-    "contracted_mbps",
-    "isp_compliant",
-    "monitoring",
-    "last_report",
-    "devices_reporting",
-    "devices_clock_off",
-    "computers_usable",
-    "computers_required",
-    "computers_gap",
-    "os_out_of_support",
-    "shortfalls",
-    "priority",
-)
-COLUMN = {name: i for i, name in enumerate(COLUMNS)}
-KIND_ANY = "any"  # filter: at least one shortfall
+LANGUAGES = ("vi", "en")  # XLSX headers and sheet names
+DIALECTS = ("standard", "excel-vn")  # CSV: "," and "." / ";" and "," (Excel on Vietnamese)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportOptions:
+    """How a file is written: what each format makes of it, the others ignore."""
+
+    lang: str = "vi"  # XLSX headers and sheet names: "vi" or "en"
+    dialect: str = "standard"  # CSV: "standard" or "excel-vn"
+    timezone: str = "UTC"  # XLSX shows times in it; write_shortages sets the snapshot's zone
 
 
 class Exporter(Protocol):
     """Writes rows (aligned with COLUMNS) to a binary stream; returns how many were written."""
 
-    def write(self, rows: Iterable[Row], out: BinaryIO) -> int: ...
+    def write(self, rows: Iterable[Row], out: BinaryIO, options: ExportOptions) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +112,6 @@ FORMATS: dict[str, Format] = {
 }
 
 
-class ExportError(ValueError):
-    """An unknown format or filter value; the message names it and the accepted values."""
-
-
 def exporter(fmt: str) -> Exporter:
     """The exporter registered as `fmt`."""
     if fmt not in FORMATS:
@@ -116,110 +120,28 @@ def exporter(fmt: str) -> Exporter:
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """Which schools to export; None matches everything."""
-
-    province: str | None = None
-    commune: str | None = None
-    level: str | None = None
-    kind: str | None = None  # a SHORTFALL_KINDS member, or "any"
+def check_options(options: ExportOptions) -> None:
+    """ExportError naming a language or dialect that is not known."""
+    if options.lang not in LANGUAGES:
+        raise ExportError(f"unknown language {options.lang!r} (known: {', '.join(LANGUAGES)})")
+    if options.dialect not in DIALECTS:
+        raise ExportError(f"unknown CSV dialect {options.dialect!r} (known: {', '.join(DIALECTS)})")
 
 
-class Placed(Protocol):
-    """Anything with a place and a level: a registry School or a SchoolStatus."""
-
-    @property
-    def province(self) -> str: ...
-    @property
-    def commune(self) -> str: ...
-    @property
-    def level(self) -> str: ...
-
-
-P = TypeVar("P", bound=Placed)
-
-
-def match_places(
-    items: Iterable[P],
-    province: str | None = None,
-    commune: str | None = None,
-    level: str | None = None,
-) -> list[P]:
-    """Items in every given place, in their order.
-
-    Province and commune compare accent-, case- and prefix-insensitively ("ha noi" matches
-    "Thành phố Hà Nội"); level compares case-insensitively.
-    """
-    p = province_key(province) if province else None
-    c = key(commune) if commune else None
-    lv = level.casefold() if level else None
-    return [
-        s
-        for s in items
-        if (p is None or key(s.province) == p)
-        and (c is None or key(s.commune) == c)
-        and (lv is None or s.level.casefold() == lv)
-    ]
-
-
-def filter_schools(
-    snapshot: Snapshot,
-    province: str | None = None,
-    commune: str | None = None,
-    level: str | None = None,
-    kind: str | None = None,
-) -> list[SchoolStatus]:
-    """Schools matching every given filter (see match_places), highest priority first; kind
-    is a shortfall kind or "any"."""
-    if kind is not None and kind != KIND_ANY and kind not in SHORTFALL_KINDS:
-        raise ExportError(
-            f"unknown shortfall kind {kind!r} (known: {', '.join((*SHORTFALL_KINDS, KIND_ANY))})"
-        )
-    chosen = snapshot.by_priority()
-    if province or commune or level:
-        chosen = match_places(chosen, province, commune, level)
-    if kind:
-        any_kind = kind == KIND_ANY
-        chosen = [s for s in chosen if (bool(s.shortfalls) if any_kind else kind in s.shortfalls)]
-    return chosen
-
-
-def row(s: SchoolStatus) -> Row:
-    """One school as a row aligned with COLUMNS (rates rounded to 0.01)."""
-    # inline rounding: this runs once per school per export
-    down, up, lat, up_pct = s.download_mbps, s.upload_mbps, s.latency_ms, s.uptime_pct
-    return (
-        s.school_id,
-        s.name,
-        s.province,
-        s.commune,
-        s.level,
-        s.students,
-        s.lat,
-        s.lon,
-        s.registered,
-        s.connectivity,
-        None if down is None else round(down, 2),
-        None if up is None else round(up, 2),
-        None if lat is None else round(lat, 2),
-        s.tests_7d,
-        None if s.required_mbps is None else round(s.required_mbps, 2),
-        round(s.bandwidth_gap_mbps, 2),
-        None if up_pct is None else round(up_pct, 2),
-        s.contracted_mbps,
-        s.isp_compliant,
-        s.monitoring,
-        s.last_report,
-        s.devices_reporting,
-        s.devices_clock_off,
-        s.computers_usable,
-        s.computers_required,
-        s.computers_gap,
-        s.os_out_of_support,
-        ";".join(s.shortfalls),
-        s.priority,
-    )
+def download_name(filters: Filters, fmt: str, snapshot: Snapshot) -> str:
+    """A file name that says what the list holds and from when (the snapshot's day in the
+    policy's time zone): shortages_cao-bang_computers_2026-03-02.xlsx, in ASCII so that every
+    browser and file system keeps it."""
+    day = snapshot.generated_at.astimezone(ZoneInfo(snapshot.timezone)).date()
+    parts = ["shortages"]
+    for f in fields(filters):
+        value = getattr(filters, f.name)
+        if value:
+            named = province_key(value) if f.name == "province" else key(value)  # "TP HCM"
+            slug = re.sub(r"[^0-9a-z]+", "-", named).strip("-")
+            parts.append(slug[:40] or f.name)
+    parts.append(day.isoformat())
+    return "_".join(parts) + "." + FORMATS[fmt].extension
 
 
 Progress = Callable[[int, int], None]  # (rows done, rows total)
@@ -240,9 +162,14 @@ def write_shortages(
     out: BinaryIO,
     filters: Filters | None = None,
     progress: Progress | None = None,
+    options: ExportOptions | None = None,
 ) -> int:
-    """Write the filtered schools of `snapshot` as `fmt` to `out`; returns the row count."""
-    f = filters or Filters()
+    """Write the filtered schools of `snapshot` as `fmt` to `out`; returns the row count.
+
+    Raises ExportError (UnknownPlace when a filter names a place nobody knows) before writing
+    anything."""
     chosen = exporter(fmt)
-    schools = filter_schools(snapshot, f.province, f.commune, f.level, f.kind)
-    return chosen.write(_with_progress(schools, progress), out)
+    opts = replace(options or ExportOptions(), timezone=snapshot.timezone)
+    check_options(opts)
+    schools = filter_schools(snapshot, filters)
+    return chosen.write(_with_progress(schools, progress), out, opts)

@@ -1,4 +1,9 @@
-"""CSV: UTF-8 with a byte-order mark (so Excel shows Vietnamese), formula-like text neutralised."""
+"""CSV: UTF-8 with a byte-order mark (so Excel shows Vietnamese), formula-like text neutralised.
+
+Two dialects: "standard" (`,` between fields, `.` as the decimal mark: what programs read) and
+"excel-vn" (`;` and `,`: what Excel and LibreOffice expect on Vietnamese regional settings,
+where a standard file puts every field in one column or turns decimals into text).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
-from edugap.collector.export import COLUMN, COLUMNS, Cell, Row
+from edugap.collector.export import COLUMN, COLUMNS, Cell, ExportOptions, Row
 from edugap.collector.safetext import FORMULA_PREFIXES, neutralise
 
 # Cells are converted by column, not by inspecting every value: the rows come from
@@ -18,6 +23,7 @@ from edugap.collector.safetext import FORMULA_PREFIXES, neutralise
 _TEXT = tuple(COLUMN[c] for c in ("school_id", "name", "province", "commune", "level"))
 _BOOL = (COLUMN["registered"], COLUMN["isp_compliant"])
 _TIME = COLUMN["last_report"]
+_KINDS = COLUMN["shortfalls"]
 _FIRST = frozenset(p[0] for p in FORMULA_PREFIXES)
 _ZERO = timedelta(0)
 
@@ -39,11 +45,14 @@ def text_cell(value: Cell) -> str | int | float:
         return neutralise(value)
     if isinstance(value, datetime):
         return utc_text(value)
+    if isinstance(value, tuple):
+        return ";".join(value)
     return value
 
 
 def _cells(rows: Iterable[Row]) -> Iterator[list[Cell]]:
     text, first, reg, isp, at = _TEXT, _FIRST, _BOOL[0], _BOOL[1], _TIME  # locals: hot loop
+    kinds = _KINDS
     for r in rows:
         cells = list(r)
         for i in text:
@@ -57,24 +66,33 @@ def _cells(rows: Iterable[Row]) -> Iterator[list[Cell]]:
         t = cells[at]
         if t is not None:
             cells[at] = utc_text(t)  # type: ignore[arg-type]
+        cells[kinds] = ";".join(cells[kinds])  # type: ignore[arg-type]
         yield cells  # None is written as an empty cell by csv itself
+
+
+def _decimal_comma(rows: Iterable[list[Cell]]) -> Iterator[list[Cell]]:
+    """Floats with a decimal comma, for the excel-vn dialect (text never contains a float)."""
+    for cells in rows:
+        yield [str(v).replace(".", ",") if type(v) is float else v for v in cells]
 
 
 class CsvExporter:
     """One header line with COLUMNS, then one line per school."""
 
-    def write(self, rows: Iterable[Row], out: BinaryIO) -> int:
+    def write(self, rows: Iterable[Row], out: BinaryIO, options: ExportOptions) -> int:
         text = io.TextIOWrapper(out, encoding="utf-8-sig", newline="")
         count = 0
+        vietnamese = options.dialect == "excel-vn"
 
         def counted() -> Iterator[list[Cell]]:
             nonlocal count
-            for cells in _cells(rows):
+            cells = _cells(rows)
+            for line in _decimal_comma(cells) if vietnamese else cells:
                 count += 1
-                yield cells
+                yield line
 
         try:
-            writer = csv.writer(text, lineterminator="\r\n")
+            writer = csv.writer(text, delimiter=";" if vietnamese else ",", lineterminator="\r\n")
             writer.writerow(COLUMNS)
             writer.writerows(counted())
             text.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from edugap.collector.export import COLUMN, COLUMNS, Row
+from edugap.collector.export import COLUMN, COLUMNS, ExportOptions, Row
 from edugap.collector.export.json_format import write_array
 
 _LAT, _LON = COLUMN["lat"], COLUMN["lon"]
@@ -28,7 +28,7 @@ def _feature(r: Row) -> dict[str, object]:
 class GeoJsonExporter:
     """RFC 7946; a school without coordinates (unregistered) has a null geometry."""
 
-    def write(self, rows: Iterable[Row], out: BinaryIO) -> int:
+    def write(self, rows: Iterable[Row], out: BinaryIO, options: ExportOptions) -> int:
         head = b'{"type":"FeatureCollection","features":['
         return write_array(map(_feature, rows), out, head, b"\n]}\n")
 

@@ -1,4 +1,5 @@
-"""JSON: an array of objects keyed by COLUMNS, streamed (times are RFC 3339 UTC)."""
+"""JSON: an array of objects keyed by COLUMNS, streamed (times are RFC 3339 UTC, `shortfalls`
+an array of kinds: the same objects as the API's schools)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import BinaryIO
 
 import msgspec
 
-from edugap.collector.export import COLUMNS, Row
+from edugap.collector.export import COLUMNS, ExportOptions, Row
 
 
 def write_array(items: Iterable[object], out: BinaryIO, head: bytes, tail: bytes) -> int:
@@ -26,7 +27,7 @@ def write_array(items: Iterable[object], out: BinaryIO, head: bytes, tail: bytes
 class JsonExporter:
     """One object per school, one per line inside a JSON array."""
 
-    def write(self, rows: Iterable[Row], out: BinaryIO) -> int:
+    def write(self, rows: Iterable[Row], out: BinaryIO, options: ExportOptions) -> int:
         objects = (dict(zip(COLUMNS, r, strict=True)) for r in rows)
         return write_array(objects, out, b"[", b"\n]\n")
 

@@ -8,9 +8,12 @@ an accent-insensitive one, because two communes of one province may differ only 
 
 from __future__ import annotations
 
+import csv
+import difflib
 import json
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
@@ -65,6 +68,58 @@ def key_with_accents(name: str) -> str:
     return name
 
 
+# --- Vietnamese collation --------------------------------------------------------------------
+
+# The Vietnamese alphabet (with f, j, w, z for foreign words): ă, â, đ, ê, ô, ơ, ư are letters of
+# their own, tone marks sort after the letters in the order none, huyền, hỏi, ngã, sắc, nặng,
+# lower case before upper case. The same order as Intl.Collator("vi") (the coverage page; a
+# test compares the two).
+_LETTERS = "aăâbcdđeêfghijklmnoôơpqrstuưvwxyz"
+_LETTER = {c: i for i, c in enumerate(_LETTERS)}
+_SHAPES = {("a", "\u0306"): "ă", ("a", "\u0302"): "â", ("e", "\u0302"): "ê",
+           ("o", "\u0302"): "ô", ("o", "\u031b"): "ơ", ("u", "\u031b"): "ư"}  # fmt: skip
+_TONES = {"\u0300": 1, "\u0309": 2, "\u0303": 3, "\u0301": 4, "\u0323": 5}
+
+
+def collation_key(name: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """A sort key that orders names as Vietnamese dictionaries (and the coverage page) do."""
+    primary: list[int] = []
+    tones: list[int] = []
+    cases: list[int] = []
+    for char in name:
+        lower = char.lower()
+        parts = unicodedata.normalize("NFD", lower)
+        base, marks = parts[0], parts[1:]
+        tone = 0
+        for mark in marks:
+            if mark in _TONES:
+                tone = _TONES[mark]
+            else:
+                base = _SHAPES.get((base, mark), base)
+        if base in _LETTER:
+            primary.append(300 + _LETTER[base])
+        elif base.isdigit():
+            primary.append(200 + int(base))
+        elif base.isspace():
+            primary.append(0)
+        elif base.isalnum():
+            primary.append(1000 + ord(base))
+        else:
+            primary.append(1 + min(ord(base), 198))  # punctuation: after spaces, before digits
+        tones.append(tone)
+        cases.append(int(char != lower))
+    return tuple(primary), tuple(tones), tuple(cases)
+
+
+def suggest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """The candidates closest to `name`, compared by key() (accents, case, prefix ignored)."""
+    by_key: dict[str, str] = {}
+    for candidate in candidates:
+        by_key.setdefault(key(candidate), candidate)
+    close = difflib.get_close_matches(key(name), list(by_key), n=n, cutoff=0.6)
+    return [by_key[k] for k in close]
+
+
 @dataclass(frozen=True, slots=True)
 class Commune:
     """One commune (xã, phường or đặc khu) with its official name and code."""
@@ -103,10 +158,34 @@ class Province:
         return None
 
 
+def _loose(name: str) -> str:
+    """key() with every space and punctuation removed ("Bà Rịa – Vũng Tàu" -> "bariavungtau")."""
+    return re.sub(r"[^0-9a-z]", "", key(name))
+
+
+@dataclass(frozen=True, slots=True)
+class Succession:
+    """A province name of before the 2025 merger and the 2025 province that took it in."""
+
+    before: str
+    province: Province
+    since: str  # ISO date
+    source: str
+
+    @property
+    def note(self) -> str:
+        return (
+            f"{self.before} is part of {self.province.name} since {self.since} ({self.source})"
+        )
+
+
+SUCCESSORS_FILE = Path(__file__).with_name("province_successors.csv")
+
+
 class Places:
     """Lookup of provinces and communes by name."""
 
-    def __init__(self, provinces: list[Province]) -> None:
+    def __init__(self, provinces: list[Province], successors: Iterable[tuple[str, ...]] = ()):
         self.provinces = provinces
         self._by_exact: dict[str, Province] = {}
         self._by_key: dict[str, Province] = {}
@@ -115,6 +194,23 @@ class Places:
             self._by_exact[_exact(key_with_accents(p.name))] = p
             self._by_key[fold(p.name)] = p
             self._by_key[key(p.name)] = p
+        self._successions: dict[str, Succession] = {}
+        for before, after, since, source in successors:
+            province = self.province(after)
+            if province is None:
+                raise ValueError(f"{SUCCESSORS_FILE}: {after!r} is not a province of 2025")
+            self._successions[_loose(before)] = Succession(before, province, since, source)
+
+    def succession(self, name: str) -> Succession | None:
+        """The 2025 province that took in the pre-2025 province called `name`, if it is one."""
+        return self._successions.get(_loose(name))
+
+    def suggest_province(self, name: str) -> list[str]:
+        """The closest province names of 2025, and of before with their successor."""
+        names = {p.name: p.name for p in self.provinces}
+        for s in self._successions.values():
+            names[s.before] = f"{s.before} (now {s.province.name})"
+        return [names[n] for n in suggest(name, names)]
 
     def province(self, name: str) -> Province | None:
         """The province called `name` (any case, accents, prefix), or None."""
@@ -135,15 +231,21 @@ class Places:
         return sum(len(p.communes) for p in self.provinces)
 
     @classmethod
-    def from_json(cls, path: Path) -> Places:
-        """Load the package's nested-divisions JSON (provinces with their `wards`)."""
+    def from_json(cls, path: Path, successors: Path | None = SUCCESSORS_FILE) -> Places:
+        """Load the package's nested-divisions JSON (provinces with their `wards`) and the
+        table of pre-2025 provinces and their successors."""
         provinces: list[Province] = []
         for item in json.loads(path.read_text(encoding="utf-8")):
             province = Province(name=item["name"], code=int(item["code"]))
             for ward in item.get("wards", []):
                 province.add(Commune(ward["name"], int(ward["code"]), province.name))
             provinces.append(province)
-        return cls(provinces)
+        rows: list[tuple[str, ...]] = []
+        if successors is not None:
+            text = successors.read_text(encoding="utf-8")
+            lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+            rows = [tuple(r) for r in csv.reader(lines[1:])]  # after the header
+        return cls(provinces, rows)
 
 
 def province_key(name: str) -> str:

@@ -22,7 +22,19 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
-from edugap.collector.export import FORMATS, ExportError, Filters, filter_schools, write_shortages
+from edugap.collector.export import (
+    DIALECTS,
+    FORMATS,
+    LANGUAGES,
+    ExportError,
+    ExportOptions,
+    Filters,
+    UnknownPlace,
+    download_name,
+    filter_schools,
+    record,
+    write_shortages,
+)
 from edugap.collector.model import (
     CONNECTIVITY_CLASSES,
     MONITORING_STATES,
@@ -39,7 +51,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 MAX_PAGE = 1000
-FILTERS = ("province", "commune", "level", "kind")
+FILTERS = ("province", "commune", "level", "kind", "need")
 
 
 class RejectSource(Protocol):
@@ -102,7 +114,7 @@ def _unauthorized() -> Response:
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -116,23 +128,32 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
 
 
 def _choice(request: Request, name: str, allowed: tuple[str, ...]) -> str | None:
-    raw = request.query_params.get(name) or None
+    raw = request.query_params.get(name)
     if raw is not None and raw not in allowed:
         raise BadRequest(f"query parameter '{name}' has value {raw!r}: one of {', '.join(allowed)}")
     return raw
 
 
 def _filters(request: Request) -> Filters:
-    found = {k: v for k in FILTERS if (v := request.query_params.get(k, "").strip())}
+    """The filters given; an empty value is refused like any other bad one (the export's check
+    names the accepted values), and an empty place is no place."""
+    found: dict[str, str] = {}
+    for name in FILTERS:
+        raw = request.query_params.get(name)
+        if raw is None:
+            continue
+        value = raw.strip()
+        if not value and name in ("kind", "need"):
+            raise BadRequest(f"query parameter '{name}' has value {raw!r}: must not be empty")
+        if value:
+            found[name] = value
     return Filters(**found)
 
 
 def school_json(s: SchoolStatus) -> dict[str, Any]:
-    """A school's status as JSON-ready values (times as RFC 3339 strings)."""
-    data = asdict(s)
-    data["shortfalls"] = list(s.shortfalls)
-    data["last_report"] = s.last_report.isoformat() if s.last_report else None
-    return data
+    """A school's status: the same object as a row of the JSON export (same rounding, times
+    RFC 3339 UTC, `shortfalls` an array)."""
+    return record(s)
 
 
 def build_app(deps: HttpDeps) -> Starlette:
@@ -153,6 +174,8 @@ def build_app(deps: HttpDeps) -> Starlette:
                 return _unauthorized()
             try:
                 return await run_in_threadpool(handler, request)
+            except UnknownPlace as e:
+                return _error(404, str(e))
             except (BadRequest, ExportError) as e:
                 return _error(400, str(e))
 
@@ -183,10 +206,10 @@ def build_app(deps: HttpDeps) -> Starlette:
         connectivity = _choice(request, "connectivity", CONNECTIVITY_CLASSES)
         monitoring = _choice(request, "monitoring", MONITORING_STATES)
         f = _filters(request)
-        # the same matching as the exports (accents and case ignored), highest priority first
+        # the same matching as the exports (accents and case ignored), measured need first
         ordered = [
             s
-            for s in filter_schools(snap, f.province, f.commune, f.level, f.kind)
+            for s in filter_schools(snap, f)
             if (connectivity is None or s.connectivity == connectivity)
             and (monitoring is None or s.monitoring == monitoring)
         ]
@@ -241,16 +264,16 @@ def build_app(deps: HttpDeps) -> Starlette:
         snap = snapshot_or_503()
         if isinstance(snap, Response):
             return snap
-        fmt = request.query_params.get("format", "json")
-        if fmt not in FORMATS:
-            raise BadRequest(
-                f"query parameter 'format' has value {fmt!r}: one of {', '.join(FORMATS)}"
-            )
+        fmt = _choice(request, "format", tuple(FORMATS)) or "json"
+        options = ExportOptions(
+            lang=_choice(request, "lang", LANGUAGES) or "vi",
+            dialect=_choice(request, "dialect", DIALECTS) or "standard",
+        )
         filters = _filters(request)
         out = io.BytesIO()
-        write_shortages(snap, fmt, out, filters)
+        write_shortages(snap, fmt, out, filters, options=options)
         body = out.getvalue()
-        name = f"shortages.{FORMATS[fmt].extension}"
+        name = download_name(filters, fmt, snap)
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         return Response(body, media_type=FORMATS[fmt].media_type, headers=headers)
 

@@ -27,6 +27,7 @@ from prometheus_client.utils import floatToGoString as _untyped_go
 from edugap.collector.model import (
     CONNECTIVITY_CLASSES,
     MONITORING_STATES,
+    NEEDS,
     SHORTFALL_KINDS,
     AreaSummary,
     IngestStats,
@@ -127,8 +128,20 @@ class ProvinceValue:
 PROVINCE_VALUES: tuple[ProvinceValue, ...] = (
     ProvinceValue("edugap_province_bandwidth_gap_mbps", "Sum of schools' bandwidth gaps.",
                   lambda a: float(a.bandwidth_gap_mbps)),
+    ProvinceValue("edugap_province_bandwidth_gap_measured_mbps",
+                  "Sum of bandwidth gaps measured by a recent speed test.",
+                  lambda a: float(a.bandwidth_gap_measured_mbps)),
+    ProvinceValue("edugap_province_bandwidth_gap_assumed_mbps",
+                  "Sum of bandwidth gaps assumed by the policy for want of a test.",
+                  lambda a: float(a.bandwidth_gap_assumed_mbps)),
     ProvinceValue("edugap_province_computers_gap", "Sum of schools' missing computers.",
                   lambda a: float(a.computers_gap)),
+    ProvinceValue("edugap_province_computers_gap_measured",
+                  "Sum of missing computers counted from a recent inventory.",
+                  lambda a: float(a.computers_gap_measured)),
+    ProvinceValue("edugap_province_computers_gap_assumed",
+                  "Sum of missing computers assumed by the policy for want of an inventory.",
+                  lambda a: float(a.computers_gap_assumed)),
     ProvinceValue("edugap_province_computers_usable", "Usable computers in the province.",
                   lambda a: float(a.computers_usable)),
     ProvinceValue("edugap_province_computers_required", "Computers required in the province.",
@@ -145,6 +158,9 @@ PROVINCE_COUNTS = (
      "by_monitoring", MONITORING_STATES),
     ("edugap_province_shortfall_schools", "Schools with each shortfall.", "kind",
      "shortfalls", SHORTFALL_KINDS),
+    ("edugap_province_need_schools",
+     "Schools by need: measured (a shortfall found from evidence), assumed, none.", "need",
+     "by_need", NEEDS),
 )  # fmt: skip
 
 
