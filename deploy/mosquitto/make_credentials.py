@@ -4,12 +4,13 @@
     python3 make_credentials.py --registry schools.csv --passwd /etc/mosquitto/edugap/passwd \
         --out school-credentials.csv [--collector edugap-collector]
 
-Reads the `school_id` column of the registry CSV (the same file `edugap schools import`
-takes), generates a random password for every school that has no entry in the password file
-yet, hashes them all at once with `mosquitto_passwd -U` (one call, so 60,000 schools take
-seconds), adds them to the password file and writes the plaintext passwords to --out for
-distribution to the schools. Existing users are left alone; to rotate a school's password,
-delete its line from the password file and run again.
+Reads the `school_id` column of the registry (the same file `edugap schools import` takes:
+CSV with `,` `;` or tab, UTF-8 or UTF-16, or XLSX, read by the same code), generates a random
+password for every school that has no entry in the password file yet, hashes them all at once
+with `mosquitto_passwd -U` (one call, so 60,000 schools take seconds), adds them to the
+password file and writes the plaintext passwords to --out for distribution to the schools
+(one `username,password` line each, LF line ends). Existing users are left alone; to rotate a
+school's password, delete its line from the password file and run again.
 
 Both files hold secrets, so neither is ever written in place: each is a new file created
 exclusively (O_EXCL, O_NOFOLLOW) with mode 600 next to the target, then renamed over it. An
@@ -17,7 +18,9 @@ existing file with a looser mode, or a symbolic link planted at --out, is replac
 written through (a link at --passwd is refused: its users would be lost). The password file
 keeps its owner and group (mosquitto must still read it).
 
-Standard library only, so it runs on the broker host without edugap installed.
+Needs Python 3.11 and edugap's registry reader, which is standard library only: on the broker
+host, either any install of edugap (the agent's `pip install edugap` is enough; XLSX also
+needs openpyxl), or run the script from an edugap source tree, where it finds the package.
 """
 
 from __future__ import annotations
@@ -36,20 +39,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+try:
+    import edugap  # noqa: F401
+except ImportError:  # not installed: the source tree this script lives in (deploy/mosquitto/..)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+# the registry reader of `edugap schools import`, and the project's rule for CSV cells
+from edugap.collector.registry.table import TableError, read_table
+from edugap.collector.safetext import FORMULA_PREFIXES, neutralise, unneutralise
+
 ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the protocol's rule for a school id / topic level
-# The project's rule for CSV cells (edugap.collector.safetext.FORMULA_PREFIXES), repeated here
-# because this script runs without edugap installed; a test checks the two agree.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(text: str) -> str:
-    """A cell a spreadsheet shows as text, never runs as a formula."""
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
-
-
-def unneutralise(text: str) -> str:
-    """A cell as it was before `neutralise` (edugap's own CSVs are neutralised)."""
-    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_PREFIXES) else text
 
 
 def new_password() -> str:
@@ -62,20 +61,29 @@ def new_password() -> str:
 
 def read_school_ids(path: Path) -> list[str]:
     """School ids from the registry's `school_id` column; bad ones are reported by line."""
+    try:
+        table = read_table(path.read_bytes(), path.name, wanted=("school_id",))
+    except OSError as e:
+        raise SystemExit(f"cannot read {path}: {e.strerror or e}") from None
+    except TableError as e:
+        raise SystemExit(f"{path}: {e}") from None
+    if "school_id" not in table.header:
+        columns = ", ".join(c for c in table.header if c)
+        raise SystemExit(
+            f"{path}: no 'school_id' column (read as {table.found}; the header has: {columns})"
+        )
     ids: list[str] = []
-    problems: list[str] = []
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or "school_id" not in reader.fieldnames:
-            raise SystemExit(f"{path}: no 'school_id' column (columns: {reader.fieldnames})")
-        for line, row in enumerate(reader, start=2):
-            value = unneutralise((row.get("school_id") or "").strip())
-            if not ID.match(value):
-                problems.append(f"{path}:{line}: school_id {value!r} is not a valid id")
-            else:
-                ids.append(value)
-    for p in problems:
-        print(p, file=sys.stderr)
+    for line, message in table.errors:
+        print(f"{path}: {table.unit} {line}: {message}", file=sys.stderr)
+    for line, row in table.records():
+        value = unneutralise(row["school_id"].strip())
+        if not value and not any(v.strip() for v in row.values()):
+            continue  # an empty line
+        if not ID.match(value):
+            print(f"{path}: {table.unit} {line}: school_id {value!r} is not a valid id",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            ids.append(value)
     return list(dict.fromkeys(ids))  # keep order, drop repeats
 
 
@@ -140,8 +148,9 @@ def hash_entries(entries: list[tuple[str, str]], tool: str) -> str:
 
 
 def credentials_csv(entries: list[tuple[str, str]]) -> str:
+    """username,password lines with LF line ends (`cut -d, -f2` then gives the bare password)."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["username", "password"])
     writer.writerows([neutralise(user), neutralise(password)] for user, password in entries)
     return out.getvalue()

@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-from edugap.collector.safetext import FORMULA_PREFIXES
+from edugap.collector import safetext
 from tests import realparts
 
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "make_credentials.py"
@@ -118,6 +118,43 @@ def test_generated_passwords_never_start_like_a_formula(monkeypatch: pytest.Monk
 
 def test_the_script_follows_the_projects_csv_rule() -> None:
     module = script()
-    assert module.FORMULA_PREFIXES == FORMULA_PREFIXES
-    assert module.neutralise("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert module.neutralise is safetext.neutralise  # one rule, not a copy of it
+    assert module.FORMULA_PREFIXES == safetext.FORMULA_PREFIXES
     assert module.unneutralise("'-HN-3") == "-HN-3"
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        # Excel's "Unicode Text" on Vietnamese settings, with a header as people type it
+        (" School_ID \tName\r\nHN-1\tTrường A\r\nHN-2\tB\r\n'-HN-3\tC\r\n".encode("utf-16"),
+         "schools.txt"),
+        ("\ufeffschool_id;name;lat\r\nHN-1;A;21,03\r\nHN-2;B;21,04\r\n'-HN-3;C;21\r\n"
+         .encode(), "schools.csv"),
+    ],
+)  # fmt: skip
+def test_the_registry_is_read_as_schools_import_reads_it(
+    tmp_path: Path, data: bytes, name: str
+) -> None:
+    """The same reader as `edugap schools import`; the passwords come out one per LF line."""
+    registry = tmp_path / name
+    registry.write_bytes(data)
+    done = run(tmp_path, "--registry", str(registry))
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "out.csv").read_bytes()
+    assert b"\r" not in text  # `cut -d, -f2` gives the bare password
+    assert [r["username"] for r in rows(tmp_path / "out.csv")] == ["HN-1", "HN-2", "'-HN-3"]
+
+
+def test_the_script_runs_from_a_source_tree_without_edugap_installed(tmp_path: Path) -> None:
+    realparts.require_tool("mosquitto_passwd", "mosquitto")
+    registry = tmp_path / "schools.csv"
+    registry.write_text("school_id\nHN-1\n", encoding="utf-8")
+    env = {"PATH": os.environ["PATH"], "PYTHONNOUSERSITE": "1"}
+    done = subprocess.run(
+        ["/usr/bin/python3", "-S", str(SCRIPT), "--registry", str(registry), "--passwd",
+         str(tmp_path / "passwd"), "--out", str(tmp_path / "out.csv")],
+        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [r["username"] for r in rows(tmp_path / "out.csv")] == ["HN-1"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edugap.collector.cli import main
-from edugap.collector.registry.schools import RegistryError, decode, parse, to_csv
+from edugap.collector.registry.schools import RegistryError, parse, read, to_csv
 from edugap.collector.store import open_store
 from tests.collector import reports
 
@@ -32,7 +32,7 @@ BAD = [  # (row, line it is on, words the reason must contain)
     ("HN-008,X,Hà Nội,Ba Đình,primary,21,105.8,10,,0\n", 12, "contracted_mbps '0'"),
     ("HN-009,X,Hà Nội\n", 13, "missing commune"),
     ("HN-010,X,Hà Nội,Ba Đình,primary,21,105.8,10,1,2,3\n", 14, "11 fields"),
-    ('HN-012,X,Hà Nội,Ba Đình,primary,"21,03",105.8,10,,\n', 15, "dot as the decimal"),
+    ('HN-012,X,Hà Nội,Ba Đình,primary,"21,03",105.8,10,,\n', 15, "dot as the decimal mark"),
 ]
 # a quoted name spanning two lines: the next row's line number must still be right
 MULTILINE = 'HN-011,"Trường\nhai dòng",Hà Nội,Ba Đình,primary,21,105.8,10,,\n'
@@ -43,25 +43,30 @@ def registry_text() -> str:
     return HEADER + "".join(GOOD) + "".join(r for r, _, _ in BAD) + MULTILINE + UNKNOWN_PLACE
 
 
+ATLANTIS = (
+    "line 18: province 'Atlantis' is not one of the 34 provinces of 2025 (no province name is "
+    "close); correct it, or import it as written with --allow-unknown-province"
+)
+
+
 def test_bad_rows_are_named_by_line_and_reason() -> None:
     result = parse(registry_text())
-    assert [s.school_id for s in result.schools] == ["HN-001", "HCM-01", "HN-011", "XX-001"]
+    assert [s.school_id for s in result.schools] == ["HN-001", "HCM-01", "HN-011"]
     errors = {e.line: e.message for e in result.errors}
     for _, line, words in BAD:
         assert words in errors[line], (line, errors)
-    assert len(result.errors) == len(BAD)
-    assert [str(w) for w in result.warnings] == [
-        "line 18: province 'Atlantis' is not one of the 34 provinces of 2025"
-    ]
+    assert str(result.errors[-1]) == ATLANTIS
+    assert len(result.errors) == len(BAD) + 1 and result.warnings == []
+    assert result.found == "UTF-8, ','-separated"
 
 
 def test_place_names_are_stored_under_their_official_spelling() -> None:
-    hn, hcm, multi, unknown = parse(registry_text()).schools
+    hn, hcm, multi, unknown = parse(registry_text(), allow_unknown_province=True).schools
     assert (hn.province, hn.commune) == ("Thành phố Hà Nội", "Phường Ba Đình")
     assert (hcm.province, hcm.commune) == ("Thành phố Hồ Chí Minh", "Phường Sài Gòn")
     assert (hn.computers_required, hn.contracted_mbps, hcm.computers_required) == (25, 100.0, None)
     assert hcm.name == "Trường THCS Nguyễn Du, cơ sở 2" and multi.name == "Trường\nhai dòng"
-    assert (unknown.province, unknown.commune) == ("Atlantis", "Nowhere")  # kept, warned
+    assert (unknown.province, unknown.commune) == ("Atlantis", "Nowhere")  # allowed: kept
 
 
 def test_unknown_commune_is_a_warning() -> None:
@@ -77,9 +82,9 @@ def test_missing_required_column_is_named() -> None:
 
 def test_encoding() -> None:
     text = HEADER + GOOD[0]
-    assert decode(b"\xef\xbb\xbf" + text.encode()) == text  # BOM from Excel
-    with pytest.raises(RegistryError, match="line 2: not UTF-8"):
-        decode(HEADER.encode() + GOOD[0].encode("cp1258", errors="replace"))
+    assert read(b"\xef\xbb\xbf" + text.encode()).found == "UTF-8 with BOM, ','-separated"
+    with pytest.raises(RegistryError, match=r"line 2: not UTF-8 .* Excel's plain 'CSV' uses"):
+        read(HEADER.encode() + GOOD[0].encode("cp1258", errors="replace"))
 
 
 def test_to_csv_reads_back() -> None:
@@ -100,9 +105,10 @@ def test_import_command_upserts_good_rows(
     path.write_bytes(b"\xef\xbb\xbf" + registry_text().encode())
     code, _, err = run(["schools", "import", str(path), "--db", db_url], capsys)
     assert code == 1  # some rows failed
+    assert f"{path}: read as UTF-8 with BOM, ','-separated" in err
     assert f"error: {path} line 6: lat 'north' is not a number" in err
-    assert f"warning: {path} line 18: province 'Atlantis'" in err
-    assert "imported 4 schools; 12 rows failed; 1 warnings" in err
+    assert f"error: {path} {ATLANTIS}" in err
+    assert "imported 3 schools; 13 rows failed; 0 warnings" in err
 
     path.write_text(HEADER + GOOD[0].replace("600", "650"), encoding="utf-8")
     assert run(["schools", "import", str(path), "--db", db_url], capsys)[0] == 0
@@ -111,7 +117,7 @@ def test_import_command_upserts_good_rows(
         schools = {s.school_id: s for s in store.schools()}
     finally:
         store.close()
-    assert len(schools) == 4 and schools["HN-001"].students == 650
+    assert len(schools) == 3 and schools["HN-001"].students == 650
     assert schools["HCM-01"].name == "Trường THCS Nguyễn Du, cơ sở 2"
 
 

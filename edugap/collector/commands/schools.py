@@ -1,4 +1,5 @@
-"""`edugap schools import|list`: load the registry from CSV; list registered or unknown schools."""
+"""`edugap schools import|list`: load the registry from CSV, TSV or XLSX; list registered or
+unknown schools."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import TextIO
 from edugap.collector.commands.common import add_db_argument, db_url, open_store
 from edugap.collector.export import match_places
 from edugap.collector.model import School, StoreError
-from edugap.collector.registry.schools import ParseResult, RegistryError, decode, parse
+from edugap.collector.registry.schools import ParseResult, RegistryError, read
 from edugap.collector.safetext import neutralise, printable, terminal
 
 
@@ -25,15 +26,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     imp = sub.add_parser(
         "import",
-        help="upsert schools from a UTF-8 CSV file",
-        description="Upsert schools from CSV. Required columns: school_id, name, province, "
-        "commune, level, lat, lon, students; optional: computers_required, contracted_mbps. "
-        "Bad rows are reported with their line number and skipped; the exit code is 1 if any "
-        "row failed, 2 if the file could not be read.",
+        help="upsert schools from a CSV, TSV or XLSX file",
+        description="Upsert schools from CSV (',' ';' or tab; UTF-8 with or without BOM, or "
+        "UTF-16 with BOM, as Excel's 'CSV UTF-8' and 'Unicode Text' write them) or XLSX. "
+        "Required columns: school_id, name, province, commune, level, lat, lon, students; "
+        "optional: computers_required, contracted_mbps. Bad rows are reported with their line "
+        "number and skipped; the exit code is 1 if any row failed, 2 if the file could not be "
+        "read.",
     )
-    imp.add_argument("file", type=Path, help="CSV file (UTF-8, with or without BOM)")
+    imp.add_argument("file", type=Path, help="CSV, TSV or XLSX file")
     add_db_argument(imp)
     imp.add_argument("--dry-run", action="store_true", help="check the file, write nothing")
+    imp.add_argument(
+        "--allow-unknown-province",
+        action="store_true",
+        help="import a province that is not one of the 34 of 2025 as written (with a warning) "
+        "instead of refusing its rows",
+    )
     imp.set_defaults(func=import_command)
 
     ls = sub.add_parser("list", help="list registered schools, or unregistered reporters")
@@ -52,13 +61,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def import_command(args: argparse.Namespace) -> int:
     try:
-        result = parse(decode(args.file.read_bytes(), str(args.file)))
+        result = read(
+            args.file.read_bytes(),
+            args.file.name,
+            allow_unknown_province=args.allow_unknown_province,
+        )
     except OSError as e:
         print(f"error: cannot read {terminal(args.file)}: {e.strerror or e}", file=sys.stderr)
         return 2
     except RegistryError as e:
         print(f"error: {terminal(args.file)}: {terminal(e)}", file=sys.stderr)
         return 2
+    print(terminal(f"{args.file}: read as {result.found}"), file=sys.stderr)
     report(result, str(args.file), sys.stderr)
     written = 0
     if result.schools and not args.dry_run:
@@ -73,9 +87,10 @@ def import_command(args: argparse.Namespace) -> int:
             return 2
     verb = "checked" if args.dry_run else "imported"
     count = len(result.schools) if args.dry_run else written
+    notes = f"; {len(result.notes)} notes" if result.notes else ""
     print(
         f"{verb} {count} schools; {len(result.errors)} rows failed; "
-        f"{len(result.warnings)} warnings",
+        f"{len(result.warnings)} warnings{notes}",
         file=sys.stderr,
     )
     return 1 if result.errors else 0
@@ -87,6 +102,8 @@ def report(result: ParseResult, source: str, out: TextIO) -> None:
         print(terminal(f"error: {source} {problem}"), file=out)
     for problem in result.warnings:
         print(terminal(f"warning: {source} {problem}"), file=out)
+    for problem in result.notes:
+        print(terminal(f"note: {source} {problem}"), file=out)
 
 
 def select(

@@ -1,9 +1,12 @@
-"""School registry import from CSV: each bad row is reported with its line and reason.
+"""School registry import from CSV, TSV or XLSX: each bad row is reported with its line and reason.
 
-A missing required column stops the import (RegistryError naming the column). Province and
-commune names are matched against the 2025 official list; a match is stored under its official
-spelling ("ha noi" -> "Thành phố Hà Nội") so areas group together, an unknown name is kept as
-written and warned about.
+The file is read as offices write it (`table`: encoding, delimiter, decimal comma, XLSX). A
+missing required column, a column named twice or a quote never closed stops the import
+(RegistryError). Province and commune names are matched against the 2025 official list; a
+match is stored under its official spelling ("ha noi" -> "Thành phố Hà Nội") so areas group
+together. A province of before the 2025 merger is stored under its successor with a note; a
+province that matches nothing is refused (with the closest names) unless the caller allows
+unknown provinces, then kept as written with a warning. An unknown commune is a warning.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TextIO
 
 from edugap.collector.model import School
 from edugap.collector.registry.places import Places, default_places
+from edugap.collector.registry.table import Table, TableError, number, read_table, whole
 from edugap.collector.safetext import neutralise, unneutralise
 from edugap.protocol.messages import ID_PATTERN
 
@@ -36,40 +40,49 @@ class RegistryError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class RowProblem:
-    """One bad row (error: not imported) or doubtful row (warning: imported)."""
+    """One bad row (error: not imported), doubtful row (warning: imported) or a note on what
+    was done to an imported row."""
 
     line: int
     message: str
+    unit: str = "line"  # "row" in a spreadsheet
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.message}"
+        return f"{self.unit} {self.line}: {self.message}"
 
 
 @dataclass(slots=True)
 class ParseResult:
-    """Good rows, and what was wrong with the others."""
+    """Good rows, what was wrong with the others, and how the file was read."""
 
     schools: list[School] = field(default_factory=list)
     errors: list[RowProblem] = field(default_factory=list)
     warnings: list[RowProblem] = field(default_factory=list)
+    notes: list[RowProblem] = field(default_factory=list)
+    found: str = ""  # "UTF-16 with BOM, tab-separated", "XLSX, sheet 'Trường'"
 
 
-def _number(row: dict[str, str], column: str) -> float:
+def _number(row: dict[str, str], column: str, decimal_comma: bool) -> float:
     text = row[column]
     try:
-        value = float(text)
+        value = number(text, decimal_comma)
     except ValueError:
-        hint = " (use a dot as the decimal separator)" if "," in text else ""
+        hint = (
+            " (in a ','-separated file use a dot as the decimal mark, or separate fields "
+            "with ';')"
+            if "," in text and not decimal_comma
+            else ""
+        )
         raise ValueError(f"{column} {text!r} is not a number{hint}") from None
     if not math.isfinite(value):
         raise ValueError(f"{column} {text!r} is not a finite number")
     return value
 
 
-def _count(row: dict[str, str], column: str) -> int:
+def _count(row: dict[str, str], column: str, decimal_comma: bool) -> int:
     text = row[column]
     try:
-        value = int(text)
+        value = whole(text, decimal_comma)
     except ValueError:
         raise ValueError(f"{column} {text!r} is not a whole number") from None
     if value < 0:
@@ -77,7 +90,7 @@ def _count(row: dict[str, str], column: str) -> int:
     return value
 
 
-def _school(row: dict[str, str]) -> School:
+def _school(row: dict[str, str], decimal_comma: bool = False) -> School:
     """One row -> School, or ValueError naming the column and value."""
     for column in REQUIRED:
         if not row.get(column):
@@ -87,7 +100,7 @@ def _school(row: dict[str, str]) -> School:
         raise ValueError(
             f"school_id {school_id!r} is not 1-64 letters, digits, '-' or '_' (wire protocol v1)"
         )
-    lat, lon = _number(row, "lat"), _number(row, "lon")
+    lat, lon = _number(row, "lat", decimal_comma), _number(row, "lon", decimal_comma)
     lat_ok = LAT_RANGE[0] <= lat <= LAT_RANGE[1]
     lon_ok = LON_RANGE[0] <= lon <= LON_RANGE[1]
     if not (lat_ok and lon_ok):
@@ -97,10 +110,12 @@ def _school(row: dict[str, str]) -> School:
             f"lat {row['lat']}, lon {row['lon']} is outside Vietnam "
             f"(lat {LAT_RANGE[0]}..{LAT_RANGE[1]}, lon {LON_RANGE[0]}..{LON_RANGE[1]}){hint}"
         )
-    computers = _count(row, "computers_required") if row.get("computers_required") else None
+    computers = None
+    if row.get("computers_required"):
+        computers = _count(row, "computers_required", decimal_comma)
     contracted = None
     if row.get("contracted_mbps"):
-        contracted = _number(row, "contracted_mbps")
+        contracted = _number(row, "contracted_mbps", decimal_comma)
         if contracted <= 0:
             raise ValueError(f"contracted_mbps {row['contracted_mbps']!r} must be above 0")
     return School(
@@ -111,31 +126,54 @@ def _school(row: dict[str, str]) -> School:
         level=row["level"],
         lat=lat,
         lon=lon,
-        students=_count(row, "students"),
+        students=_count(row, "students", decimal_comma),
         computers_required=computers,
         contracted_mbps=contracted,
     )
 
 
-def _place(school: School, places: Places, line: int, warnings: list[RowProblem]) -> School:
-    """The school with official place names where they match; warn where they do not."""
-    province = places.province(school.province)
-    if province is None:
-        warnings.append(
-            RowProblem(line, f"province {school.province!r} is not one of the 34 provinces of 2025")
-        )
-        return school
-    commune = province.commune(school.commune)
-    if commune is None:
-        warnings.append(
-            RowProblem(
-                line,
-                f"commune {school.commune!r} is not a commune of {province.name} (2025 list), "
-                "or is ambiguous without its accents",
-            )
-        )
-        return _replace(school, province.name, school.commune)
-    return _replace(school, province.name, commune.name)
+@dataclass(slots=True)
+class _Reading:
+    """One file's import in progress: where rows' problems go."""
+
+    places: Places
+    allow_unknown_province: bool
+    unit: str
+    result: ParseResult
+
+    def problem(self, kind: list[RowProblem], line: int, message: str) -> None:
+        kind.append(RowProblem(line, message, self.unit))
+
+    def place(self, school: School, line: int) -> School | None:
+        """The school with official place names where they match; None when its province is
+        refused (the error is recorded)."""
+        r = self.result
+        province = self.places.province(school.province)
+        if province is None:
+            succession = self.places.succession(school.province)
+            if succession is not None:
+                province = succession.province
+                self.problem(r.notes, line, f"province {school.province!r}: {succession.note}; "
+                             f"imported under {province.name}")  # fmt: skip
+            elif self.allow_unknown_province:
+                self.problem(r.warnings, line, f"province {school.province!r} is not one of the "
+                             "34 provinces of 2025; kept as written "
+                             "(--allow-unknown-province)")  # fmt: skip
+                return school
+            else:
+                close = self.places.suggest_province(school.province)
+                hint = f"closest: {', '.join(close)}" if close else "no province name is close"
+                self.problem(r.errors, line, f"province {school.province!r} is not one of the "
+                             f"34 provinces of 2025 ({hint}); correct it, or import it as "
+                             "written with --allow-unknown-province")  # fmt: skip
+                return None
+        commune = province.commune(school.commune)
+        if commune is None:
+            self.problem(r.warnings, line, f"commune {school.commune!r} is not a commune of "
+                         f"{province.name} (2025 list), or is ambiguous without its "
+                         "accents")  # fmt: skip
+            return _replace(school, province.name, school.commune)
+        return _replace(school, province.name, commune.name)
 
 
 def _replace(school: School, province: str, commune: str) -> School:
@@ -144,65 +182,76 @@ def _replace(school: School, province: str, commune: str) -> School:
     return replace(school, province=province, commune=commune)
 
 
-def decode(data: bytes, source: str = "file") -> str:
-    """UTF-8 text, with or without a byte-order mark; RegistryError names the bad byte."""
+def read(
+    data: bytes,
+    source: str = "registry.csv",
+    places: Places | None = None,
+    *,
+    allow_unknown_province: bool = False,
+) -> ParseResult:
+    """Parse a registry file's bytes (CSV, TSV or XLSX; `source` is its name). Raises
+    RegistryError when the file as a whole cannot be read or lacks a required column."""
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise RegistryError(
-            f"{source} line {line}: not UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}); "
-            "save the file as UTF-8 CSV"
-        ) from None
+        table = read_table(data, source, wanted=REQUIRED)
+    except TableError as e:
+        raise RegistryError(str(e)) from None
+    return parse_table(table, places, allow_unknown_province=allow_unknown_province)
 
 
-def parse(text: str, places: Places | None = None) -> ParseResult:
-    """Parse registry CSV text; raises RegistryError when the header lacks a required column."""
-    places = places or default_places()
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if header is None:
-        raise RegistryError("the file is empty: expected a header line with " + ", ".join(REQUIRED))
-    columns = [h.strip().lower() for h in header]
+def parse(
+    text: str, places: Places | None = None, *, allow_unknown_province: bool = False
+) -> ParseResult:
+    """Parse registry CSV text (see `read`)."""
+    return read(text.encode("utf-8"), "registry.csv", places,
+                allow_unknown_province=allow_unknown_province)  # fmt: skip
+
+
+def parse_table(
+    table: Table, places: Places | None = None, *, allow_unknown_province: bool = False
+) -> ParseResult:
+    """Schools from a read table, each bad row an error naming its line."""
+    columns = table.header
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         raise RegistryError(
             f"missing required column {', '.join(repr(m) for m in missing)} "
-            f"(the header has: {', '.join(columns)})"
+            f"(read as {table.found}; the header has: {', '.join(c for c in columns if c)})"
         )
-    result = ParseResult()
+    result = ParseResult(found=table.found)
+    reading = _Reading(places or default_places(), allow_unknown_province, table.unit, result)
     unknown = [c for c in columns if c and c not in REQUIRED + OPTIONAL]
     if unknown:
-        result.warnings.append(RowProblem(1, f"column(s) {', '.join(unknown)} ignored"))
+        reading.problem(result.warnings, 1, f"column(s) {', '.join(unknown)} ignored")
+    for line, message in table.errors:
+        reading.problem(result.errors, line, message)
     first_line: dict[str, int] = {}
-    line = reader.line_num
-    for record in reader:
-        start, line = line + 1, reader.line_num  # a quoted field may span lines
+    width = len(columns)
+    while width and not columns[width - 1]:
+        width -= 1  # empty header cells at the end (a spreadsheet's stray columns)
+    for start, record in table.rows:
         if not any(v.strip() for v in record):
             continue
-        if len(record) > len(columns):
-            result.errors.append(
-                RowProblem(start, f"{len(record)} fields but the header has {len(columns)}")
-            )
+        if any(v.strip() for v in record[width:]):
+            reading.problem(result.errors, start,
+                            f"{len(record)} fields but the header has {width}")  # fmt: skip
             continue
         # a cell our own CSVs neutralised ('=...) is read as what it was
-        row = {c: unneutralise(v.strip()) for c, v in zip(columns, record, strict=False)}
+        row = {c: unneutralise(v.strip()) for c, v in zip(columns, record, strict=False) if c}
         try:
-            school = _school(row)
+            school = _school(row, table.decimal_comma)
         except ValueError as e:
-            result.errors.append(RowProblem(start, str(e)))
+            reading.problem(result.errors, start, str(e))
             continue
         if school.school_id in first_line:
-            result.errors.append(
-                RowProblem(
-                    start,
-                    f"duplicate school_id {school.school_id!r} (first on line "
-                    f"{first_line[school.school_id]}); this row is skipped",
-                )
-            )
+            reading.problem(result.errors, start, f"duplicate school_id {school.school_id!r} "
+                            f"(first on {table.unit} {first_line[school.school_id]}); this row "
+                            "is skipped")  # fmt: skip
             continue
-        first_line[school.school_id] = start
-        result.schools.append(_place(school, places, start, result.warnings))
+        placed = reading.place(school, start)
+        if placed is not None:
+            first_line[school.school_id] = start
+            result.schools.append(placed)
+    result.errors.sort(key=lambda p: p.line)
     return result
 
 
