@@ -297,7 +297,7 @@ def build_app(deps: HttpDeps) -> Starlette:
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     async def openapi(request: Request) -> Response:
-        return _dump(openapi_document())
+        return _dump(openapi_document(deps.api_token is not None, deps.metrics_token is not None))
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "coverage.html", media_type="text/html; charset=utf-8")
