@@ -88,8 +88,8 @@ class OsInfo(Struct, forbid_unknown_fields=False):
 
     name: ShortStr
     version: ShortStr
-    end_of_support: str | None = None  # ISO date from the lifecycle table, when known
-    out_of_support: bool | None = None
+    end_of_support: str | None = None  # ISO date from the agent's lifecycle table, when known
+    out_of_support: bool | None = None  # the agent's hint; the collector decides from its table
 
 
 class CpuInfo(Struct):
