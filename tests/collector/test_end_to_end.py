@@ -177,7 +177,7 @@ def test_reports_become_metrics_and_shortage_lists(
     expected = {
         ("HN-A", HANOI): {"bandwidth", "isp_contract", "os_upgrade"},
         ("HN-B", HANOI): {"computers"},
-        ("CB-C", "Cao Bằng"): {"computers", "not_monitored"},
+        ("CB-C", "Cao Bằng"): {"not_monitored"},  # its 5 computers are only assumed missing
         ("ZZ-X", ""): {"bandwidth"},
     }
     for (school_id, province), kinds in expected.items():
@@ -189,6 +189,9 @@ def test_reports_become_metrics_and_shortage_lists(
         assert have == kinds, school_id
     assert metric(m, "edugap_province_bandwidth_gap_mbps", province=HANOI) == 10.0
     assert metric(m, "edugap_province_computers_gap", province="Cao Bằng") == 5
+    assert metric(m, "edugap_province_computers_gap_assumed", province="Cao Bằng") == 5
+    assert metric(m, "edugap_province_computers_gap_measured", province="Cao Bằng") == 0
+    assert metric(m, "edugap_province_bandwidth_gap_measured_mbps", province=HANOI) == 10.0
     assert metric(m, "edugap_province_schools", province=HANOI, connectivity="good") == 1
     assert metric(m, "edugap_collector_messages_total", result="rejected_bad_json") == 1
     assert metric(m, "edugap_collector_unregistered_schools") == 1

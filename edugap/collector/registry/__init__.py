@@ -1,7 +1,8 @@
 """The school registry: reading the sector's school list, and the official places.
 
-Owns: `schools` (registry CSV import, row checks), `places` (provinces and communes, name
-matching).
+Owns: `table` (CSV, TSV and XLSX files as offices write them; standard library only),
+`schools` (registry import, row checks), `places` (provinces and communes, name matching,
+Vietnamese collation, the provinces of before 2025 and their successors).
 May import: `edugap.protocol`, `edugap.collector.model`, `edugap.collector.safetext`; never
 ingest, a store backend, the policy, serving, exports or the demo.
 """
