@@ -12,15 +12,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from edugap.collector.model import (
-    CONNECTIVITY_CLASSES,
-    MONITORING_STATES,
-    NEEDS,
-    SHORTFALL_KINDS,
-    AreaSummary,
     BandwidthRow,
     Connectivity,
     DeviceCounts,
@@ -36,8 +31,18 @@ from edugap.collector.model import (
     SpeedTests,
     Store,
 )
+from edugap.collector.policy.areas import Area
+from edugap.collector.policy.facts import (
+    Inventory,
+    group_devices,
+    group_os,
+    group_tests,
+    heartbeat_sums,
+    inventories,
+    school_hour_starts,
+    uptime_of,
+)
 from edugap.collector.policy.rules import Policy
-from edugap.protocol.lifecycle import Lifecycle, lookup
 
 
 def statistic(values: Sequence[float], name: str) -> float:
@@ -50,128 +55,6 @@ def statistic(values: Sequence[float], name: str) -> float:
     low = math.floor(pos)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def _group_tests(rows: Iterable[BandwidthRow], since: datetime) -> dict[str, SpeedTests]:
-    tests: dict[str, SpeedTests] = defaultdict(SpeedTests)
-    for r in rows:
-        down = r.download_mbps
-        if down is None or r.skipped or r.error is not None or r.measured_at < since:
-            continue
-        t = tests[r.school_id]
-        t.down.append(down)
-        if r.upload_mbps is not None:
-            t.up.append(r.upload_mbps)
-        if r.latency_ms is not None:
-            t.latency.append(r.latency_ms)
-        if t.newest is None or r.measured_at > t.newest:
-            t.newest = r.measured_at
-    return tests
-
-
-def _group_devices(
-    rows: Iterable[DeviceRow], live_since: datetime, p: Policy
-) -> dict[str, DeviceCounts]:
-    devices: dict[str, DeviceCounts] = defaultdict(DeviceCounts)
-    min_memory = p.min_memory_mb
-    for d in rows:
-        if d.last_seen < live_since:
-            continue  # not live: neither reporting nor usable
-        g = devices[d.school_id]
-        g.reporting += 1
-        if (d.memory_mb or 0) >= min_memory and (d.cpu_cores or 0) >= p.min_cores:
-            g.usable += 1
-        if d.out_of_support:
-            g.out_of_support += 1
-        if d.clock_off:
-            g.clock_off += 1
-    return devices
-
-
-def _group_os(rows: Iterable[DeviceRow], live_since: datetime) -> dict[str, dict[OsRelease, int]]:
-    """Per school, live devices that sent an inventory, by OS name and version."""
-    found: dict[str, dict[OsRelease, int]] = defaultdict(dict)
-    for d in rows:
-        if d.last_seen < live_since or d.inventory_at is None:
-            continue
-        counts = found[d.school_id]
-        release = (d.os_name or "", d.os_version or "")
-        counts[release] = counts.get(release, 0) + 1
-    return found
-
-
-@dataclass(frozen=True, slots=True)
-class Inventory:
-    """What one school's recent inventories say: how many, and how many run an OS past its
-    vendor's end of support according to the collector's table (not the agents' flags)."""
-
-    devices: int = 0
-    out_of_support: int = 0
-
-
-def inventories(
-    device_os: Mapping[str, Mapping[OsRelease, int]], table: Sequence[Lifecycle], today: date
-) -> dict[str, Inventory]:
-    """Per school, its inventoried devices and those out of support on `today`; each distinct
-    OS release is looked up once (a nation has a few dozen)."""
-    rows = tuple(table)
-    out: dict[OsRelease, bool] = {}
-    found: dict[str, Inventory] = {}
-    for school_id, releases in device_os.items():
-        devices = unsupported = 0
-        for release, count in releases.items():
-            gone = out.get(release)
-            if gone is None:
-                row = lookup(release[0], release[1], rows) if release[0] else None
-                gone = out[release] = row is not None and not row.supported_on(today)
-            devices += count
-            if gone:
-                unsupported += count
-        found[school_id] = Inventory(devices, unsupported)
-    return found
-
-
-def school_hour_starts(since: datetime, now: datetime, p: Policy) -> frozenset[datetime]:
-    """UTC starts of the whole hours in [since, now) that start within school hours and days.
-
-    An hour counts when it starts within school hours in the policy's time zone (07:00 counts,
-    17:00 does not for "07:00-17:00"). A store can sum its heartbeat hours over this set.
-    """
-    zone, (start, end), days = p.zone, p.hours, p.weekdays
-    first = since.replace(minute=0, second=0, microsecond=0)
-    if first < since:
-        first += timedelta(hours=1)  # the hour holding `since` is only partly in the window
-    hours: set[datetime] = set()
-    at = first
-    while at < now:
-        local = at.astimezone(zone)
-        if local.weekday() in days and start <= local.time() < end:
-            hours.add(at)
-        at += timedelta(hours=1)
-    return frozenset(hours)
-
-
-def _heartbeat_sums(
-    rows: Iterable[HeartbeatHour], school_hours: frozenset[datetime]
-) -> dict[str, list[int]]:
-    """Per school: [min(checks_ok, checks), checks] summed over the hours in `school_hours`."""
-    sums: dict[str, list[int]] = {}
-    get = sums.get
-    for h in rows:
-        if h.hour not in school_hours or h.checks <= 0:
-            continue
-        s = get(h.school_id)
-        if s is None:
-            sums[h.school_id] = [min(h.checks_ok, h.checks), h.checks]
-        else:
-            s[0] += min(h.checks_ok, h.checks)
-            s[1] += h.checks
-    return sums
-
-
-def _uptime(sums: Mapping[str, Sequence[int]]) -> dict[str, float]:
-    """Per school: 100 x checks_ok / checks."""
-    return {school: 100.0 * ok / checks for school, (ok, checks) in sums.items() if checks > 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,65 +237,6 @@ def _school_status(
     )
 
 
-_APART = ("measured", "assumed")
-
-
-@dataclass(slots=True)
-class _Area:
-    schools: int = 0
-    by_connectivity: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(CONNECTIVITY_CLASSES, 0)
-    )
-    by_monitoring: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(MONITORING_STATES, 0)
-    )
-    shortfalls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SHORTFALL_KINDS, 0))
-    by_need: dict[str, int] = field(default_factory=lambda: dict.fromkeys(NEEDS, 0))
-    bandwidth_gap: dict[str, float] = field(
-        default_factory=lambda: {"measured": 0.0, "assumed": 0.0}
-    )
-    computers_gap: dict[str, int] = field(default_factory=lambda: {"measured": 0, "assumed": 0})
-    computers_usable: int = 0
-    computers_required: int = 0
-    os_out_of_support: int = 0
-
-    def add(self, s: SchoolStatus) -> None:
-        self.schools += 1
-        self.by_connectivity[s.connectivity] += 1
-        self.by_monitoring[s.monitoring] += 1
-        self.by_need[s.need] += 1
-        for kind in s.shortfalls:
-            self.shortfalls[kind] += 1
-        if s.bandwidth_evidence != "absent":  # an absent gap is 0
-            self.bandwidth_gap[s.bandwidth_evidence] += s.bandwidth_gap_mbps
-        if s.computers_evidence != "absent":
-            self.computers_gap[s.computers_evidence] += s.computers_gap
-        self.computers_usable += s.computers_usable
-        self.computers_required += s.computers_required or 0
-        self.os_out_of_support += s.os_out_of_support
-
-    def summary(self, province: str, commune: str | None) -> AreaSummary:
-        mbps, computers = self.bandwidth_gap, self.computers_gap
-        return AreaSummary(
-            province=province,
-            commune=commune,
-            schools=self.schools,
-            by_connectivity=self.by_connectivity,
-            by_monitoring=self.by_monitoring,
-            shortfalls=self.shortfalls,
-            bandwidth_gap_mbps=round(mbps["measured"] + mbps["assumed"], 2),
-            computers_gap=computers["measured"] + computers["assumed"],
-            computers_usable=self.computers_usable,
-            computers_required=self.computers_required,
-            os_out_of_support=self.os_out_of_support,
-            bandwidth_gap_measured_mbps=round(mbps["measured"], 2),
-            bandwidth_gap_assumed_mbps=round(mbps["assumed"], 2),
-            computers_gap_measured=computers["measured"],
-            computers_gap_assumed=computers["assumed"],
-            by_need=self.by_need,
-        )
-
-
 def compute(
     schools: Iterable[School],
     last_reports: dict[str, datetime],
@@ -431,13 +255,13 @@ def compute(
     return assemble(
         schools,
         last_reports,
-        _group_tests(bandwidth, window_start),
-        _group_devices(devices, live_since, policy),
-        _uptime(_heartbeat_sums(heartbeat_hours, hours)),
+        group_tests(bandwidth, window_start),
+        group_devices(devices, live_since, policy),
+        uptime_of(heartbeat_sums(heartbeat_hours, hours)),
         policy,
         now,
         reporting,
-        _group_os(devices, live_since),
+        group_os(devices, live_since),
     )
 
 
@@ -451,7 +275,7 @@ def evaluate(store: Store, policy: Policy, now: datetime) -> Snapshot:
         last_reports=store.last_report_per_school(),
         tests=store.speed_tests_since(window_start),
         devices=store.device_counts(live_since, policy.min_memory_mb, policy.min_cores),
-        uptime=_uptime(store.heartbeat_sums(hours)),
+        uptime=uptime_of(store.heartbeat_sums(hours)),
         policy=policy,
         now=now,
         reporting=store.reporting_school_ids(),
@@ -483,8 +307,8 @@ def assemble(
 
     cut = _Cutoffs.at(now, policy)
     statuses: dict[str, SchoolStatus] = {}
-    provinces: dict[str, _Area] = defaultdict(_Area)
-    communes: dict[tuple[str, str], _Area] = defaultdict(_Area)
+    provinces: dict[str, Area] = defaultdict(Area)
+    communes: dict[tuple[str, str], Area] = defaultdict(Area)
     for school_id in sorted(ids):
         school = registry.get(school_id)
         status = _school_status(
