@@ -14,6 +14,7 @@ from edugap.collector.model import (
     SchoolStatus,
     Snapshot,
 )
+from edugap.collector.registry.places import default_places
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PROVINCES = ("Hà Nội", "Thành phố Hồ Chí Minh", "Đà Nẵng", 'Quảng "Ninh"')
@@ -103,9 +104,10 @@ def snapshot(schools: list[SchoolStatus], generated_at: datetime = NOW) -> Snaps
 
 
 def national(n: int, provinces: int = 34, seed: int = 7) -> Snapshot:
-    """A snapshot of n schools spread over `provinces` provinces, with varied values."""
+    """A snapshot of n schools spread over the first `provinces` official provinces, with
+    varied values."""
     rng = random.Random(seed)
-    names = [f"Tỉnh {i:02d}" for i in range(provinces)]
+    names = [p.name for p in default_places().provinces[:provinces]]
     schools = []
     for i in range(n):
         download = None if rng.random() < 0.1 else round(rng.uniform(0.2, 80.0), 2)

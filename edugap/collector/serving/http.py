@@ -31,6 +31,7 @@ from edugap.collector.model import (
     Snapshot,
 )
 from edugap.collector.policy.snapshots import SnapshotHolder
+from edugap.collector.serving import shards
 from edugap.collector.serving.exposition import CONTENT_TYPE, Exposition
 from edugap.collector.serving.openapi import openapi_document
 from edugap.protocol.redact import redact
@@ -163,7 +164,12 @@ def build_app(deps: HttpDeps) -> Starlette:
             return _unauthorized()
         province = request.query_params.get("province")
         collector = request.query_params.get("collector", "") not in ("", "0", "false")
-        # an unknown province is an empty shard, not an error: it may have no schools yet.
+        if province is not None and not collector:
+            # matched like the API matches names; a known province without schools is an empty
+            # shard, a name that is no province at all is a mistake in the scrape config
+            province = shards.resolve(province)
+            if province is None:
+                return _error(404, shards.unknown_message(request.query_params["province"]))
         # Rendering (once per snapshot) and joining run in a worker thread, off the event loop.
         if province is not None and not collector and _accepts_gzip(request):
             body = await run_in_threadpool(deps.exposition.gzipped_shard, province)
@@ -173,6 +179,17 @@ def build_app(deps: HttpDeps) -> Starlette:
             lambda: list(deps.exposition.text(province=province, collector=collector))
         )
         return StreamingResponse(iter(pieces), media_type=CONTENT_TYPE)
+
+    async def scrape_targets(request: Request) -> Response:
+        """Prometheus http_sd: one target per province shard the snapshot has schools in."""
+        if not _authorized(request, deps.metrics_token):
+            return _unauthorized()
+        if deps.holder.current is None:
+            return _error(503, "no snapshot yet: the first evaluation has not finished")
+        # the address Prometheus reached us at is the one it should scrape
+        address = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+        present = await run_in_threadpool(deps.exposition.provinces)
+        return _dump(shards.sd_targets(address, present))
 
     def schools(request: Request) -> Response:
         snap = snapshot_or_503()
@@ -282,6 +299,7 @@ def build_app(deps: HttpDeps) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/", page, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/metrics/targets", scrape_targets, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),

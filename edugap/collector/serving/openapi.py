@@ -145,7 +145,15 @@ def openapi_document() -> dict[str, Any]:
                 _query("collector", "1: only the collector's own health and unregistered "
                        "schools", {"type": "string"})],
             "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}},
-                          "401": _ERRORS["401"]},
+                          "401": _ERRORS["401"],
+                          "404": _json("no province has that name; the message names them",
+                                       {"$ref": ref + "Error"})},
+        }},
+        "/metrics/targets": {"get": {
+            "summary": "Prometheus http_sd targets: one per province shard with schools",
+            "security": [{"metrics_bearer": []}],
+            "responses": {"200": _json("target groups", {"type": "array"}),
+                          "401": _ERRORS["401"], "503": _ERRORS["503"]},
         }},
         "/healthz": {"get": {"summary": "The process is alive",
                              "responses": {"200": _json("alive", {"type": "object"})}}},
