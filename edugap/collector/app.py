@@ -213,6 +213,7 @@ class CollectorApp:
                 api_token=c.http_api_token,
                 metrics_token=c.http_metrics_token,
                 speedtest=speedtest,
+                time_zone=policy.timezone,
             )
         )
         return self.http

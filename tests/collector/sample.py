@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from edugap.collector.model import (
@@ -125,4 +126,38 @@ def national(n: int, provinces: int = 34, seed: int = 7) -> Snapshot:
                 registered=i % 500 != 0,
             )
         )
+    return snapshot(schools)
+
+
+def fleet_snapshot(n: int, seed: int = 3) -> Snapshot:
+    """A snapshot of n schools where the demo fleet puts them (real places and coordinates),
+    with varied classes, statuses and shortfalls."""
+    from edugap.collector.demo.fleet import build_fleet
+
+    rng = random.Random(seed)
+    schools = []
+    for sim in build_fleet(n, 1, seed=seed):
+        r = sim.school
+        download = None if rng.random() < 0.15 else round(rng.lognormvariate(2.5, 1.2), 2)
+        required = max(20.0, 0.05 * r.students)
+        connectivity = (
+            "unknown" if download is None
+            else "good" if download >= required
+            else "moderate" if download >= 1
+            else "bad"
+        )  # fmt: skip
+        kinds = tuple(k for k in SHORTFALL_KINDS if rng.random() < 0.25)
+        status = school(
+            r.school_id,
+            r.province,
+            commune=r.commune,
+            level=r.level,
+            name=r.name,
+            download=download,
+            required=required,
+            connectivity=connectivity,
+            monitoring=rng.choices(MONITORING_STATES, (70, 10, 10, 10))[0],
+            shortfalls=kinds,
+        )
+        schools.append(replace(status, lat=r.lat, lon=r.lon, students=r.students))
     return snapshot(schools)

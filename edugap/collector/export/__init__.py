@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Protocol, TypeVar
 
-from edugap.collector.model import SHORTFALL_KINDS, SchoolStatus, Snapshot
+from edugap.collector.model import (
+    CONNECTIVITY_CLASSES,
+    MONITORING_STATES,
+    SHORTFALL_KINDS,
+    SchoolStatus,
+    Snapshot,
+)
 from edugap.collector.registry.places import key, province_key
 
 # what this package may import from edugap (tests/test_architecture.py checks it)
@@ -124,6 +130,8 @@ class Filters:
     commune: str | None = None
     level: str | None = None
     kind: str | None = None  # a SHORTFALL_KINDS member, or "any"
+    connectivity: str | None = None  # a CONNECTIVITY_CLASSES member
+    monitoring: str | None = None  # a MONITORING_STATES member
 
 
 class Placed(Protocol):
@@ -169,19 +177,30 @@ def filter_schools(
     commune: str | None = None,
     level: str | None = None,
     kind: str | None = None,
+    connectivity: str | None = None,
+    monitoring: str | None = None,
 ) -> list[SchoolStatus]:
     """Schools matching every given filter (see match_places), highest priority first; kind
-    is a shortfall kind or "any"."""
+    is a shortfall kind or "any", connectivity a class, monitoring a status."""
     if kind is not None and kind != KIND_ANY and kind not in SHORTFALL_KINDS:
         raise ExportError(
             f"unknown shortfall kind {kind!r} (known: {', '.join((*SHORTFALL_KINDS, KIND_ANY))})"
         )
+    for name, value, known in (
+        ("connectivity class", connectivity, CONNECTIVITY_CLASSES),
+        ("monitoring status", monitoring, MONITORING_STATES),
+    ):
+        if value is not None and value not in known:
+            raise ExportError(f"unknown {name} {value!r} (known: {', '.join(known)})")
     chosen = snapshot.by_priority()
     if province or commune or level:
         chosen = match_places(chosen, province, commune, level)
     if kind:
         any_kind = kind == KIND_ANY
         chosen = [s for s in chosen if (bool(s.shortfalls) if any_kind else kind in s.shortfalls)]
+    if connectivity or monitoring:
+        chosen = [s for s in chosen if connectivity in (None, s.connectivity)
+                  and monitoring in (None, s.monitoring)]  # fmt: skip
     return chosen
 
 
@@ -244,5 +263,7 @@ def write_shortages(
     """Write the filtered schools of `snapshot` as `fmt` to `out`; returns the row count."""
     f = filters or Filters()
     chosen = exporter(fmt)
-    schools = filter_schools(snapshot, f.province, f.commune, f.level, f.kind)
+    schools = filter_schools(
+        snapshot, f.province, f.commune, f.level, f.kind, f.connectivity, f.monitoring
+    )
     return chosen.write(_with_progress(schools, progress), out)

@@ -6,6 +6,7 @@ and only /readyz and /api/v1/rejects touch the store.
 
 from __future__ import annotations
 
+import gzip
 import hmac
 import io
 import logging
@@ -33,6 +34,7 @@ from edugap.collector.model import (
 from edugap.collector.policy.snapshots import SnapshotHolder
 from edugap.collector.serving import shards
 from edugap.collector.serving.exposition import CONTENT_TYPE, Exposition
+from edugap.collector.serving.mapdata import MapCache, map_payload
 from edugap.collector.serving.openapi import openapi_document
 from edugap.protocol.redact import redact
 
@@ -60,6 +62,7 @@ class HttpDeps:
     api_token: str | None = None
     metrics_token: str | None = None
     speedtest: ASGIApp | None = None
+    time_zone: str = "Asia/Ho_Chi_Minh"  # the policy's: the page shows local times in it
 
 
 class BadRequest(ValueError):
@@ -71,6 +74,29 @@ _json = msgspec.json.Encoder()
 
 def _dump(value: Any) -> Response:
     return Response(_json.encode(value), media_type="application/json")
+
+
+GZIP_MIN_BYTES = 1024  # smaller bodies gain nothing from compression
+COMPRESSIBLE = ("application/json", "application/geo+json", "text/csv")
+
+
+def _send(
+    request: Request, body: bytes, media_type: str, headers: dict[str, str] | None = None
+) -> Response:
+    """`body` as is, or gzip-compressed when the client accepts it and it is JSON or CSV.
+    Call it in a worker thread: compressing megabytes must not stall the event loop."""
+    headers = dict(headers or {})
+    if media_type.split(";")[0] in COMPRESSIBLE:
+        headers["Vary"] = "Accept-Encoding"
+        if len(body) >= GZIP_MIN_BYTES and _accepts_gzip(request):
+            body = gzip.compress(body, 6, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+    return Response(body, media_type=media_type, headers=headers)
+
+
+def _reply(request: Request, value: Any) -> Response:
+    """`value` as JSON, compressed when the client accepts it."""
+    return _send(request, _json.encode(value), "application/json")
 
 
 def _error(status: int, message: str, **extra: str) -> Response:
@@ -125,7 +151,18 @@ def _choice(request: Request, name: str, allowed: tuple[str, ...]) -> str | None
 
 def _filters(request: Request) -> Filters:
     found = {k: v for k in FILTERS if (v := request.query_params.get(k, "").strip())}
-    return Filters(**found)
+    return Filters(
+        **found,
+        connectivity=_choice(request, "connectivity", CONNECTIVITY_CLASSES),
+        monitoring=_choice(request, "monitoring", MONITORING_STATES),
+    )
+
+
+def _filtered(snap: Snapshot, f: Filters) -> list[SchoolStatus]:
+    """The schools every filter of `f` matches, highest priority first."""
+    return filter_schools(
+        snap, f.province, f.commune, f.level, f.kind, f.connectivity, f.monitoring
+    )
 
 
 def school_json(s: SchoolStatus) -> dict[str, Any]:
@@ -138,6 +175,8 @@ def school_json(s: SchoolStatus) -> dict[str, Any]:
 
 def build_app(deps: HttpDeps) -> Starlette:
     """The ASGI app with every route; see docs/api.md and /openapi.json."""
+
+    map_cache = MapCache()
 
     def snapshot_or_503() -> Snapshot | Response:
         snap = deps.holder.current
@@ -197,25 +236,18 @@ def build_app(deps: HttpDeps) -> Starlette:
             return snap
         limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
         offset = _int_param(request, "offset", 0, 0, 10**9)
-        connectivity = _choice(request, "connectivity", CONNECTIVITY_CLASSES)
-        monitoring = _choice(request, "monitoring", MONITORING_STATES)
-        f = _filters(request)
         # the same matching as the exports (accents and case ignored), highest priority first
-        ordered = [
-            s
-            for s in filter_schools(snap, f.province, f.commune, f.level, f.kind)
-            if (connectivity is None or s.connectivity == connectivity)
-            and (monitoring is None or s.monitoring == monitoring)
-        ]
+        ordered = _filtered(snap, _filters(request))
         page = ordered[offset : offset + limit]
-        return _dump(
+        return _reply(
+            request,
             {
                 "generated_at": snap.generated_at.isoformat(),
                 "total": len(ordered),
                 "offset": offset,
                 "limit": limit,
                 "schools": [school_json(s) for s in page],
-            }
+            },
         )
 
     def school(request: Request) -> Response:
@@ -226,33 +258,32 @@ def build_app(deps: HttpDeps) -> Starlette:
         found = snap.schools.get(school_id)
         if found is None:
             return _error(404, f"no school {school_id!r} in the current snapshot")
-        return _dump(school_json(found))
+        return _reply(request, school_json(found))
 
     def provinces(request: Request) -> Response:
         snap = snapshot_or_503()
         if isinstance(snap, Response):
             return snap
-        return _dump(
+        return _reply(
+            request,
             {
                 "generated_at": snap.generated_at.isoformat(),
                 "provinces": [asdict(a) for a in snap.provinces],
-            }
+            },
         )
 
     def map_points(request: Request) -> Response:
         snap = snapshot_or_503()
         if isinstance(snap, Response):
             return snap
-        # compact rows for the coverage map: 60,000 schools stay a few MB
-        points = [
-            [s.school_id, s.lat, s.lon, s.connectivity, s.monitoring, s.province]
-            for s in snap.schools.values()
-            if s.lat is not None and s.lon is not None
-        ]
-        fields = ["school_id", "lat", "lon", "connectivity", "monitoring", "province"]
-        return _dump(
-            {"generated_at": snap.generated_at.isoformat(), "fields": fields, "points": points}
+        # compact columns for the coverage map (serving/mapdata.py), encoded once per filter
+        f = _filters(request)
+        zipped = _accepts_gzip(request)
+        body = map_cache.body(
+            snap, f, zipped, lambda: map_payload(snap, _filtered(snap, f), deps.time_zone)
         )
+        headers = {"Vary": "Accept-Encoding"} | ({"Content-Encoding": "gzip"} if zipped else {})
+        return Response(body, media_type="application/json", headers=headers)
 
     def shortages(request: Request) -> Response:
         snap = snapshot_or_503()
@@ -269,7 +300,7 @@ def build_app(deps: HttpDeps) -> Starlette:
         body = out.getvalue()
         name = f"shortages.{FORMATS[fmt].extension}"
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
-        return Response(body, media_type=FORMATS[fmt].media_type, headers=headers)
+        return _send(request, body, FORMATS[fmt].media_type, headers)
 
     def rejects(request: Request) -> Response:
         limit = _int_param(request, "limit", 100, 1, 1000)
@@ -278,8 +309,9 @@ def build_app(deps: HttpDeps) -> Starlette:
         except Exception as e:
             log.warning("reading rejects failed: %s", e)
             return _error(503, redact(f"store unavailable: {e}"))  # libpq may quote the DSN
-        return _dump(
-            {"rejects": [{**asdict(r), "received_at": r.received_at.isoformat()} for r in found]}
+        return _reply(
+            request,
+            {"rejects": [{**asdict(r), "received_at": r.received_at.isoformat()} for r in found]},
         )
 
     async def healthz(request: Request) -> Response:
@@ -291,7 +323,7 @@ def build_app(deps: HttpDeps) -> Starlette:
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     async def openapi(request: Request) -> Response:
-        return _dump(openapi_document())
+        return _reply(request, openapi_document())
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "coverage.html", media_type="text/html; charset=utf-8")

@@ -27,6 +27,13 @@ _FILTERS = [
     _query("kind", "only schools with this shortfall ('any': with at least one)",
            {"type": "string", "enum": [*SHORTFALL_KINDS, KIND_ANY]}),
 ]  # fmt: skip
+# what /api/v1/schools, /api/v1/map and /api/v1/shortages accept (the coverage page's filters)
+_ALL_FILTERS = [
+    *_FILTERS,
+    _query("connectivity", "only this class",
+           {"type": "string", "enum": list(CONNECTIVITY_CLASSES)}),
+    _query("monitoring", "only this status", {"type": "string", "enum": list(MONITORING_STATES)}),
+]  # fmt: skip
 _AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
@@ -87,11 +94,7 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/schools": {"get": {
             "summary": "Schools of the current snapshot, highest priority first",
             "security": _AUTH,
-            "parameters": [*_FILTERS,
-                _query("connectivity", "only this class",
-                       {"type": "string", "enum": list(CONNECTIVITY_CLASSES)}),
-                _query("monitoring", "only this status",
-                       {"type": "string", "enum": list(MONITORING_STATES)}),
+            "parameters": [*_ALL_FILTERS,
                 _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000,
                                               "default": 100}),
                 _query("offset", "schools to skip", {"type": "integer", "minimum": 0,
@@ -116,14 +119,15 @@ def openapi_document() -> dict[str, Any]:
             "responses": {"200": _json("province summaries", {"type": "object"}), **_ERRORS},
         }},
         "/api/v1/map": {"get": {
-            "summary": "Compact points for the coverage map: school_id, lat, lon, classes",
+            "summary": "The filtered schools in compact columns, for the coverage map",
             "security": _AUTH,
-            "responses": {"200": _json("points", {"type": "object"}), **_ERRORS},
+            "parameters": _ALL_FILTERS,
+            "responses": {"200": _json("columns (docs/api.md)", {"type": "object"}), **_ERRORS},
         }},
         "/api/v1/shortages": {"get": {
             "summary": "The shortage list, for budgets and procurement",
             "security": _AUTH,
-            "parameters": [*_FILTERS, _query("format", "file format", {
+            "parameters": [*_ALL_FILTERS, _query("format", "file format", {
                 "type": "string", "enum": list(FORMATS), "default": "json"})],
             "responses": {"200": {"description": "the list as a file", "content": {
                 f.media_type.split(";")[0]: {} for f in FORMATS.values()}},
