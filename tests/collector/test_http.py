@@ -87,7 +87,9 @@ def test_health_metrics_and_page_stay_open_with_an_api_token(store: Store) -> No
     client = make_client(store, api_token=TOKEN)
     assert client.get("/healthz").status_code == 200
     assert client.get("/metrics").status_code == 200
-    assert "School coverage" in client.get("/").text
+    assert "static/coverage.js" in client.get("/").text
+    assert client.get("/static/map.js").status_code == 200
+    assert client.get("/outlines/country.json").status_code == 200
 
 
 def test_metrics_token_protects_metrics_only(store: Store) -> None:

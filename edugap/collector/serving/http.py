@@ -6,20 +6,18 @@ and only /readyz and /api/v1/rejects touch the store.
 
 from __future__ import annotations
 
-import gzip
 import hmac
 import io
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
@@ -32,15 +30,17 @@ from edugap.collector.model import (
     Snapshot,
 )
 from edugap.collector.policy.snapshots import SnapshotHolder
+from edugap.collector.registry.outlines import Outlines
 from edugap.collector.serving import shards
+from edugap.collector.serving.encoding import accepts_gzip, send
 from edugap.collector.serving.exposition import CONTENT_TYPE, Exposition
 from edugap.collector.serving.mapdata import MapCache, map_payload
 from edugap.collector.serving.openapi import openapi_document
+from edugap.collector.serving.page import page_routes
 from edugap.protocol.redact import redact
 
 log = logging.getLogger(__name__)
 
-STATIC = Path(__file__).parent / "static"
 MAX_PAGE = 1000
 FILTERS = ("province", "commune", "level", "kind")
 
@@ -63,6 +63,7 @@ class HttpDeps:
     metrics_token: str | None = None
     speedtest: ASGIApp | None = None
     time_zone: str = "Asia/Ho_Chi_Minh"  # the policy's: the page shows local times in it
+    outlines: Outlines = field(default_factory=Outlines)  # what the page's map draws
 
 
 class BadRequest(ValueError):
@@ -76,27 +77,9 @@ def _dump(value: Any) -> Response:
     return Response(_json.encode(value), media_type="application/json")
 
 
-GZIP_MIN_BYTES = 1024  # smaller bodies gain nothing from compression
-COMPRESSIBLE = ("application/json", "application/geo+json", "text/csv")
-
-
-def _send(
-    request: Request, body: bytes, media_type: str, headers: dict[str, str] | None = None
-) -> Response:
-    """`body` as is, or gzip-compressed when the client accepts it and it is JSON or CSV.
-    Call it in a worker thread: compressing megabytes must not stall the event loop."""
-    headers = dict(headers or {})
-    if media_type.split(";")[0] in COMPRESSIBLE:
-        headers["Vary"] = "Accept-Encoding"
-        if len(body) >= GZIP_MIN_BYTES and _accepts_gzip(request):
-            body = gzip.compress(body, 6, mtime=0)
-            headers["Content-Encoding"] = "gzip"
-    return Response(body, media_type=media_type, headers=headers)
-
-
 def _reply(request: Request, value: Any) -> Response:
     """`value` as JSON, compressed when the client accepts it."""
-    return _send(request, _json.encode(value), "application/json")
+    return send(request, _json.encode(value), "application/json")
 
 
 def _error(status: int, message: str, **extra: str) -> Response:
@@ -113,14 +96,6 @@ def _authorized(request: Request, token: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(
         given.strip().encode(), token.encode()
     )
-
-
-def _accepts_gzip(request: Request) -> bool:
-    for coding in request.headers.get("accept-encoding", "").split(","):
-        name, _, params = coding.partition(";")
-        if name.strip() == "gzip":
-            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
 
 
 def _unauthorized() -> Response:
@@ -210,7 +185,7 @@ def build_app(deps: HttpDeps) -> Starlette:
             if province is None:
                 return _error(404, shards.unknown_message(request.query_params["province"]))
         # Rendering (once per snapshot) and joining run in a worker thread, off the event loop.
-        if province is not None and not collector and _accepts_gzip(request):
+        if province is not None and not collector and accepts_gzip(request):
             body = await run_in_threadpool(deps.exposition.gzipped_shard, province)
             headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
             return Response(body, media_type=CONTENT_TYPE, headers=headers)
@@ -278,7 +253,7 @@ def build_app(deps: HttpDeps) -> Starlette:
             return snap
         # compact columns for the coverage map (serving/mapdata.py), encoded once per filter
         f = _filters(request)
-        zipped = _accepts_gzip(request)
+        zipped = accepts_gzip(request)
         body = map_cache.body(
             snap, f, zipped, lambda: map_payload(snap, _filtered(snap, f), deps.time_zone)
         )
@@ -300,7 +275,7 @@ def build_app(deps: HttpDeps) -> Starlette:
         body = out.getvalue()
         name = f"shortages.{FORMATS[fmt].extension}"
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
-        return _send(request, body, FORMATS[fmt].media_type, headers)
+        return send(request, body, FORMATS[fmt].media_type, headers)
 
     def rejects(request: Request) -> Response:
         limit = _int_param(request, "limit", 100, 1, 1000)
@@ -325,11 +300,7 @@ def build_app(deps: HttpDeps) -> Starlette:
     async def openapi(request: Request) -> Response:
         return _reply(request, openapi_document())
 
-    async def page(request: Request) -> Response:
-        return FileResponse(STATIC / "coverage.html", media_type="text/html; charset=utf-8")
-
     routes: list[BaseRoute] = [
-        Route("/", page, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/metrics/targets", scrape_targets, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -342,6 +313,7 @@ def build_app(deps: HttpDeps) -> Starlette:
         Route("/api/v1/shortages", api(shortages), methods=["GET"]),
         Route("/api/v1/rejects", api(rejects), methods=["GET"]),
     ]
+    routes += page_routes(deps.outlines)
     if deps.speedtest is not None:
         routes.append(Mount("/speedtest", app=deps.speedtest))
     return Starlette(routes=routes)

@@ -171,6 +171,19 @@ def openapi_document() -> dict[str, Any]:
         "/": {"get": {"summary": "The coverage page (map and province table; works offline)",
                       "responses": {"200": {"description": "HTML",
                                             "content": {"text/html": {}}}}}},
+        "/outlines/{which}.json": {"get": {
+            "summary": "What the page's map draws: the country (which=country) or the "
+                       "operator's province and commune outlines (which=areas), as GeoJSON",
+            "parameters": [{"name": "which", "in": "path", "required": True,
+                            "schema": {"type": "string", "enum": ["country", "areas"]}}],
+            "responses": {"200": {"description": "GeoJSON FeatureCollection",
+                                  "content": {"application/geo+json": {}}},
+                          "404": {"description": "neither country nor areas"}}}},
+        "/static/{path}": {"get": {
+            "summary": "The coverage page's scripts and styles",
+            "parameters": [{"name": "path", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "the file"}}}},
         "/speedtest/{path}": {"get": {
             "summary": "Self-hosted speed-test files (speedtest.net-compatible), see agent docs",
             "parameters": [{"name": "path", "in": "path", "required": True,
