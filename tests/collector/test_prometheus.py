@@ -7,7 +7,6 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,17 @@ import pytest
 from edugap.collector.model import IngestStats, Store
 from edugap.collector.policy.snapshots import SnapshotHolder
 from edugap.collector.serving.exposition import Exposition
-from edugap.collector.serving.http import HttpDeps, build_app
-from edugap.collector.serving.speedtest import serve_in_thread
 from edugap.collector.store import open_store
 from tests import realparts
+from tests.collector.prom_helpers import (
+    DEPLOY,
+    collector_url,
+    prometheus,
+    prometheus_config,
+    query,
+    with_token,
+)
 from tests.collector.sample import national, school, snapshot
-
-DEPLOY = Path(__file__).parents[2] / "deploy" / "prometheus"
 
 
 @pytest.fixture
@@ -31,17 +34,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s = open_store(str(tmp_path / "prom.db"))
     yield s
     s.close()
-
-
-def collector_url(store: Store, snap: Any, metrics_token: str | None = None) -> Any:
-    holder = SnapshotHolder()
-    holder.publish(snap, 0.5)
-    stats = IngestStats()
-    stats.count("stored", 42)
-    stats.count("rejected_bad_json", 3)
-    deps = HttpDeps(holder, Exposition(holder, stats), store, lambda: {"all": True},
-                    metrics_token=metrics_token)  # fmt: skip
-    return serve_in_thread(build_app(deps))
 
 
 def test_promtool_finds_nothing_wrong_with_populated_metrics(store: Store) -> None:
@@ -97,14 +89,14 @@ def test_deploy_config_is_valid_discovers_provinces_and_carries_the_token_everyw
     (tmp_path / "rules").mkdir()
     for name in ("edugap-rules.yml",):
         (tmp_path / "rules" / name).write_text((DEPLOY / "rules" / name).read_text("utf-8"))
-    for text in (config, _with_token(config, token)):
+    for text in (config, with_token(config, token)):
         (tmp_path / "prometheus.yml").write_text(text, encoding="utf-8")
         result = subprocess.run([promtool, "check", "config", "prometheus.yml"], cwd=tmp_path,
                                 capture_output=True, text=True, timeout=60)  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
     import yaml  # type: ignore[import-untyped]
 
-    jobs = yaml.safe_load(_with_token(config, token))["scrape_configs"]
+    jobs = yaml.safe_load(with_token(config, token))["scrape_configs"]
     assert {j["job_name"] for j in jobs} == {"edugap-collector", "edugap-province"}
     for job in jobs:  # every job, and the discovery itself, uses the token once uncommented
         assert job["authorization"] == {"type": "Bearer", "credentials_file": str(token)}
@@ -115,51 +107,6 @@ def test_deploy_config_is_valid_discovers_provinces_and_carries_the_token_everyw
     }
     # no hand-kept list of provinces
     assert "static_configs" not in province and "Cao Bằng" not in config
-
-
-def _with_token(config: str, token_file: Path) -> str:
-    """The config with its commented `authorization` blocks switched on, reading token_file."""
-    config = re.sub(r"^(\s*)# (authorization:).*$", r"\1\2", config, flags=re.M)
-    config = re.sub(r"^(\s*)#( +type: Bearer).*$", r"\1 \2", config, flags=re.M)
-    return re.sub(r"^(\s*)#( +credentials_file:) \S+$", rf"\1 \2 {token_file}", config, flags=re.M)
-
-
-def _prometheus_config(template: str, host_port: str, token_file: Path) -> str:
-    """The deploy config pointed at the test collector, scraping every second, with the token."""
-    config = _with_token(template.replace("collector:8080", host_port), token_file)
-    config = re.sub(r"scrape_interval: \S+", "scrape_interval: 1s", config)
-    config = re.sub(r"scrape_timeout: \S+", "scrape_timeout: 1s", config)
-    config = re.sub(r"evaluation_interval: \S+", "evaluation_interval: 1s", config)
-    return re.sub(r"refresh_interval: \S+", "refresh_interval: 1s", config)
-
-
-def _query(base: str, promql: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{base}/api/v1/query", params={"query": promql}, timeout=10)
-    response.raise_for_status()
-    result: list[dict[str, Any]] = response.json()["data"]["result"]
-    return result
-
-
-@contextmanager
-def prometheus(workdir: Path, config: str) -> Iterator[str]:
-    """A real Prometheus with the deploy rules and `config`; yields its base URL."""
-    exe = realparts.require_tool("prometheus", "prometheus")
-    (workdir / "rules").mkdir(parents=True)
-    (workdir / "rules" / "edugap-rules.yml").write_text(
-        (DEPLOY / "rules" / "edugap-rules.yml").read_text(encoding="utf-8"), encoding="utf-8"
-    )
-    (workdir / "prometheus.yml").write_text(config, encoding="utf-8")
-    port = realparts.free_port()
-    proc = subprocess.Popen(
-        [exe, f"--config.file={workdir / 'prometheus.yml'}",
-         f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=(workdir / "log").open("wb"),
-    )  # fmt: skip
-    try:
-        realparts.wait_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        realparts.end_process(proc, timeout=30)
 
 
 def test_real_prometheus_scrapes_discovered_shards_and_joins_school_info(
@@ -178,7 +125,7 @@ def test_real_prometheus_scrapes_discovered_shards_and_joins_school_info(
         host_port = url.removeprefix("http://")
         template = (DEPLOY / "prometheus.yml").read_text(encoding="utf-8")
         workdir = tmp_path / "prometheus"
-        with prometheus(workdir, _prometheus_config(template, host_port, token)) as base:
+        with prometheus(workdir, prometheus_config(template, host_port, token)) as base:
             join = (
                 "edugap_school_download_mbps * on (school_id) "
                 "group_left (name, commune) edugap_school_info"
@@ -189,8 +136,8 @@ def test_real_prometheus_scrapes_discovered_shards_and_joins_school_info(
             deadline = time.monotonic() + 60
             results: list[dict[str, Any]] = []
             while time.monotonic() < deadline:
-                results = _query(base, join)
-                if len(results) == 5 and _query(base, rules_total):
+                results = query(base, join)
+                if len(results) == 5 and query(base, rules_total):
                     break
                 time.sleep(0.5)
             by_school = {r["metric"]["school_id"]: r for r in results}
@@ -205,19 +152,19 @@ def test_real_prometheus_scrapes_discovered_shards_and_joins_school_info(
             assert by_school["CB-1"]["metric"]["commune"] == "Xã Bảo Lâm"
             # with the token, every target is up: the collector's own and one per province
             up = {(r["metric"]["job"], r["metric"].get("shard", "")): r["value"][1]
-                  for r in _query(base, "up")}  # fmt: skip
+                  for r in query(base, "up")}  # fmt: skip
             assert up == {
                 ("edugap-collector", ""): "1",
                 ("edugap-province", "Thành phố Hà Nội"): "1",
                 ("edugap-province", "Cao Bằng"): "1",
             }
-            stored = _query(base, 'edugap_collector_messages_total{result="stored"}')
+            stored = query(base, 'edugap_collector_messages_total{result="stored"}')
             assert float(stored[0]["value"][1]) == 42
             for outside in ("ZZ-9", "HG-1"):
-                info = _query(base, f'edugap_school_info{{school_id="{outside}"}}')
+                info = query(base, f'edugap_school_info{{school_id="{outside}"}}')
                 assert info[0]["metric"]["job"] == "edugap-collector"
             classes = {
-                r["metric"]["connectivity"]: float(r["value"][1]) for r in _query(base, rules_ready)
+                r["metric"]["connectivity"]: float(r["value"][1]) for r in query(base, rules_ready)
             }
             assert classes == {"good": 1, "moderate": 2, "bad": 1, "unknown": 0}
             # no shard is empty, none is down, and the collector is up: no target alert
