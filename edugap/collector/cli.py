@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "edugap.collector.commands.simulate",
     "demo": "edugap.collector.commands.demo",
     "map": "edugap.collector.commands.map",
+    "dashboards": "edugap.collector.commands.dashboards",
 }
 
 
