@@ -2,7 +2,8 @@
 
 Each format is one module here exposing `EXPORTER`, an object with one method,
 `write(rows, out) -> int`; adding a format is one module and one line in FORMATS. The CLI
-(`edugap export shortages`) and the HTTP API both call `write_shortages`.
+(`edugap export shortages`) and the HTTP API both call `write_shortages`. `mapimage` is the
+other output for reports: the coverage map as an image (`edugap map`).
 
 May import: `edugap.protocol`, `edugap.collector.model`, `edugap.collector.registry`
 (place names), `edugap.collector.safetext` (formula neutralisation); never ingest, a store

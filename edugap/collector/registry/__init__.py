@@ -1,7 +1,8 @@
 """The school registry: reading the sector's school list, and the official places.
 
 Owns: `schools` (registry CSV import, row checks), `places` (provinces and communes, name
-matching).
+matching), `outlines` (the shapes of the country and of the operator's provinces and communes,
+for maps), `country_outline` (Vietnam's outline built from Natural Earth at install).
 May import: `edugap.protocol`, `edugap.collector.model`, `edugap.collector.safetext`; never
 ingest, a store backend, the policy, serving, exports or the demo.
 """

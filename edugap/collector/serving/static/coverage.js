@@ -58,7 +58,7 @@ function writeUrl() {
 // --- the data --------------------------------------------------------------------------------
 function prepare(doc) {
   const s = doc.schools, n = s.school_id.length;
-  const provinces = [...new Set(doc.places.map(p => p[0]))].sort((a, b) => a.localeCompare(b, "vi"));
+  const provinces = [...new Set(doc.places.map(p => p[0]))].sort(compare);
   return { doc, n, provinces,
            province: s.place.map(i => doc.places[i][0]), commune: s.place.map(i => doc.places[i][1]),
            klass: s.connectivity.map(i => doc.classes[i]),
@@ -116,14 +116,21 @@ function el(tag, text, attrs = {}) {
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
   return e;
 }
-const number = (v, digits = 0) =>
-  new Intl.NumberFormat(state.lang, { maximumFractionDigits: digits }).format(v);
+const formats = new Map();  // Intl objects are slow to make: one per language and use
+function intl(key, make) {
+  if (!formats.has(key)) formats.set(key, make());
+  return formats.get(key);
+}
+const number = (v, digits = 0) => intl(`n/${state.lang}/${digits}`,
+  () => new Intl.NumberFormat(state.lang, { maximumFractionDigits: digits })).format(v);
+const compare = (a, b) => intl("collator", () => new Intl.Collator("vi")).compare(a, b);
 const percent = (n, of) => (of ? number((100 * n) / of, 1) + " %" : "–");
 function localTime(iso) {
   if (!iso) return t("never");
   const zone = (state.data && state.data.doc.time_zone) || undefined;
-  return new Intl.DateTimeFormat(state.lang === "vi" ? "vi-VN" : "en-GB",
-    { timeZone: zone, dateStyle: "medium", timeStyle: "short" }).format(new Date(iso));
+  return intl(`d/${state.lang}/${zone}`, () => new Intl.DateTimeFormat(
+    state.lang === "vi" ? "vi-VN" : "en-GB", { timeZone: zone, dateStyle: "medium", timeStyle: "short" },
+  )).format(new Date(iso));
 }
 
 function renderStatic() {
@@ -151,7 +158,7 @@ function renderFilters() {
   const d = state.data, f = state.filters;
   fillSelect("province", d.provinces.filter(p => p));
   const communes = [...new Set(d.commune.filter((c, i) => c && d.province[i] === f.province))]
-    .sort((a, b) => a.localeCompare(b, "vi"));
+    .sort(compare);
   fillSelect("commune", f.province ? communes : []);
   fillSelect("level", d.doc.levels.filter(l => l));
   fillSelect("connectivity", d.doc.classes, v => t("class." + v));
@@ -190,7 +197,7 @@ function renderTable() {
   const { rows, total } = state.table;
   const k = state.sortKey;
   rows.sort((a, b) => {
-    const order = k === "area" ? String(a.area).localeCompare(String(b.area), "vi") : a[k] - b[k];
+    const order = k === "area" ? compare(String(a.area), String(b.area)) : a[k] - b[k];
     return state.sortDesc ? -order : order;
   });
   const byCommune = !!state.filters.province;
@@ -311,6 +318,7 @@ async function load() {
   try {
     const [doc, country, areas] = await Promise.all(
       [api("api/v1/map"), api("outlines/country.json"), api("outlines/areas.json")]);
+    performance.mark("edugap:data");
     state.data = prepare(doc);
     state.outlines = { country, areas };
     map.setOutlines(country, areas);
@@ -318,6 +326,7 @@ async function load() {
     $("outline-note").hidden = !!(country.features && country.features.length);
     normaliseFilters();
     update({ refit: true });
+    performance.mark("edugap:drawn");
   } catch (e) {
     if (e.auth) { $("token-form").hidden = false; status.textContent = t("tokenNeeded"); }
     else status.textContent = t("loadFailed") + e.message;

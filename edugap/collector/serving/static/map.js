@@ -46,13 +46,16 @@ class CoverageMap {
                   scale: 0.92 * Math.min(width / spanLon, height / spanLat) };
   }
 
+  // the canvas's size, read once per draw: reading it per school forces a layout each time
+  _dims() { return this.dims || (this.dims = this._size()); }
+
   project(lat, lon) {
-    const v = this.view, { width, height } = this._size();
+    const v = this.view, { width, height } = this._dims();
     return [width / 2 + (lon - v.lon) * v.k * v.scale, height / 2 - (lat - v.lat) * v.scale];
   }
 
   unproject(x, y) {
-    const v = this.view, { width, height } = this._size();
+    const v = this.view, { width, height } = this._dims();
     return [v.lat - (y - height / 2) / v.scale, v.lon + (x - width / 2) / (v.k * v.scale)];
   }
 
@@ -72,7 +75,8 @@ class CoverageMap {
   }
 
   draw() {
-    const { width, height } = this._size(), ratio = window.devicePixelRatio || 1;
+    this.dims = this._size();
+    const { width, height } = this.dims, ratio = window.devicePixelRatio || 1;
     if (this.canvas.width !== Math.round(width * ratio)) this.canvas.width = Math.round(width * ratio);
     if (this.canvas.height !== Math.round(height * ratio)) this.canvas.height = Math.round(height * ratio);
     if (!this.view) this.fit();
@@ -133,36 +137,53 @@ class CoverageMap {
 
   radius() { return Math.min(Math.max(this.view.scale / 40, 2), 6); }
 
+  // Schools are stamped straight into the canvas's pixels: a disc (reporting) or a ring (not)
+  // per school, in its class's colour. Without a GPU, a path of 60,000 arcs takes a few hundred
+  // milliseconds to fill; writing the pixels takes a few.
   _points() {
-    const p = this.points, ctx = this.ctx, r = this.radius(), { width, height } = this._size();
+    const p = this.points, ctx = this.ctx, r = this.radius(), { width, height } = this._dims();
+    const ratio = window.devicePixelRatio || 1;
     this.drawn = Object.fromEntries(DRAW_ORDER.map(c => [c, 0]));
     if (!p) return;
-    const xs = new Float32Array(p.lat.length), ys = new Float32Array(p.lat.length);
-    for (let i = 0; i < p.lat.length; i++) {
+    const n = p.lat.length, xs = new Float32Array(n), ys = new Float32Array(n);
+    const groups = Object.fromEntries(DRAW_ORDER.map(c => [c, [[], []]]));  // [reporting, not]
+    const v = this.view, cx = width / 2, cy = height / 2, kx = v.k * v.scale;  // project(), inlined
+    for (let i = 0; i < n; i++) {
       if (p.lat[i] === null || p.lon[i] === null) { xs[i] = NaN; continue; }
-      [xs[i], ys[i]] = this.project(p.lat[i], p.lon[i]);
+      xs[i] = cx + (p.lon[i] - v.lon) * kx;
+      ys[i] = cy - (p.lat[i] - v.lat) * v.scale;
+      const g = groups[p.klass[i]];
+      if (!g) continue;
+      this.drawn[p.klass[i]]++;
+      if (xs[i] < -r || ys[i] < -r || xs[i] > width + r || ys[i] > height + r) continue;
+      g[p.live[i] ? 0 : 1].push(i);
     }
     this._xs = xs; this._ys = ys;
-    for (const klass of DRAW_ORDER) {
-      for (const live of [true, false]) {
-        ctx.beginPath();
-        let n = 0;
-        for (let i = 0; i < xs.length; i++) {
-          if (p.klass[i] !== klass || p.live[i] !== live || Number.isNaN(xs[i])) continue;
-          n++;
-          const x = xs[i], y = ys[i];
-          if (x < -r || y < -r || x > width + r || y > height + r) continue;
-          ctx.moveTo(x + r, y);
-          ctx.arc(x, y, r, 0, 2 * Math.PI);
-        }
-        this.drawn[klass] += n;
-        if (live) { ctx.fillStyle = CLASS_COLOURS[klass]; ctx.fill(); }
-        else {  // not reporting: a ring in the class colour
-          ctx.fillStyle = "#ffffff"; ctx.fill();
-          ctx.strokeStyle = CLASS_COLOURS[klass]; ctx.lineWidth = Math.max(1, r / 2.5); ctx.stroke();
-        }
+    const W = this.canvas.width, H = this.canvas.height;
+    const image = ctx.getImageData(0, 0, W, H), pixels = new Uint32Array(image.data.buffer);
+    const R = r * ratio, edge = Math.max(1, R / 2.5), disc = [], ring = [], hole = [];
+    for (let dy = -Math.ceil(R); dy <= Math.ceil(R); dy++) {
+      for (let dx = -Math.ceil(R); dx <= Math.ceil(R); dx++) {
+        const d = Math.sqrt(dx * dx + dy * dy);
+        if (d > R) continue;
+        disc.push(dx, dy);
+        (d > R - edge ? ring : hole).push(dx, dy);
       }
     }
+    const white = rgba("#ffffff");
+    const stamp = (offsets, colour, i) => {
+      const cx = Math.floor(xs[i] * ratio), cy = Math.floor(ys[i] * ratio);
+      for (let k = 0; k < offsets.length; k += 2) {
+        const x = cx + offsets[k], y = cy + offsets[k + 1];
+        if (x >= 0 && y >= 0 && x < W && y < H) pixels[y * W + x] = colour;
+      }
+    };
+    for (const klass of DRAW_ORDER) {
+      const colour = rgba(CLASS_COLOURS[klass]), [live, silent] = groups[klass];
+      for (const i of live) stamp(disc, colour, i);
+      for (const i of silent) { stamp(hole, white, i); stamp(ring, colour, i); }
+    }
+    ctx.putImageData(image, 0, 0);
   }
 
   // --- interaction -----------------------------------------------------------------------
@@ -219,6 +240,12 @@ class CoverageMap {
       if (area) this.onArea(area);
     });
   }
+}
+
+// "#rrggbb" as one opaque pixel of a little-endian Uint32Array over ImageData (RGBA bytes)
+function rgba(hex) {
+  const v = parseInt(hex.slice(1), 16);
+  return ((0xff << 24) | ((v & 0xff) << 16) | (v & 0xff00) | (v >> 16)) >>> 0;
 }
 
 function bbox(features) {
