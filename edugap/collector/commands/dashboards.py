@@ -12,11 +12,11 @@ import argparse
 import json
 import re
 import sys
-import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edugap.collector.registry.places import fold
 from edugap.collector.safetext import terminal
 from edugap.protocol.redact import redact
 
@@ -52,9 +52,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def folder_uid(title: str) -> str:
     """A folder uid from its title: "Giáo dục" -> "giao-duc" (Grafana: at most 40 of
     a-z A-Z 0-9 - _)."""
-    bare = unicodedata.normalize("NFD", title.replace("Đ", "D").replace("đ", "d"))
-    ascii_ = "".join(c for c in bare if not unicodedata.combining(c)).lower()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_).strip("-")[:40] or "edugap"
+    return re.sub(r"[^a-z0-9]+", "-", fold(title)).strip("-")[:40] or "edugap"
 
 
 def dashboard_files(directory: Path | None) -> list[Path]:
