@@ -11,7 +11,14 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[collector,dev]'
 	touch $@
 
-install: $(BIN)/.installed
+# Vietnam's outline for the maps: Natural Earth via npm at install time, never committed
+# (docs/api.md); without npm the maps draw no country outline.
+OUTLINE := edugap/collector/registry/natural_earth_vietnam.json
+
+install: $(BIN)/.installed $(OUTLINE)
+
+$(OUTLINE): | $(BIN)/.installed
+	$(BIN)/python -m edugap.collector.registry.country_outline --optional
 
 demo: install
 	$(BIN)/edugap demo

@@ -27,6 +27,7 @@ from edugap.collector.model import IngestStats, Store
 from edugap.collector.policy.evaluate import evaluate
 from edugap.collector.policy.rules import Policy, load_policy
 from edugap.collector.policy.snapshots import SnapshotHolder, SnapshotRefresher
+from edugap.collector.registry.outlines import OutlineError, load_outlines
 from edugap.collector.serving.exposition import Exposition
 from edugap.collector.serving.http import HttpDeps, build_app
 from edugap.collector.serving.httpguard import (
@@ -140,6 +141,11 @@ class CollectorApp:
         except ValueError as e:
             raise StartupError(f"config key 'policy.file' has value {c.policy_file!r}: {e}") from e
         try:
+            outlines = load_outlines(c.http_outlines)
+        except OutlineError as e:
+            key = f"config key 'http.outlines' has value {c.http_outlines!r}"
+            raise StartupError(f"{key}: {e}") from e
+        try:
             store = self.parts.open_store(c.db_url)
         except Exception as e:
             raise StartupError(
@@ -213,6 +219,8 @@ class CollectorApp:
                 api_token=c.http_api_token,
                 metrics_token=c.http_metrics_token,
                 speedtest=speedtest,
+                time_zone=policy.timezone,
+                outlines=outlines,
             )
         )
         return self.http

@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "collectors": "edugap.collector.commands.collectors",
     "simulate": "edugap.collector.commands.simulate",
     "demo": "edugap.collector.commands.demo",
+    "map": "edugap.collector.commands.map",
+    "dashboards": "edugap.collector.commands.dashboards",
 }
 
 

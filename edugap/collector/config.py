@@ -217,6 +217,9 @@ SETTINGS: tuple[Setting, ...] = (
             "after the previous response), or stalls this long in a body, is disconnected"),
     Setting("http", "idle_timeout_seconds", _int_at_least(1), 5,
             "an idle keep-alive connection is closed after this many seconds"),
+    Setting("http", "outlines", _existing_file, None,
+            "GeoJSON of province or commune outlines for the coverage page's map (properties "
+            "'province' and 'commune', names matched like the API's filters)", "--outlines"),
     Setting("speedtest", "requests_per_minute", _int_at_least(0), 60,
             "requests per minute one client address may make to /speedtest/ once its burst is "
             "spent (0: no limit)"),
@@ -260,6 +263,7 @@ class CollectorConfig:
     speedtest_burst: int
     policy_file: str | None
     snapshot_interval_seconds: float
+    http_outlines: str | None = None
 
     @property
     def listen_host(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from edugap.collector.model import (
@@ -14,6 +15,7 @@ from edugap.collector.model import (
     SchoolStatus,
     Snapshot,
 )
+from edugap.collector.registry.places import default_places
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PROVINCES = ("Hà Nội", "Thành phố Hồ Chí Minh", "Đà Nẵng", 'Quảng "Ninh"')
@@ -119,9 +121,10 @@ def snapshot(schools: list[SchoolStatus], generated_at: datetime = NOW) -> Snaps
 
 
 def national(n: int, provinces: int = 34, seed: int = 7) -> Snapshot:
-    """A snapshot of n schools spread over `provinces` provinces, with varied values."""
+    """A snapshot of n schools spread over the first `provinces` official provinces, with
+    varied values."""
     rng = random.Random(seed)
-    names = [f"Tỉnh {i:02d}" for i in range(provinces)]
+    names = [p.name for p in default_places().provinces[:provinces]]
     schools = []
     for i in range(n):
         download = None if rng.random() < 0.1 else round(rng.uniform(0.2, 80.0), 2)
@@ -139,4 +142,38 @@ def national(n: int, provinces: int = 34, seed: int = 7) -> Snapshot:
                 registered=i % 500 != 0,
             )
         )
+    return snapshot(schools)
+
+
+def fleet_snapshot(n: int, seed: int = 3) -> Snapshot:
+    """A snapshot of n schools where the demo fleet puts them (real places and coordinates),
+    with varied classes, statuses and shortfalls."""
+    from edugap.collector.demo.fleet import build_fleet
+
+    rng = random.Random(seed)
+    schools = []
+    for sim in build_fleet(n, 1, seed=seed):
+        r = sim.school
+        download = None if rng.random() < 0.15 else round(rng.lognormvariate(2.5, 1.2), 2)
+        required = max(20.0, 0.05 * r.students)
+        connectivity = (
+            "unknown" if download is None
+            else "good" if download >= required
+            else "moderate" if download >= 1
+            else "bad"
+        )  # fmt: skip
+        kinds = tuple(k for k in SHORTFALL_KINDS if rng.random() < 0.25)
+        status = school(
+            r.school_id,
+            r.province,
+            commune=r.commune,
+            level=r.level,
+            name=r.name,
+            download=download,
+            required=required,
+            connectivity=connectivity,
+            monitoring=rng.choices(MONITORING_STATES, (70, 10, 10, 10))[0],
+            shortfalls=kinds,
+        )
+        schools.append(replace(status, lat=r.lat, lon=r.lon, students=r.students))
     return snapshot(schools)

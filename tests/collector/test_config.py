@@ -116,6 +116,7 @@ def test_every_cli_option_maps_to_its_key(setting: object, tmp_path: Path) -> No
         "broker.url": "mqtt://h:1", "broker.ca_file": write(tmp_path, ""),
         "db.url": "x.db", "db.retention_days": "30", "http.listen": "127.0.0.1:1",
         "policy.file": write(tmp_path, ""), "snapshot.interval_seconds": "2",
+        "http.outlines": write(tmp_path, ""),
     }  # fmt: skip
     s = setting
     raw = good.get(s.name, "value")  # type: ignore[attr-defined]

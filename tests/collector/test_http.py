@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from edugap.collector.model import IngestStats, Reject, Store, StoreError
 from edugap.collector.policy.snapshots import SnapshotHolder
+from edugap.collector.serving import shards
 from edugap.collector.serving.exposition import Exposition
 from edugap.collector.serving.http import HttpDeps, build_app
 from edugap.collector.serving.speedtest import speedtest_app
@@ -86,7 +87,9 @@ def test_health_metrics_and_page_stay_open_with_an_api_token(store: Store) -> No
     client = make_client(store, api_token=TOKEN)
     assert client.get("/healthz").status_code == 200
     assert client.get("/metrics").status_code == 200
-    assert "School coverage" in client.get("/").text
+    assert "static/coverage.js" in client.get("/").text
+    assert client.get("/static/map.js").status_code == 200
+    assert client.get("/outlines/country.json").status_code == 200
 
 
 def test_metrics_token_protects_metrics_only(store: Store) -> None:
@@ -244,10 +247,14 @@ def test_made_up_provinces_do_not_grow_the_shard_cache(store: Store) -> None:
     assert 'school_id="HN-1"' in real.text
     for i in range(500):  # a scraper (or anyone) asking for shards that do not exist
         made_up = client.get("/metrics", params={"province": f"nowhere-{i}"}, headers=gzip_please)
-        assert made_up.status_code == 200 and "school_id=" not in made_up.text
+        assert made_up.status_code == 404 and "school_id=" not in made_up.text
+    for name in shards.known():  # provinces without schools are one empty shard
+        empty = client.get("/metrics", params={"province": name}, headers=gzip_please)
+        assert empty.status_code == 200
     rendered = exposition.prepare()
     assert rendered is not None
-    assert len(rendered.gzipped) <= 2  # Hà Nội and the one empty shard
+    # the provinces with schools, and the one empty shard
+    assert len(rendered.gzipped) <= len(exposition.provinces()) + 1
     assert client.get("/metrics", params={"province": "Hà Nội"}, headers=gzip_please).text == (
         real.text
     )

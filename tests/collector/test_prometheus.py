@@ -16,13 +16,17 @@ import pytest
 from edugap.collector.model import IngestStats, Store
 from edugap.collector.policy.snapshots import SnapshotHolder
 from edugap.collector.serving.exposition import Exposition
-from edugap.collector.serving.http import HttpDeps, build_app
-from edugap.collector.serving.speedtest import serve_in_thread
 from edugap.collector.store import open_store
 from tests import realparts
+from tests.collector.prom_helpers import (
+    DEPLOY,
+    collector_url,
+    prometheus,
+    prometheus_config,
+    query,
+    with_token,
+)
 from tests.collector.sample import national, school, snapshot
-
-DEPLOY = Path(__file__).parents[2] / "deploy" / "prometheus"
 
 
 @pytest.fixture
@@ -32,20 +36,10 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
-def collector_url(store: Store, snap: Any) -> Any:
-    holder = SnapshotHolder()
-    holder.publish(snap, 0.5)
-    stats = IngestStats()
-    stats.count("stored", 42)
-    stats.count("rejected_bad_json", 3)
-    deps = HttpDeps(holder, Exposition(holder, stats), store, lambda: {"all": True})
-    return serve_in_thread(build_app(deps))
-
-
 def test_promtool_finds_nothing_wrong_with_populated_metrics(store: Store) -> None:
     promtool = realparts.require_tool("promtool", "prometheus")
     with collector_url(store, national(500, provinces=6)) as url:
-        for query in ("", "?province=Tỉnh 03", "?collector=1"):
+        for query in ("", "?province=Điện Biên", "?collector=1"):
             body = httpx.get(f"{url}/metrics{query}").content
             assert b"edugap_" in body
             result = subprocess.run(
@@ -67,110 +61,122 @@ def test_promtool_rule_tests_pass() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_deploy_config_is_valid_and_shards_every_province() -> None:
+def test_rule_tests_cover_every_rule_and_alert() -> None:
+    import yaml  # type: ignore[import-untyped]
+
+    rules = yaml.safe_load((DEPLOY / "rules" / "edugap-rules.yml").read_text(encoding="utf-8"))
+    tests = yaml.safe_load((DEPLOY / "rules" / "edugap-rules.test.yml").read_text("utf-8"))
+    recorded = {r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r}
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    tested_exprs = {t["expr"] for case in tests["tests"] for t in case.get("promql_expr_test", [])}
+    firing = {
+        t["alertname"]
+        for case in tests["tests"]
+        for t in case.get("alert_rule_test", [])
+        if t.get("exp_alerts")
+    }
+    assert recorded - tested_exprs == set(), "recording rules without a promql_expr_test"
+    assert alerts - firing == set(), "alerts without a test in which they fire"
+
+
+def test_deploy_config_is_valid_discovers_provinces_and_carries_the_token_everywhere(
+    tmp_path: Path,
+) -> None:
     promtool = realparts.require_tool("promtool", "prometheus")
-    result = subprocess.run(
-        [promtool, "check", "config", "prometheus.yml"],
-        cwd=DEPLOY,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    from edugap.collector.registry.places import default_places
-
     config = (DEPLOY / "prometheus.yml").read_text(encoding="utf-8")
-    for province in default_places().provinces:
-        assert f'- "{province.name}"' in config, f"{province.name} has no shard target"
+    token = tmp_path / "token"
+    token.write_text("t0ken-for-prometheus\n")
+    (tmp_path / "rules").mkdir()
+    for name in ("edugap-rules.yml",):
+        (tmp_path / "rules" / name).write_text((DEPLOY / "rules" / name).read_text("utf-8"))
+    for text in (config, with_token(config, token)):
+        (tmp_path / "prometheus.yml").write_text(text, encoding="utf-8")
+        result = subprocess.run([promtool, "check", "config", "prometheus.yml"], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+    import yaml  # type: ignore[import-untyped]
+
+    jobs = yaml.safe_load(with_token(config, token))["scrape_configs"]
+    assert {j["job_name"] for j in jobs} == {"edugap-collector", "edugap-province"}
+    for job in jobs:  # every job, and the discovery itself, uses the token once uncommented
+        assert job["authorization"] == {"type": "Bearer", "credentials_file": str(token)}
+    province = next(j for j in jobs if j["job_name"] == "edugap-province")
+    assert province["http_sd_configs"][0]["url"] == "http://collector:8080/metrics/targets"
+    assert province["http_sd_configs"][0]["authorization"] == {
+        "type": "Bearer", "credentials_file": str(token)
+    }
+    # no hand-kept list of provinces
+    assert "static_configs" not in province and "Cao Bằng" not in config
 
 
-def _prometheus_config(template: str, host_port: str, provinces: list[str]) -> str:
-    """The deploy config pointed at the test collector, scraping every second."""
-    config = template.replace("collector:8080", host_port)
-    config = re.sub(r"scrape_interval: \S+", "scrape_interval: 1s", config)
-    config = re.sub(r"scrape_timeout: \S+", "scrape_timeout: 1s", config)
-    config = re.sub(r"evaluation_interval: \S+", "evaluation_interval: 1s", config)
-    # keep only the provinces this collector has, so no target scrapes an empty shard
-    head, _, tail = config.partition("      - targets:\n")
-    targets = "".join(f'          - "{p}"\n' for p in provinces)
-    tail = tail[tail.index("    relabel_configs:") :]
-    return head + "      - targets:\n" + targets + tail
-
-
-def _query(base: str, promql: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{base}/api/v1/query", params={"query": promql}, timeout=10)
-    response.raise_for_status()
-    result: list[dict[str, Any]] = response.json()["data"]["result"]
-    return result
-
-
-def test_real_prometheus_scrapes_shards_and_joins_school_info(store: Store, tmp_path: Path) -> None:
-    exe = realparts.require_tool("prometheus", "prometheus")
+def test_real_prometheus_scrapes_discovered_shards_and_joins_school_info(
+    store: Store, tmp_path: Path
+) -> None:
     snap = snapshot([
         school("HN-1", "Thành phố Hà Nội", name="Trường Tiểu học Ba Đình", download=12.5),
         school("HN-2", "Thành phố Hà Nội", download=48.0, connectivity="good", shortfalls=()),
         school("CB-1", "Cao Bằng", commune="Xã Bảo Lâm", download=0.6, connectivity="bad"),
+        school("HG-1", "Hà Giang", download=3.0),  # not one of the 34: the collector's shard
         school("ZZ-9", registered=False),
     ])  # fmt: skip
-    with collector_url(store, snap) as url:
+    token = tmp_path / "token"
+    token.write_text("m3trics-token\n")
+    with collector_url(store, snap, metrics_token="m3trics-token") as url:
         host_port = url.removeprefix("http://")
-        workdir = tmp_path / "prometheus"
-        (workdir / "rules").mkdir(parents=True)
-        (workdir / "rules" / "edugap-rules.yml").write_text(
-            (DEPLOY / "rules" / "edugap-rules.yml").read_text(encoding="utf-8"), encoding="utf-8"
-        )
         template = (DEPLOY / "prometheus.yml").read_text(encoding="utf-8")
-        (workdir / "prometheus.yml").write_text(
-            _prometheus_config(template, host_port, ["Thành phố Hà Nội", "Cao Bằng"]),
-            encoding="utf-8",
-        )
-        port = realparts.free_port()
-        proc = subprocess.Popen(
-            [exe, f"--config.file={workdir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=(workdir / "log").open("wb"),
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            realparts.wait_port(port, timeout=30)
+        workdir = tmp_path / "prometheus"
+        with prometheus(workdir, prometheus_config(template, host_port, token)) as base:
             join = (
                 "edugap_school_download_mbps * on (school_id) "
                 "group_left (name, commune) edugap_school_info"
             )
             rules_ready = "edugap:schools:sum_by_connectivity"
-            # rules run on their own schedule: wait until they have seen both shards
-            rules_total = f"sum({rules_ready}) == 3"
+            # rules run on their own schedule: wait until they have seen every shard
+            rules_total = f"sum({rules_ready}) == 4"
             deadline = time.monotonic() + 60
             results: list[dict[str, Any]] = []
             while time.monotonic() < deadline:
-                results = _query(base, join)
-                if len(results) == 4 and _query(base, rules_total):
+                results = query(base, join)
+                if len(results) == 5 and query(base, rules_total):
                     break
                 time.sleep(0.5)
             by_school = {r["metric"]["school_id"]: r for r in results}
-            assert set(by_school) == {"HN-1", "HN-2", "CB-1", "ZZ-9"}, (workdir / "log").read_text()
+            log = (workdir / "log").read_text()
+            assert set(by_school) == {"HN-1", "HN-2", "CB-1", "HG-1", "ZZ-9"}, log
             hn1 = by_school["HN-1"]
             assert float(hn1["value"][1]) == 12.5
             assert hn1["metric"]["name"] == "Trường Tiểu học Ba Đình"
             assert hn1["metric"]["province"] == "Thành phố Hà Nội"
-            assert hn1["metric"]["instance"] == "Thành phố Hà Nội"  # one target per shard
+            assert hn1["metric"]["shard"] == "Thành phố Hà Nội"  # one target per shard
+            assert hn1["metric"]["instance"] == host_port  # ... all of one collector
             assert by_school["CB-1"]["metric"]["commune"] == "Xã Bảo Lâm"
-            # the collector's own job carries health and the unregistered school
-            up = {r["metric"]["job"]: r["value"][1] for r in _query(base, "up")}
-            assert up == {"edugap-collector": "1", "edugap-province": "1"}
-            stored = _query(base, 'edugap_collector_messages_total{result="stored"}')
-            assert float(stored[0]["value"][1]) == 42
-            assert _query(base, 'edugap_school_info{school_id="ZZ-9"}')[0]["metric"]["job"] == (
-                "edugap-collector"
-            )
-            classes = {
-                r["metric"]["connectivity"]: float(r["value"][1]) for r in _query(base, rules_ready)
+            # with the token, every target is up: the collector's own and one per province
+            up = {(r["metric"]["job"], r["metric"].get("shard", "")): r["value"][1]
+                  for r in query(base, "up")}  # fmt: skip
+            assert up == {
+                ("edugap-collector", ""): "1",
+                ("edugap-province", "Thành phố Hà Nội"): "1",
+                ("edugap-province", "Cao Bằng"): "1",
             }
-            assert classes == {"good": 1, "moderate": 1, "bad": 1, "unknown": 0}
-        finally:
-            proc.terminate()
-            proc.wait(30)
+            stored = query(base, 'edugap_collector_messages_total{result="stored"}')
+            assert float(stored[0]["value"][1]) == 42
+            for outside in ("ZZ-9", "HG-1"):
+                info = query(base, f'edugap_school_info{{school_id="{outside}"}}')
+                assert info[0]["metric"]["job"] == "edugap-collector"
+            classes = {
+                r["metric"]["connectivity"]: float(r["value"][1]) for r in query(base, rules_ready)
+            }
+            assert classes == {"good": 1, "moderate": 2, "bad": 1, "unknown": 0}
+            # no shard is empty, none is down, and the collector is up: no target alert
+            alerts = {a["labels"]["alertname"] for a in _query_alerts(base)}
+            assert not alerts & {"EdugapCollectorDown", "EdugapShardDown", "EdugapShardEmpty"}
+
+
+def _query_alerts(base: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{base}/api/v1/alerts", timeout=10)
+    response.raise_for_status()
+    alerts: list[dict[str, Any]] = response.json()["data"]["alerts"]
+    return alerts
 
 
 # --- dashboards and rules only use what the collector exposes --------------------------------

@@ -23,6 +23,7 @@ _METAVARS = {
     "--ca-file": "FILE",
     "--cert-file": "FILE",
     "--key-file": "FILE",
+    "--outlines": "FILE",
 }
 
 

@@ -7,7 +7,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Protocol, TypeVar
 
-from edugap.collector.model import NEEDS, SHORTFALL_KINDS, SchoolStatus, Snapshot
+from edugap.collector.model import (
+    CONNECTIVITY_CLASSES,
+    MONITORING_STATES,
+    NEEDS,
+    SHORTFALL_KINDS,
+    SchoolStatus,
+    Snapshot,
+)
 from edugap.collector.registry.places import Places, default_places, key, province_key, suggest
 
 KIND_ANY = "any"  # filter: at least one shortfall
@@ -31,6 +38,8 @@ class Filters:
     level: str | None = None
     kind: str | None = None  # a SHORTFALL_KINDS member, or "any"
     need: str | None = None  # a NEEDS member: "measured" is the budget list
+    connectivity: str | None = None  # a CONNECTIVITY_CLASSES member
+    monitoring: str | None = None  # a MONITORING_STATES member
 
     def describe(self) -> str:
         """The filters as a planner gave them: "province 'Cao Bằng', kind 'computers'"."""
@@ -76,12 +85,16 @@ def match_places(
 
 
 def check_values(f: Filters) -> None:
-    """ExportError for a kind or need that is not one of the known values."""
-    if f.kind is not None and f.kind != KIND_ANY and f.kind not in SHORTFALL_KINDS:
-        known = ", ".join((*SHORTFALL_KINDS, KIND_ANY))
-        raise ExportError(f"unknown shortfall kind {f.kind!r} (known: {known})")
-    if f.need is not None and f.need not in NEEDS:
-        raise ExportError(f"unknown need {f.need!r} (known: {', '.join(NEEDS)})")
+    """ExportError for a kind, need, class or status that is not one of the known values."""
+    choices: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
+        ("shortfall kind", f.kind, (*SHORTFALL_KINDS, KIND_ANY)),
+        ("need", f.need, NEEDS),
+        ("connectivity class", f.connectivity, CONNECTIVITY_CLASSES),
+        ("monitoring status", f.monitoring, MONITORING_STATES),
+    )
+    for name, value, known in choices:
+        if value is not None and value not in known:
+            raise ExportError(f"unknown {name} {value!r} (known: {', '.join(known)})")
 
 
 def filter_schools(snapshot: Snapshot, f: Filters | None = None) -> list[SchoolStatus]:
@@ -99,6 +112,9 @@ def filter_schools(snapshot: Snapshot, f: Filters | None = None) -> list[SchoolS
         chosen = [s for s in chosen if (bool(s.shortfalls) if any_kind else f.kind in s.shortfalls)]
     if f.need:
         chosen = [s for s in chosen if s.need == f.need]
+    if f.connectivity or f.monitoring:
+        chosen = [s for s in chosen if f.connectivity in (None, s.connectivity)
+                  and f.monitoring in (None, s.monitoring)]  # fmt: skip
     if not chosen and (f.province or f.commune or f.level):
         check_places(snapshot, f)
     return chosen

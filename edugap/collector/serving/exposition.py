@@ -33,19 +33,20 @@ from edugap.collector.serving.metrics import (
     ErrorCount,
     HealthCollector,
     SnapshotCollector,
+    areas_in_shard_order,
     coord_label,
     esc_label,
     go_float,
-    group_by_province,
+    group_by_shard,
     value_of,
 )
+from edugap.collector.serving.shards import OUTSIDE, resolve, shard_of
 from edugap.protocol.messages import utcnow
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-NO_PROVINCE = ""  # unregistered schools; they travel in the collector shard
-_UNKNOWN = "\x00unknown"  # the cache key of every province the snapshot does not have
+_UNKNOWN = "\x00unknown"  # the cache key of every shard the snapshot does not have
 
 
 def _header(name: str, help_text: str, kind: str = "gauge") -> str:
@@ -139,45 +140,49 @@ PROVINCE_HEADERS = _encode(_province_headers())
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """The text of one snapshot, cut per family and per province."""
+    """The text of one snapshot, cut per family and per shard (serving/shards.py)."""
 
     snapshot: Snapshot
-    schools: dict[str, list[bytes]]  # province -> chunk per school family
-    provinces: dict[str, list[bytes]]  # province -> chunk per province family
+    schools: dict[str, list[bytes]]  # shard -> chunk per school family
+    provinces: dict[str, list[bytes]]  # shard -> chunk per province family
     seconds: float
-    gzipped: dict[str, bytes] = field(default_factory=dict)  # province -> compressed shard
+    gzipped: dict[str, bytes] = field(default_factory=dict)  # shard -> compressed text
 
     def school_text(self, only: str | None) -> Iterator[bytes]:
-        """Family-major text of every province (only=None) or of one province."""
+        """Family-major text of every shard (only=None) or of one shard."""
         return _family_major(SCHOOL_HEADERS, self.schools, only)
 
     def province_text(self, only: str | None) -> Iterator[bytes]:
         return _family_major(PROVINCE_HEADERS, self.provinces, only)
 
     def text(self, only: str | None) -> Iterator[bytes]:
-        """School then province families, of every province (only=None) or of one."""
+        """School then province families, of every shard (only=None) or of one."""
         return chain(self.school_text(only), self.province_text(only))
 
 
 def _family_major(
-    headers: list[bytes], chunks_by_province: dict[str, list[bytes]], only: str | None
+    headers: list[bytes], chunks_by_shard: dict[str, list[bytes]], only: str | None
 ) -> Iterator[bytes]:
     for i, head in enumerate(headers):
         yield head
         if only is None:
-            yield from (chunks[i] for chunks in chunks_by_province.values())
-        elif only in chunks_by_province:
-            yield chunks_by_province[only][i]
+            yield from (chunks[i] for chunks in chunks_by_shard.values())
+        elif only in chunks_by_shard:
+            yield chunks_by_shard[only][i]
 
 
 def render_snapshot(snapshot: Snapshot, errors: ErrorCount) -> Rendered:
-    """Render every school and province series of a snapshot, per province."""
+    """Render every school and province series of a snapshot, per shard."""
     started = time.perf_counter()
-    groups = group_by_province(snapshot)
+    groups = group_by_shard(snapshot)
     # stored encoded, so a cached scrape is only a join of bytes
     schools = {p: _encode(_render_schools(members, errors)) for p, members in groups.items()}
-    areas = {a.province: a for a in snapshot.provinces}
-    provinces = {p: _encode(_render_province(areas[p], errors)) for p in sorted(areas)}
+    by_shard: dict[str, list[list[str]]] = {}
+    for area in areas_in_shard_order(snapshot):
+        by_shard.setdefault(shard_of(area.province), []).append(_render_province(area, errors))
+    # a shard normally holds one province; joined per family when the registry spelt it twice
+    provinces = {p: _encode(["".join(c) for c in zip(*chunks, strict=True)])
+                 for p, chunks in by_shard.items()}  # fmt: skip
     return Rendered(snapshot, schools, provinces, time.perf_counter() - started)
 
 
@@ -228,8 +233,11 @@ class Exposition:
             return self._rendered
 
     def provinces(self) -> list[str]:
+        """The province shards the current snapshot has schools or totals in."""
         rendered = self.prepare()
-        return sorted(rendered.provinces) if rendered else []
+        if rendered is None:
+            return []
+        return sorted((set(rendered.schools) | set(rendered.provinces)) - {OUTSIDE})
 
     def gzipped_shard(self, province: str) -> bytes:
         """One province's shard, gzip-compressed once per snapshot.
@@ -240,32 +248,37 @@ class Exposition:
         rendered = self.prepare()
         if rendered is None:
             return gzip.compress(b"".join(self.text(province=province)), 6, mtime=0)
-        # Only a province the snapshot has gets its own entry: any other string is the same
-        # empty shard (headers only), cached once, so a stream of made-up names cannot grow
-        # the cache until the next snapshot.
-        known = province in rendered.schools or province in rendered.provinces
-        key = province if known else _UNKNOWN
+        # Only a shard the snapshot has gets its own entry: any other name is the same empty
+        # text (headers only), cached once, so made-up names cannot grow the cache.
+        shard = _shard(province)
+        key = shard if shard in rendered.schools or shard in rendered.provinces else _UNKNOWN
         found = rendered.gzipped.get(key)
         if found is None:
-            text = b"".join(rendered.text(province))  # an unknown one: headers only
+            text = b"".join(rendered.text(key))
             found = rendered.gzipped[key] = gzip.compress(text, 6, mtime=0)
         return found
 
     def text(self, province: str | None = None, collector: bool = False) -> Iterator[bytes]:
-        """Everything (default), one province's shard, or (collector=True) the collector's own
-        health plus schools that have no province. Yields UTF-8 pieces."""
+        """Everything (default), one province's shard (any spelling of its name: see
+        serving/shards.py), or (collector=True) the collector's own health plus the schools and
+        totals outside the 34 provinces. Yields UTF-8 pieces."""
         rendered = self.prepare()
         pieces: Iterable[bytes]
         if collector:
             yield generate_latest(self.health_registry)
-            pieces = rendered.school_text(NO_PROVINCE) if rendered else SCHOOL_HEADERS
+            pieces = rendered.text(OUTSIDE) if rendered else chain(SCHOOL_HEADERS, PROVINCE_HEADERS)
         elif rendered:
-            pieces = rendered.text(province)
+            pieces = rendered.text(None if province is None else _shard(province))
         else:
             pieces = chain(SCHOOL_HEADERS, PROVINCE_HEADERS)
         yield from _batched(pieces)
         if not collector and province is None:
             yield generate_latest(self.health_registry)
+
+
+def _shard(province: str) -> str:
+    """The shard a ?province= names, or a key no shard has (a name that is no province)."""
+    return resolve(province) or _UNKNOWN
 
 
 def _batched(pieces: Iterable[bytes], size: int = 1 << 20) -> Iterator[bytes]:

@@ -10,15 +10,14 @@ import hmac
 import io
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
@@ -43,13 +42,17 @@ from edugap.collector.model import (
     Snapshot,
 )
 from edugap.collector.policy.snapshots import SnapshotHolder
+from edugap.collector.registry.outlines import Outlines
+from edugap.collector.serving import shards
+from edugap.collector.serving.encoding import accepts_gzip, send
 from edugap.collector.serving.exposition import CONTENT_TYPE, Exposition
+from edugap.collector.serving.mapdata import MapCache, map_payload
 from edugap.collector.serving.openapi import openapi_document
+from edugap.collector.serving.page import page_routes
 from edugap.protocol.redact import redact
 
 log = logging.getLogger(__name__)
 
-STATIC = Path(__file__).parent / "static"
 MAX_PAGE = 1000
 FILTERS = ("province", "commune", "level", "kind", "need")
 
@@ -71,6 +74,8 @@ class HttpDeps:
     api_token: str | None = None
     metrics_token: str | None = None
     speedtest: ASGIApp | None = None
+    time_zone: str = "Asia/Ho_Chi_Minh"  # the policy's: the page shows local times in it
+    outlines: Outlines = field(default_factory=Outlines)  # what the page's map draws
 
 
 class BadRequest(ValueError):
@@ -82,6 +87,11 @@ _json = msgspec.json.Encoder()
 
 def _dump(value: Any) -> Response:
     return Response(_json.encode(value), media_type="application/json")
+
+
+def _reply(request: Request, value: Any) -> Response:
+    """`value` as JSON, compressed when the client accepts it."""
+    return send(request, _json.encode(value), "application/json")
 
 
 def _error(status: int, message: str, **extra: str) -> Response:
@@ -98,14 +108,6 @@ def _authorized(request: Request, token: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(
         given.strip().encode(), token.encode()
     )
-
-
-def _accepts_gzip(request: Request) -> bool:
-    for coding in request.headers.get("accept-encoding", "").split(","):
-        name, _, params = coding.partition(";")
-        if name.strip() == "gzip":
-            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
 
 
 def _unauthorized() -> Response:
@@ -147,7 +149,11 @@ def _filters(request: Request) -> Filters:
             raise BadRequest(f"query parameter '{name}' has value {raw!r}: must not be empty")
         if value:
             found[name] = value
-    return Filters(**found)
+    return Filters(
+        **found,
+        connectivity=_choice(request, "connectivity", CONNECTIVITY_CLASSES),
+        monitoring=_choice(request, "monitoring", MONITORING_STATES),
+    )
 
 
 def school_json(s: SchoolStatus) -> dict[str, Any]:
@@ -158,6 +164,8 @@ def school_json(s: SchoolStatus) -> dict[str, Any]:
 
 def build_app(deps: HttpDeps) -> Starlette:
     """The ASGI app with every route; see docs/api.md and /openapi.json."""
+
+    map_cache = MapCache()
 
     def snapshot_or_503() -> Snapshot | Response:
         snap = deps.holder.current
@@ -186,9 +194,14 @@ def build_app(deps: HttpDeps) -> Starlette:
             return _unauthorized()
         province = request.query_params.get("province")
         collector = request.query_params.get("collector", "") not in ("", "0", "false")
-        # an unknown province is an empty shard, not an error: it may have no schools yet.
+        if province is not None and not collector:
+            # matched like the API matches names; a known province without schools is an empty
+            # shard, a name that is no province at all is a mistake in the scrape config
+            province = shards.resolve(province)
+            if province is None:
+                return _error(404, shards.unknown_message(request.query_params["province"]))
         # Rendering (once per snapshot) and joining run in a worker thread, off the event loop.
-        if province is not None and not collector and _accepts_gzip(request):
+        if province is not None and not collector and accepts_gzip(request):
             body = await run_in_threadpool(deps.exposition.gzipped_shard, province)
             headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
             return Response(body, media_type=CONTENT_TYPE, headers=headers)
@@ -197,31 +210,35 @@ def build_app(deps: HttpDeps) -> Starlette:
         )
         return StreamingResponse(iter(pieces), media_type=CONTENT_TYPE)
 
+    async def scrape_targets(request: Request) -> Response:
+        """Prometheus http_sd: one target per province shard the snapshot has schools in."""
+        if not _authorized(request, deps.metrics_token):
+            return _unauthorized()
+        if deps.holder.current is None:
+            return _error(503, "no snapshot yet: the first evaluation has not finished")
+        # the address Prometheus reached us at is the one it should scrape
+        address = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+        present = await run_in_threadpool(deps.exposition.provinces)
+        return _dump(shards.sd_targets(address, present))
+
     def schools(request: Request) -> Response:
         snap = snapshot_or_503()
         if isinstance(snap, Response):
             return snap
         limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
         offset = _int_param(request, "offset", 0, 0, 10**9)
-        connectivity = _choice(request, "connectivity", CONNECTIVITY_CLASSES)
-        monitoring = _choice(request, "monitoring", MONITORING_STATES)
-        f = _filters(request)
         # the same matching as the exports (accents and case ignored), measured need first
-        ordered = [
-            s
-            for s in filter_schools(snap, f)
-            if (connectivity is None or s.connectivity == connectivity)
-            and (monitoring is None or s.monitoring == monitoring)
-        ]
+        ordered = filter_schools(snap, _filters(request))
         page = ordered[offset : offset + limit]
-        return _dump(
+        return _reply(
+            request,
             {
                 "generated_at": snap.generated_at.isoformat(),
                 "total": len(ordered),
                 "offset": offset,
                 "limit": limit,
                 "schools": [school_json(s) for s in page],
-            }
+            },
         )
 
     def school(request: Request) -> Response:
@@ -232,33 +249,32 @@ def build_app(deps: HttpDeps) -> Starlette:
         found = snap.schools.get(school_id)
         if found is None:
             return _error(404, f"no school {school_id!r} in the current snapshot")
-        return _dump(school_json(found))
+        return _reply(request, school_json(found))
 
     def provinces(request: Request) -> Response:
         snap = snapshot_or_503()
         if isinstance(snap, Response):
             return snap
-        return _dump(
+        return _reply(
+            request,
             {
                 "generated_at": snap.generated_at.isoformat(),
                 "provinces": [asdict(a) for a in snap.provinces],
-            }
+            },
         )
 
     def map_points(request: Request) -> Response:
         snap = snapshot_or_503()
         if isinstance(snap, Response):
             return snap
-        # compact rows for the coverage map: 60,000 schools stay a few MB
-        points = [
-            [s.school_id, s.lat, s.lon, s.connectivity, s.monitoring, s.province]
-            for s in snap.schools.values()
-            if s.lat is not None and s.lon is not None
-        ]
-        fields = ["school_id", "lat", "lon", "connectivity", "monitoring", "province"]
-        return _dump(
-            {"generated_at": snap.generated_at.isoformat(), "fields": fields, "points": points}
+        # compact columns for the coverage map (serving/mapdata.py), encoded once per filter
+        f = _filters(request)
+        zipped = accepts_gzip(request)
+        body = map_cache.body(
+            snap, f, zipped, lambda: map_payload(snap, filter_schools(snap, f), deps.time_zone)
         )
+        headers = {"Vary": "Accept-Encoding"} | ({"Content-Encoding": "gzip"} if zipped else {})
+        return Response(body, media_type="application/json", headers=headers)
 
     def shortages(request: Request) -> Response:
         snap = snapshot_or_503()
@@ -275,7 +291,7 @@ def build_app(deps: HttpDeps) -> Starlette:
         body = out.getvalue()
         name = download_name(filters, fmt, snap)
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
-        return Response(body, media_type=FORMATS[fmt].media_type, headers=headers)
+        return send(request, body, FORMATS[fmt].media_type, headers)
 
     def rejects(request: Request) -> Response:
         limit = _int_param(request, "limit", 100, 1, 1000)
@@ -284,8 +300,9 @@ def build_app(deps: HttpDeps) -> Starlette:
         except Exception as e:
             log.warning("reading rejects failed: %s", e)
             return _error(503, redact(f"store unavailable: {e}"))  # libpq may quote the DSN
-        return _dump(
-            {"rejects": [{**asdict(r), "received_at": r.received_at.isoformat()} for r in found]}
+        return _reply(
+            request,
+            {"rejects": [{**asdict(r), "received_at": r.received_at.isoformat()} for r in found]},
         )
 
     async def healthz(request: Request) -> Response:
@@ -297,14 +314,13 @@ def build_app(deps: HttpDeps) -> Starlette:
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     async def openapi(request: Request) -> Response:
-        return _dump(openapi_document(deps.api_token is not None, deps.metrics_token is not None))
-
-    async def page(request: Request) -> Response:
-        return FileResponse(STATIC / "coverage.html", media_type="text/html; charset=utf-8")
+        return _reply(
+            request, openapi_document(deps.api_token is not None, deps.metrics_token is not None)
+        )
 
     routes: list[BaseRoute] = [
-        Route("/", page, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/metrics/targets", scrape_targets, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
@@ -315,6 +331,7 @@ def build_app(deps: HttpDeps) -> Starlette:
         Route("/api/v1/shortages", api(shortages), methods=["GET"]),
         Route("/api/v1/rejects", api(rejects), methods=["GET"]),
     ]
+    routes += page_routes(deps.outlines)
     if deps.speedtest is not None:
         routes.append(Mount("/speedtest", app=deps.speedtest))
     return Starlette(routes=routes)

@@ -35,6 +35,7 @@ from edugap.collector.model import (
     Snapshot,
 )
 from edugap.collector.policy.snapshots import SnapshotHolder
+from edugap.collector.serving.shards import shard_of
 from edugap.protocol.messages import utcnow
 
 log = logging.getLogger(__name__)
@@ -199,12 +200,21 @@ def value_of(get: Callable[[T], float | None], obj: T, errors: ErrorCount) -> fl
     return value
 
 
-def group_by_province(snapshot: Snapshot) -> dict[str, list[SchoolStatus]]:
-    """Schools per province (sorted by province, then school_id); unregistered under ''."""
+def group_by_shard(snapshot: Snapshot) -> dict[str, list[SchoolStatus]]:
+    """Schools per shard (serving/shards.py), shards in name order, each sorted by province,
+    then school_id; schools outside the 34 provinces under OUTSIDE ('')."""
+    keyed = sorted(
+        snapshot.schools.values(), key=lambda s: (shard_of(s.province), s.province, s.school_id)
+    )
     groups: dict[str, list[SchoolStatus]] = {}
-    for school in sorted(snapshot.schools.values(), key=lambda s: (s.province, s.school_id)):
-        groups.setdefault(school.province, []).append(school)
+    for school in keyed:
+        groups.setdefault(shard_of(school.province), []).append(school)
     return groups
+
+
+def areas_in_shard_order(snapshot: Snapshot) -> list[AreaSummary]:
+    """The province summaries in the order group_by_shard puts their schools."""
+    return sorted(snapshot.provinces, key=lambda a: (shard_of(a.province), a.province))
 
 
 # --- the collectors ----------------------------------------------------------------------------
@@ -220,10 +230,9 @@ class SnapshotCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         try:
             snapshot = self.holder.current
-            groups = group_by_province(snapshot) if snapshot else {}
+            groups = group_by_shard(snapshot) if snapshot else {}
             yield from self._schools(groups)
-            yield from self._provinces(sorted(snapshot.provinces, key=lambda a: a.province)
-                                       if snapshot else [])  # fmt: skip
+            yield from self._provinces(areas_in_shard_order(snapshot) if snapshot else [])
         except Exception:
             self.errors.add()
             log.exception("collecting snapshot metrics failed")

@@ -49,6 +49,12 @@ _FILTERS = [
     _query("need", "only one list: measured (budget), assumed (survey or enrol), none",
            _enum(NEEDS)),
 ]  # fmt: skip
+# what /api/v1/schools, /api/v1/map and /api/v1/shortages accept (the coverage page's filters)
+_ALL_FILTERS = [
+    *_FILTERS,
+    _query("connectivity", "only this class", _enum(CONNECTIVITY_CLASSES)),
+    _query("monitoring", "only this status", _enum(MONITORING_STATES)),
+]  # fmt: skip
 
 
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -166,9 +172,7 @@ def openapi_document(api_token: bool = False, metrics_token: bool = False) -> di
             "Schools of the current snapshot, measured need first",
             {"200": _json("one page of schools", schools_page), **_BAD, **_UNKNOWN_PLACE,
              **api_401, **_NOT_YET},
-            [*_FILTERS,
-             _query("connectivity", "only this class", _enum(CONNECTIVITY_CLASSES)),
-             _query("monitoring", "only this status", _enum(MONITORING_STATES)),
+            [*_ALL_FILTERS,
              _query("limit", "page size", {"type": "integer", "minimum": 1,
                                            "maximum": MAX_PAGE, "default": 100}),
              _query("offset", "schools to skip", {"type": "integer", "minimum": 0,
@@ -189,19 +193,16 @@ def openapi_document(api_token: bool = False, metrics_token: bool = False) -> di
              **api_401, **_NOT_YET},
             None, api_auth),
         "/api/v1/map": _get(
-            "Compact points for the coverage map: school_id, lat, lon, classes",
-            {"200": _json("points", {"type": "object", "properties": {
-                "generated_at": _GENERATED, "fields": {"type": "array",
-                                                       "items": {"type": "string"}},
-                "points": {"type": "array", "items": {"type": "array"}}}}),
-             **api_401, **_NOT_YET},
-            None, api_auth),
+            "The filtered schools in compact columns, for the coverage map (docs/api.md)",
+            {"200": _json("columns", {"type": "object"}), **_BAD, **_UNKNOWN_PLACE, **api_401,
+             **_NOT_YET},
+            _ALL_FILTERS, api_auth),
         "/api/v1/shortages": _get(
             "The shortage list, for budgets and procurement, as a file named after its filters",
             {"200": {"description": "the list as a file (Content-Disposition: attachment)",
                      "content": {f.media_type: {} for f in FORMATS.values()}},
              **_BAD, **_UNKNOWN_PLACE, **api_401, **_NOT_YET},
-            [*_FILTERS,
+            [*_ALL_FILTERS,
              _query("format", "file format", _enum(list(FORMATS), "json")),
              _query("lang", "XLSX headers and sheet names", _enum(LANGUAGES, "vi")),
              _query("dialect", "CSV: standard (',' '.') or excel-vn (';' ',')",
@@ -218,12 +219,18 @@ def openapi_document(api_token: bool = False, metrics_token: bool = False) -> di
         "/metrics": _get(
             "Prometheus metrics (text format 0.0.4)",
             {"200": {"description": "metrics", "content": {"text/plain": {}}},
+             "404": _error("no province has that name; the message names them"),
              **({"401": unauthorized["401"]} if metrics_token else {})},
-            [_query("province", "only this province's schools and totals (one shard; an "
-                    "unknown province is an empty shard)", {"type": "string"}),
+            [_query("province", "only this province's schools and totals (one shard; case, "
+                    "accents and the prefix are ignored)", {"type": "string"}),
              _query("collector", "1: only the collector's own health and unregistered schools",
                     {"type": "string"})],
             [{"metrics_bearer": []}] if metrics_token else None),
+        "/metrics/targets": _get(
+            "Prometheus http_sd targets: one per province shard with schools",
+            {"200": _json("target groups", {"type": "array"}),
+             **({"401": unauthorized["401"]} if metrics_token else {}), **_NOT_YET},
+            None, [{"metrics_bearer": []}] if metrics_token else None),
         "/healthz": _get("The process is alive",
                          {"200": _json("alive", {"type": "object", "properties": {
                              "status": {"type": "string", "enum": ["alive"]}}})}),
@@ -235,6 +242,18 @@ def openapi_document(api_token: bool = False, metrics_token: bool = False) -> di
                               {"200": _json("OpenAPI 3.1", {"type": "object"})}),
         "/": _get("The coverage page (map and province table; works offline)",
                   {"200": {"description": "HTML", "content": {"text/html": {}}}}),
+        "/outlines/{which}.json": _get(
+            "What the page's map draws: the country (which=country) or the operator's province "
+            "and commune outlines (which=areas), as GeoJSON",
+            {"200": {"description": "GeoJSON FeatureCollection",
+                     "content": {"application/geo+json": {}}},
+             "404": {"description": "neither country nor areas"}},
+            [{"name": "which", "in": "path", "required": True,
+              "schema": {"type": "string", "enum": ["country", "areas"]}}]),
+        "/static/{path}": _get(
+            "The coverage page's scripts and styles",
+            {"200": {"description": "the file"}, "404": {"description": "no such file"}},
+            [{"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}]),
         "/speedtest/{path}": _get(
             "Self-hosted speed-test files (speedtest.net-compatible), see agent docs",
             {"200": {"description": "test data"},
