@@ -5,10 +5,15 @@ BIN := $(VENV)/bin
 
 .PHONY: install demo test lint bench schemas dashboards
 
+# urllib3-future (under grafana-client, the `grafana` extra) is built in cohabitation mode first:
+# its wheel would replace urllib3 for every package here (requests, schemathesis); built this
+# way it lives beside urllib3 as urllib3_future, which is all niquests needs.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[collector,dev]'
+	URLLIB3_NO_OVERRIDE=1 $(BIN)/pip install -q --no-cache-dir --no-binary urllib3-future \
+		urllib3-future urllib3
+	$(BIN)/pip install -q -e '.[collector,grafana,dev]'
 	touch $@
 
 # Vietnam's outline for the maps: Natural Earth via npm at install time, never committed

@@ -114,9 +114,15 @@ def push(api: Any, files: list[Path], folder: str, say: Callable[[str], None]) -
 def push_command(args: argparse.Namespace) -> int:
     import os
 
-    import niquests
-    from grafana_client.api import GrafanaApi
-    from grafana_client.client import GrafanaClientError, GrafanaException
+    try:
+        import niquests
+        from grafana_client.api import GrafanaApi
+        from grafana_client.client import GrafanaClientError, GrafanaException
+    except ImportError:
+        print("error: edugap dashboards push needs grafana-client, which is not installed "
+              "here: pip install 'edugap[grafana]' (best in its own environment, see "
+              "docs/coverage.md)", file=sys.stderr)  # fmt: skip
+        return 2
 
     token = args.token or os.environ.get("GRAFANA_TOKEN")
     password = args.password or os.environ.get("GRAFANA_PASSWORD")
