@@ -44,7 +44,12 @@ from harness.procs import python_child
 from harness.runs import wait
 
 from edugap.collector.ingest.consumer import Ingest
-from edugap.collector.ingest.mqtt_fast import fast_client
+from edugap.collector.ingest.mqtt_fast import (
+    fallback_warning,
+    fast_client,
+    paho_version,
+    reader_of,
+)
 from edugap.collector.model import Received
 from edugap.collector.store import open_store
 from edugap.protocol.messages import decode, encode, new_report_id, topic_for
@@ -62,6 +67,8 @@ TARGET_SHARE = 0.5
 TARGET_P99 = 1.0
 GROUP = "edugap"
 TOPIC = "edugap/v1/+/+/+"
+# session -> the MQTT reader its consumer ran ("fast" or "paho"), for the result
+READERS: dict[str, str] = {}
 
 
 # --- the backlog -------------------------------------------------------------------------
@@ -122,6 +129,7 @@ def ingest_session(store_url: str, settings: BrokerSettings, client_id: str) -> 
 def drain_ingest(store_url: str, settings: BrokerSettings, client_id: str, n: int) -> float:
     store = open_store(store_url)
     ingest = Ingest(store, settings, client_id=client_id, group=client_id, shared=True)
+    READERS[client_id] = ingest.reader
     start = time.perf_counter()
     ingest.start()
     wait(
@@ -152,6 +160,7 @@ class BarePaho:
         self.count = 0
         self.subscribed = threading.Event()
         self.client = factory(settings, client_id, clean_start=False)
+        READERS[client_id] = reader_of(self.client)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe(f"$share/{client_id}/{TOPIC}", qos=1)
         self.client.on_subscribe = lambda *_: self.subscribed.set()
@@ -418,8 +427,10 @@ CHANGES = [
     "message (18 us each here); `on_message` is called without paho's topic matcher unless "
     "`message_callback_add` is used. Anything else (CONNACK, SUBACK, QoS 2, a PUBLISH with "
     "properties or split across reads) goes through paho's own code. The private paho names it "
-    "relies on are checked at import (`fast_supported()`, tested); if a paho release changes "
-    "them, ingest falls back to the plain client with a warning.",
+    "relies on are checked when the client is made (`missing_internals()`, tested); if a paho "
+    "release changes them, ingest falls back to the plain client, says so in a WARNING at start "
+    'and in `edugap_collector_ingest_reader_info{reader="paho"}`, and this bench names the '
+    "reader that ran.",
     "- Buffered reads alone (first step, quick run): counting 4.2x plain paho; with the direct "
     "PUBLISH decode: about 6x.",
     "- Tried, did not help: decoding each message on paho's thread (in `on_message`) so it "
@@ -481,6 +492,7 @@ def report_md(
             "",
             f"- Machine: {machine()}",
             f"- Load: {harness.shared_note(*load)}.",
+            reader_note(),
             f"- Command: `{command}` ({nruns} run{'s' if nruns != 1 else ''}, medians)",
             f"- Backlog: {n:,} reports (70% heartbeat, 25% bandwidth, 5% inventory, 2,000 "
             f"schools) published at QoS 1 to seven offline persistent sessions (median "
@@ -522,6 +534,21 @@ def report_md(
             f"{worst * 1000:.0f} ms; target p99 < 1 s: **{'met' if p99_met else 'not met'}**.",
             "",
         ]
+    )
+
+
+def reader_note() -> str:
+    """Which MQTT reader ran where the fast one was meant to: `Ingest` and the FastClient line."""
+    meant = {k: v for k, v in READERS.items() if not k.startswith("bench-bare")}
+    if set(meant.values()) == {"fast"}:
+        return (
+            f"- MQTT reader: `fast` (`FastClient`) in every `Ingest` drain and the `FastClient` "
+            f"line, on paho-mqtt {paho_version()}."
+        )
+    why = fallback_warning() or "a client factory other than fast_client"
+    return (
+        f"- MQTT reader: **paho's own ran where `FastClient` was meant to** ({why}); these "
+        "figures are not comparable with runs on the fast reader."
     )
 
 

@@ -38,6 +38,7 @@ def collector_url(store: Store, snap: Any) -> Any:
     stats = IngestStats()
     stats.count("stored", 42)
     stats.count("rejected_bad_json", 3)
+    stats.reader, stats.paho_version = "fast", "2.2.0"
     deps = HttpDeps(holder, Exposition(holder, stats), store, lambda: {"all": True})
     return serve_in_thread(build_app(deps))
 
