@@ -26,10 +26,7 @@ and never above 40 MB (also while a speed test runs); agent CPU <= node_exporter
 
 from __future__ import annotations
 
-import argparse
 import compileall
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -42,13 +39,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import harness
 import psutil
+from harness.parts import Mosquitto, mosquitto
+from harness.procs import Child, agent_argv, env_for_child, free_port, wait_port
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests import realparts  # noqa: E402  (the same private Mosquitto the tests use)
-from tests.agent.agentproc import make_certificates, write_config  # noqa: E402
+from tests.agent.agentproc import make_certificates, write_config
 
 MB = 1024 * 1024
 RSS_RATIO_TARGET = 1.25
@@ -82,7 +78,7 @@ def cpu_seconds(proc: psutil.Process) -> float:
 
 def agent_config(
     workdir: Path,
-    broker: realparts.Mosquitto,
+    broker: Mosquitto,
     speedtest_url: str | None,
     tls: tuple[str, Path] | None = None,
 ) -> Path:
@@ -125,38 +121,21 @@ def agent_config(
     )
 
 
-def start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_agent(config: Path, log: Path) -> Child:
+    """`edugap-agent run` as installed (its console script), else `python -m`."""
     exe = Path(sys.executable).with_name("edugap-agent")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "edugap.agent.cli"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDUGAP_AGENT_")}
-    env["PYTHONPATH"] = str(ROOT)
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [*command, "run", "--config", str(config)], stdout=out, stderr=out, env=env, cwd=ROOT
-        )
+    command = [str(exe)] if exe.exists() else agent_argv()
+    argv = [*command, "run", "--config", str(config)]
+    return Child("edugap-agent", argv, log, env=env_for_child()).start()
 
 
-def start_node_exporter(port: int) -> subprocess.Popen[bytes]:
+def start_node_exporter(port: int, log: Path) -> Child:
     exe = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
     if exe is None:
         raise SystemExit("install the Debian package prometheus-node-exporter")
-    proc = subprocess.Popen(
-        [exe, f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    realparts.wait_port(port)
-    return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    child = Child("node_exporter", [exe, f"--web.listen-address=127.0.0.1:{port}"], log).start()
+    wait_port(port)
+    return child
 
 
 def scrape(port: int) -> int:
@@ -165,15 +144,15 @@ def scrape(port: int) -> int:
 
 
 def side_by_side(
-    broker: realparts.Mosquitto,
+    broker: Mosquitto,
     workdir: Path,
     warmup: float,
     seconds: float,
     tls: tuple[str, Path] | None = None,
 ) -> tuple[Sample, Sample]:
     """One run: agent and node_exporter together; RSS every second, CPU over the window."""
-    port = realparts.free_port()
-    exporter = start_node_exporter(port)
+    port = free_port()
+    exporter = start_node_exporter(port, workdir / "node_exporter.log")
     agent = start_agent(agent_config(workdir, broker, None, tls), workdir / "agent.log")
     try:
         procs = [psutil.Process(agent.pid), psutil.Process(exporter.pid)]
@@ -192,7 +171,7 @@ def side_by_side(
             time.sleep(1)
         elapsed = time.monotonic() - began
         cpu1 = [cpu_seconds(p) for p in procs]
-        if agent.poll() is not None:
+        if not agent.running():
             raise SystemExit(f"the agent died: see {workdir / 'agent.log'}")
         pss = [p.memory_full_info().pss / MB for p in procs]
         return (
@@ -200,13 +179,11 @@ def side_by_side(
             Sample(rss[1], cpu1[1] - cpu0[1], elapsed, pss[1]),
         )
     finally:
-        stop(agent)
-        stop(exporter)
+        agent.stop()
+        exporter.stop()
 
 
-def during_speedtests(
-    broker: realparts.Mosquitto, workdir: Path, seconds: float
-) -> tuple[Sample, int]:
+def during_speedtests(broker: Mosquitto, workdir: Path, seconds: float) -> tuple[Sample, int]:
     """The agent with speed tests back to back: RSS every 0.1 s; how many tests finished."""
     from edugap.collector.serving.speedtest import serve_in_thread, speedtest_app
 
@@ -222,7 +199,7 @@ def during_speedtests(
                 time.sleep(0.1)
             sample = Sample(rss, cpu_seconds(proc) - cpu0, time.monotonic() - began)
         finally:
-            stop(agent)
+            agent.stop()
     log = (workdir / "agent.log").read_text(errors="replace")
     return sample, log.count("speed test done")
 
@@ -258,8 +235,7 @@ def speedtest_child_peaks(runs: int) -> list[tuple[float, float]]:
     """(peak RSS, USS at the end) of a fresh interpreter that runs one self-hosted speed test."""
     from edugap.collector.serving.speedtest import serve_in_thread, speedtest_app
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDUGAP_AGENT_")}
-    env["PYTHONPATH"] = str(ROOT)
+    env = env_for_child()
     peaks: list[tuple[float, float]] = []
     with serve_in_thread(speedtest_app()) as url:
         for _ in range(runs):
@@ -268,7 +244,6 @@ def speedtest_child_peaks(runs: int) -> list[tuple[float, float]]:
                 capture_output=True,
                 text=True,
                 env=env,
-                cwd=ROOT,
                 check=True,
             )
             peak, uss, *error = done.stdout.split()
@@ -314,38 +289,27 @@ def import_breakdown() -> list[tuple[str, float]]:
         [sys.executable, "-c", _BREAKDOWN, *BREAKDOWN_STEPS],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        env=env_for_child(),
         check=True,
     )
     rows = [line.split("\t") for line in done.stdout.splitlines()]
     return [(name, float(mb)) for name, mb in rows]
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    memory = psutil.virtual_memory().total / 1024**3
-    return (
-        f"{platform.system()} {platform.release()}, {psutil.cpu_count()} CPU ({cpu}), "
-        f"{memory:.0f} GiB RAM, Python {platform.python_version()}"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a shorter, smaller run")
-    parser.add_argument("--out", default=str(ROOT / "bench/results/agent_footprint.md"))
-    args = parser.parse_args(argv)
+    args = harness.arguments("agent_footprint", __doc__, "a shorter, smaller run").parse_args(argv)
     runs, warmup, seconds, st_seconds = (2, 8, 25, 25) if args.quick else (3, 10, 60, 60)
-    compileall.compile_dir(str(ROOT / "edugap" / "agent"), quiet=1)
+    compileall.compile_dir(str(harness.ROOT / "edugap" / "agent"), quiet=1)
+    load_before = harness.load_average()
 
     agents: list[Sample] = []
     exporters: list[Sample] = []
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edugap-bench-")))
         certs = make_certificates(tmp / "certs")
-        tls_port = realparts.free_port()
+        tls_port = free_port()
         broker = stack.enter_context(
-            realparts.mosquitto(
+            mosquitto(
                 tmp / "mosquitto",
                 extra_config=f"listener {tls_port} 127.0.0.1\ncafile {certs['ca']}\n"
                 f"certfile {certs['server']}\nkeyfile {certs['server_key']}\n",
@@ -398,16 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     child_total = a_rss + child_uss
     cpu_met = a_cpu <= e_cpu
 
-    command = "python bench/agent_footprint.py" + (" --quick" if args.quick else "")
+    command = harness.command_line("agent_footprint", argv)
 
     def yes(ok: bool) -> str:
         return "yes" if ok else "no"
 
-    def table(header: list[str], body: list[list[str]]) -> str:
-        out = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-        out += ["| " + " | ".join(row) + " |" for row in body]
-        return "\n".join(out)
-
+    table = harness.table
     per_run = table(
         [
             "run",
@@ -509,15 +469,13 @@ def main(argv: list[str] | None = None) -> int:
         if n.startswith("edugap.agent.") and n != "edugap.agent.probes.bandwidth"
     )
     budget = RSS_RATIO_TARGET * e_rss
-
-    def verdict(ok: bool) -> str:
-        return "**met**" if ok else "**not met**"
+    verdict = harness.verdict
 
     steady_ok = rss_ratio <= RSS_RATIO_TARGET and tls_ratio <= RSS_RATIO_TARGET
     peak_ok = max(a_peak, tls_agent.peak_rss_mb, speed.peak_rss_mb) <= RSS_CAP_MB
     text = f"""## Agent footprint: `edugap-agent run` vs node_exporter
 
-Machine: {machine()}.
+Machine: {harness.machine_line()}; {harness.shared_note(load_before, harness.load_average())}.
 Command: `{command}` ({runs} runs of {seconds} s after {warmup} s warm-up, one more run over
 TLS, then {st_seconds} s with speed tests). Measured with psutil: RSS sampled every second
 (every 0.1 s during speed tests), PSS at the end of each run, CPU = user + system seconds over
@@ -580,11 +538,7 @@ pages among the processes that map them; other Python processes on this machine 
 interpreter's pages, so the agent's PSS here is lower than on a school computer where it is
 the only Python program. The comparison that counts is RSS.
 """
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    print(text)
-    print(f"wrote {out}")
+    harness.write_result(text, args.out)
     return 0
 
 
@@ -598,4 +552,4 @@ def _exporter_version() -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.main(main)

@@ -27,10 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
-import platform
 import random
-import resource
 import shutil
 import sqlite3
 import statistics
@@ -38,16 +35,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import harness
+from harness.procs import edugap_argv, env_for_child
 
-from edugap.collector.export import COLUMNS, filter_schools, row, write_shortages  # noqa: E402
-from edugap.collector.export.csv_format import text_cell  # noqa: E402
-from edugap.collector.model import (  # noqa: E402
+from edugap.collector.export import COLUMNS, filter_schools, row, write_shortages
+from edugap.collector.export.csv_format import text_cell
+from edugap.collector.model import (
     BandwidthRow,
     DeviceRow,
     HeartbeatHour,
@@ -56,11 +52,11 @@ from edugap.collector.model import (  # noqa: E402
     Snapshot,
     Store,
 )
-from edugap.collector.policy.evaluate import compute, evaluate  # noqa: E402
-from edugap.collector.policy.rules import Policy, load_policy  # noqa: E402
-from edugap.collector.registry.places import default_places  # noqa: E402
-from edugap.collector.store import open_store  # noqa: E402
-from edugap.protocol.messages import (  # noqa: E402
+from edugap.collector.policy.evaluate import compute, evaluate
+from edugap.collector.policy.rules import Policy, load_policy
+from edugap.collector.registry.places import default_places
+from edugap.collector.store import open_store
+from edugap.protocol.messages import (
     Bandwidth,
     CpuInfo,
     Heartbeat,
@@ -190,51 +186,6 @@ def evaluate_rows(store: Store, policy: Policy, now: datetime) -> Snapshot:
     )
 
 
-def median_time(fn: Callable[[], object], runs: int) -> tuple[float, list[float]]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def interleaved_local(
-    a: Callable[[], object], b: Callable[[], object], runs: int
-) -> tuple[list[float], list[float]]:
-    """Wall times of a and b, both in this process, run alternately."""
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(runs):
-        for fn, out in zip((a, b), times, strict=True):
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    return times
-
-
-def interleaved(
-    a: Callable[[], object], b: Callable[[], object], runs: int
-) -> dict[str, list[float]]:
-    """Wall and CPU times of a (in this process) and b (a child process), run alternately so
-    that other load on the machine slows both alike."""
-    times: dict[str, list[float]] = {"a": [], "b": [], "a_cpu": [], "b_cpu": []}
-    for _ in range(runs):
-        wall, cpu = time.perf_counter(), time.process_time()
-        a()
-        times["a"].append(time.perf_counter() - wall)
-        times["a_cpu"].append(time.process_time() - cpu)
-        wall, cpu = time.perf_counter(), _children_cpu()
-        b()
-        times["b"].append(time.perf_counter() - wall)
-        times["b_cpu"].append(_children_cpu() - cpu)
-    return times
-
-
 def baseline_table(path: str, snapshot: Snapshot) -> None:
     """The snapshot's rows, as the CSV cells they export to, in a table of their own."""
     conn = sqlite3.connect(path)
@@ -291,8 +242,8 @@ def compute_at_scale(n: int, tests: int, runs: int, now: datetime) -> dict[str, 
     ]  # fmt: skip
     policy = load_policy()
     last = dict.fromkeys(ids, now)
-    median, _ = median_time(
-        lambda: compute(schools, last, bandwidth, devices, hours, policy, now), runs
+    median = harness.median(
+        harness.timed(lambda: compute(schools, last, bandwidth, devices, hours, policy, now), runs)
     )
     return {
         "schools": n,
@@ -303,15 +254,16 @@ def compute_at_scale(n: int, tests: int, runs: int, now: datetime) -> dict[str, 
     }
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="6,000 schools, 3 runs")
+def options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--schools", type=int, default=None)
     ap.add_argument("--tests", type=int, default=8, help="speed tests per monitored school")
     ap.add_argument("--devices", type=int, default=10, help="devices per school")
     ap.add_argument("--runs", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "export.md")
-    args = ap.parse_args()
+
+
+def main() -> int:
+    args = harness.arguments("export", __doc__, "6,000 schools, 3 runs", options).parse_args()
+    load_before = harness.load_average()
     n = args.schools or (6_000 if args.quick else 60_000)
     runs = args.runs or (3 if args.quick else 5)
     sqlite3_cli = shutil.which("sqlite3")
@@ -333,12 +285,14 @@ def main() -> int:
         rows_snapshots: list[Snapshot] = []
         try:
             # alternately, so that other load on the machine slows both alike
-            pair = interleaved_local(
-                lambda: snapshots.append(evaluate(store, policy, now)),
-                lambda: rows_snapshots.append(evaluate_rows(store, policy, now)),
+            pair = harness.interleaved(
+                {
+                    "eval": lambda: snapshots.append(evaluate(store, policy, now)),
+                    "rows": lambda: rows_snapshots.append(evaluate_rows(store, policy, now)),
+                },
                 min(runs, 3),
             )
-            eval_runs, rows_runs = pair
+            eval_runs, rows_runs = pair["eval"].wall, pair["rows"].wall
             eval_s, rows_s = statistics.median(eval_runs), statistics.median(rows_runs)
             bw_rows = len(store.bandwidth_since(now - timedelta(days=7)))
             hb_rows = len(store.heartbeat_hours_since(now - timedelta(days=7)))
@@ -364,25 +318,29 @@ def main() -> int:
             with theirs.open("wb") as out:
                 subprocess.run(command, stdout=out, check=True)
 
-        times = interleaved(export, baseline, runs)
-        ours_runs, base_runs = times["a"], times["b"]
+        # measured in this process, the baseline a child process: CPU of each is its own
+        times = harness.interleaved({"ours": export, "base": baseline}, runs)
+        ours_runs, base_runs = times["ours"].wall, times["base"].wall
         ours_s, base_s = statistics.median(ours_runs), statistics.median(base_runs)
-        cpu_ratio = statistics.median(times["a_cpu"]) / statistics.median(times["b_cpu"])
+        cpu_ratio = statistics.median(times["ours"].cpu) / statistics.median(
+            times["base"].children_cpu
+        )
         equal = same_rows(ours.read_bytes(), theirs.read_bytes())
 
-        cli = [str(ROOT / ".venv" / "bin" / "edugap"), "export", "shortages", "--db", db,
+        cli = [str(Path(sys.executable).with_name("edugap")), "export", "shortages", "--db", db,
                "--format", "csv", "-o", str(work / "cli.csv")]  # fmt: skip
-        env = {**os.environ, "EDUGAP_POLICY_FILE": ""}
-        cli_s, cli_runs = median_time(
+        if not Path(cli[0]).exists():
+            cli[:1] = edugap_argv()
+        env = env_for_child()
+        cli_runs = harness.timed(
             lambda: subprocess.run(cli, check=True, capture_output=True, env=env), min(runs, 3)
         )
+        cli_s = harness.median(cli_runs)
         ratio = ours_s / base_s
         met = ratio <= TARGET
         scale = compute_at_scale(n, 40 if not args.quick else 10, min(runs, 3), now)
         report = render(locals())
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report, encoding="utf-8")
-        print(report)
+        harness.write_result(report, args.out)
         return 0 if equal and same_snapshot else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -408,17 +366,15 @@ def render(v: dict[str, object]) -> str:
     equal = "yes" if v["equal"] else "NO"
     snapshot = v["snapshot"]
     assert isinstance(snapshot, Snapshot)
-    quick = " --quick" if v["args"].quick else ""  # type: ignore[attr-defined]
-    load = os.getloadavg()[0]
+    load = float(v["load_before"]), harness.load_average()  # type: ignore[arg-type]
     ratio = float(v["ratio"])  # type: ignore[arg-type]
     cli_ratio = float(v["cli_s"]) / float(v["base_s"])  # type: ignore[arg-type]
     eval_ratio = float(v["eval_s"]) / float(v["rows_s"])  # type: ignore[arg-type]
     return f"""## Shortage export (CSV, {v["n"]:,} schools)
 
-- Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()},
-  {platform.system()} {platform.release()}; SQLite {sqlite3.sqlite_version};
-  load average {load:.1f} when the report was written
-- Command: `.venv/bin/python bench/export.py{quick}` (medians of {v["runs"]} runs of measured
+- Machine: {harness.machine_line(*harness.versions(sqlite=True))};
+  {harness.shared_note(*load)}
+- Command: `{harness.command_line("export")}` (medians of {v["runs"]} runs of measured
   and baseline, run alternately so that other load on the machine slows both alike; 3 runs of
   the slower lines)
 - Data: {v["n"]:,} registered schools on the real 2025 communes, {v["bw_rows"]:,} speed tests in
@@ -448,4 +404,4 @@ def render(v: dict[str, object]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.main(main)

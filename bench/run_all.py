@@ -15,8 +15,6 @@ results section.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -24,6 +22,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness.machine import machine_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -56,7 +56,8 @@ class Outcome:
 
 
 def discover(bench_dir: Path = BENCH) -> list[str]:
-    """Names of the bench scripts: bench/*.py except this one and private helpers."""
+    """Names of the bench scripts: bench/*.py except this one and private helpers (the
+    shared harness is a package, bench/harness/, so it is not one of them)."""
     return sorted(
         p.stem for p in bench_dir.glob("*.py") if p.stem != "run_all" and not p.stem.startswith("_")
     )
@@ -92,40 +93,6 @@ def run_one(name: str, full: bool, paths: Paths, python: str = sys.executable) -
         # first line: the exit code and the last thing the bench said (usually the exception)
         return Outcome(name, False, seconds, f"exit {done.returncode}: {last}\n" + "\n".join(tail))
     return Outcome(name, True, seconds)
-
-
-def machine() -> list[str]:
-    """Lines describing this machine: CPU model, cores, RAM, OS, Python."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram = "unknown"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    except OSError:
-        pass
-    os_name = platform.platform()
-    try:
-        release = Path("/etc/os-release").read_text()
-        match = re.search(r'^PRETTY_NAME="?([^"\n]+)', release, re.M)
-        if match:
-            os_name = f"{match.group(1)} ({platform.system()} {platform.release()})"
-    except OSError:
-        pass
-    return [
-        f"- CPU: {cpu}, {os.cpu_count()} logical cores",
-        f"- RAM: {ram}",
-        f"- OS: {os_name}",
-        f"- Python: {platform.python_version()} ({sys.executable.replace(str(ROOT) + '/', '')})",
-    ]
 
 
 def verdict(text: str) -> str:
@@ -174,7 +141,7 @@ def assemble(
         "",
         "## Machine",
         "",
-        *machine(),
+        *machine_lines(),
         "",
         f"How to run: {how} {ran}",
         "",

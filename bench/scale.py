@@ -25,10 +25,7 @@ Writes bench/results/scale.md. `--quick` runs a tenth of the fleet.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,27 +33,17 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import harness
+import psutil
+from harness import procs, timed
+from harness.procs import Child, edugap_argv, free_port, port_open, run_once, wait_until
 
-import psutil  # noqa: E402
+from edugap.collector.demo.fleet import build_fleet, write_registry_file
+from edugap.collector.demo.procs import broker_child
 
-from edugap.collector.demo.fleet import build_fleet, write_registry_file  # noqa: E402
-from edugap.collector.demo.procs import (  # noqa: E402
-    Child,
-    broker_child,
-    edugap_argv,
-    free_port,
-    port_open,
-    run_once,
-    wait_until,
-)
-
-RESULTS = ROOT / "bench" / "results" / "scale.md"
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # localhost only
 # Steady-state load of the default agent schedule: one heartbeat per device every 5 minutes
 # dominates (inventory every 6 h and 4 speed tests a day add about 2%).
@@ -75,15 +62,6 @@ def fetch(url: str, timeout: float = 300.0) -> bytes:
     with _opener.open(url, timeout=timeout) as response:
         body: bytes = response.read()
         return body
-
-
-def timed(fn: Callable[[], object], runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def stored_count(base: str) -> float:
@@ -130,7 +108,7 @@ class Run:
     measured: dict[str, list[float]] = field(default_factory=dict)
     baseline: dict[str, list[float]] = field(default_factory=dict)
     province: str = ""
-    load_before: float = field(default_factory=lambda: os.getloadavg()[0])
+    load_before: float = field(default_factory=harness.load_average)
 
 
 def start_serve(work: Path, name: str, mqtt_url: str, db: str, port: int) -> Child:
@@ -154,12 +132,10 @@ def run(args: argparse.Namespace, work: Path) -> Run:
     schools = args.schools or (6000 if args.quick else 60000)
     per = args.devices_per_school
     runs = args.runs or (3 if args.quick else 5)
-    result = Run(
-        schools, schools * per, args.quick, runs, " ".join(["bench/scale.py", *sys.argv[1:]])
-    )
-    children: list[Child] = []
-    try:
+    result = Run(schools, schools * per, args.quick, runs, harness.command_line("scale"))
+    with procs.started() as children:
         mqtt_port = free_port()
+        # the demo's broker: no persistence, a queue deep enough for the whole fleet's reports
         broker, _ = broker_child("mosquitto", work / "broker", mqtt_port)
         children.append(broker.start())
         wait_until(lambda: port_open(mqtt_port), 20, "mosquitto", broker)
@@ -256,9 +232,6 @@ def run(args: argparse.Namespace, work: Path) -> Run:
         wait_until(lambda: _ready(f"http://127.0.0.1:{eport}"), 120, "empty collector", empty)
         result.rss_empty_mb = rss_mb(empty.proc.pid if empty.proc else 0)
         return result
-    finally:
-        for child in reversed(children):
-            child.stop()
 
 
 def _ready(base: str) -> bool:
@@ -282,8 +255,8 @@ def _ms(values: list[float]) -> str:
     return ", ".join(f"{v * 1000:,.0f} ms" for v in values)
 
 
-def write_results(r: Run, path: Path = RESULTS) -> str:
-    """The results section as Markdown; also written to bench/results/scale.md."""
+def results(r: Run) -> str:
+    """The results section as Markdown."""
     med = {k: statistics.median(v) for k, v in r.measured.items()}
     base = {k: statistics.median(v) for k, v in r.baseline.items()}
     need_rate = r.devices / HEARTBEAT_SECONDS
@@ -305,11 +278,8 @@ def write_results(r: Run, path: Path = RESULTS) -> str:
     lines = [
         f"## Scale: {r.schools:,} schools, {r.devices:,} devices, one collector on SQLite",
         "",
-        f"- Machine: {platform.machine()}, {os.cpu_count()} cores, "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}; Mosquitto from the Debian package",
-        f"- Command: `.venv/bin/python {r.command}` ({size}; {r.runs} runs of each timing, "
-        "medians)",
+        f"- Machine: {harness.machine_line(*harness.versions(mosquitto=True, sqlite=True))}",
+        f"- Command: `{r.command}` ({size}; {r.runs} runs of each timing, medians)",
         f"- Load: {r.published:,} reports ({r.devices:,} inventories, one speed test and one "
         f"heartbeat per school per day over 7 days) published by `edugap simulate` into "
         f"Mosquitto in {r.publish_s:.0f} s ({r.published / r.publish_s:,.0f}/s) while no "
@@ -337,24 +307,21 @@ def write_results(r: Run, path: Path = RESULTS) -> str:
         "- Policy snapshot of all schools: "
         + (f"{r.snapshot_s:.1f} s" if r.snapshot_s is not None else "not reported")
         + f"; SQLite store on disk: {r.db_mb:,.0f} MB.",
-        f"- Machine load (1-minute load average) {r.load_before:.1f} at the start and "
-        f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores: other processes "
-        "running at the same time slow every figure down.",
+        f"- Machine load: {harness.shared_note(r.load_before, harness.load_average())}.",
         "- Sizing drawn from these figures: docs/scale.md.",
     ]
-    text = "\n".join(lines) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return text
+    return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a tenth of the fleet, 3 runs")
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schools", type=int, help="override the number of schools")
     parser.add_argument("--devices-per-school", type=int, default=10)
     parser.add_argument("--runs", type=int, help="timing runs (5, or 3 with --quick)")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+
+
+def main() -> int:
+    parser = harness.arguments("scale", __doc__, "a tenth of the fleet, 3 runs", options)
     args = parser.parse_args()
     if shutil.which("mosquitto_sub") is None:
         print("scale: needs mosquitto_sub (Debian package mosquitto-clients)", file=sys.stderr)
@@ -362,8 +329,7 @@ def main() -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="edugap-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        result = run(args, work)
-        print(write_results(result))
+        harness.write_result(results(run(args, work)), args.out)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -371,5 +337,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the finally blocks: stop children
-    sys.exit(main())
+    harness.main(main)

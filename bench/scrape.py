@@ -23,43 +23,32 @@ the baseline (cold and warm). Writes bench/results/scrape.md.
 from __future__ import annotations
 
 import argparse
-import gc
-import os
-import platform
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
+from typing import TypeVar
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import harness
+import httpx
+import uvicorn
+from harness.procs import free_port, wait_port
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-import httpx  # noqa: E402
-import uvicorn  # noqa: E402
-from prometheus_client import CollectorRegistry, Gauge, generate_latest  # noqa: E402
-
-from edugap.collector.model import IngestStats, Snapshot  # noqa: E402
-from edugap.collector.policy.snapshots import SnapshotHolder  # noqa: E402
-from edugap.collector.serving.exposition import Exposition  # noqa: E402
-from edugap.collector.serving.http import HttpDeps, build_app  # noqa: E402
-from edugap.collector.serving.metrics import SnapshotCollector  # noqa: E402
-from tests.collector.sample import national  # noqa: E402
-from tests.realparts import free_port, wait_port  # noqa: E402
+from edugap.collector.model import IngestStats, Snapshot
+from edugap.collector.policy.snapshots import SnapshotHolder
+from edugap.collector.serving.exposition import Exposition
+from edugap.collector.serving.http import HttpDeps, build_app
+from edugap.collector.serving.metrics import SnapshotCollector
+from tests.collector.sample import national
 
 SHARD = "Lào Cai"  # an official name: shards match provinces the way the API does
+T = TypeVar("T")
 
 
-def timed(fn: Callable[[], object], runs: int) -> tuple[list[float], object]:
-    """Run fn `runs` times; seconds of each run and the last result."""
-    times, result = [], None
-    for _ in range(runs):
-        gc.collect()
-        started = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - started)
-    return times, result
+def timed(fn: Callable[[], T], runs: int) -> tuple[list[float], T]:
+    """Seconds of `runs` runs of fn (a garbage collection before each), and what it returns."""
+    return harness.timed(fn, runs, collect=True), fn()
 
 
 def gauges(snapshot: Snapshot, only: str | None = None) -> CollectorRegistry:
@@ -120,18 +109,17 @@ def ms(values: list[float]) -> str:
     return ", ".join(f"{v * 1000:.1f} ms" for v in sorted(values))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="6,000 schools, 3 runs")
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schools", type=int, default=None)
     parser.add_argument("--runs", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scrape.md")
-    args = parser.parse_args()
+
+
+def main() -> int:
+    args = harness.arguments("scrape", __doc__, "6,000 schools, 3 runs", options).parse_args()
     n = args.schools or (6_000 if args.quick else 60_000)
     runs = args.runs or (3 if args.quick else 5)
-    command = "bench/scrape.py" + (" --quick" if args.quick else "")
 
-    load_before = os.getloadavg()[0]
+    load_before = harness.load_average()
     print(f"building a snapshot of {n} schools ...", flush=True)
     snapshot = national(n, provinces=34)
     holder = SnapshotHolder()
@@ -185,7 +173,7 @@ def main() -> int:
     server.should_exit = True
     thread.join(10)
 
-    load_after = os.getloadavg()[0]
+    load_after = harness.load_average()
     med = statistics.median
     cold_ratio = med(cold_times) / med(base_times)
     warm_ratio = med(warm_times) / med(base_times)
@@ -208,11 +196,9 @@ def main() -> int:
     lines = [
         f"## Metrics scrape ({n:,} schools)",
         "",
-        f"- Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {platform.system()} {platform.release()}",
-        f"- Command: `.venv/bin/python {command}` ({runs} runs each, medians); 1-minute load "
-        f"average {load_before:.1f} before, {load_after:.1f} after (other work on the machine "
-        "widens the spread of the runs)",
+        f"- Machine: {harness.machine_line()}",
+        f"- Command: `{harness.command_line('scrape')}` ({runs} runs each, medians); "
+        f"{harness.shared_note(load_before, load_after)}",
         f"- Data: {n:,} schools in 34 provinces (1 in 500 unregistered, 10% never measured), "
         f"{samples:,} school and province samples, {len(cold_body) / 1e6:.1f} MB of text; "
         f"one shard: {shard_samples:,} samples, {len(shard_body) / 1e6:.2f} MB. Filling the "
@@ -233,11 +219,9 @@ def main() -> int:
         "touches its province. The baseline re-formats every sample on every scrape.",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    harness.write_result("\n".join(lines), args.out)
     return 0 if same and same_shard else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.main(main)

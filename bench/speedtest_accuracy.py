@@ -18,27 +18,20 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
-import os
-import platform
 import statistics
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import harness
 
-import psutil  # noqa: E402
-
-from edugap.agent.probes import BandwidthProbe, Identity  # noqa: E402
-from edugap.agent.probes.speedtest_client import SelfhostedPlan, download_bytes  # noqa: E402
-from edugap.collector.serving.speedtest import TokenBucket, serve_in_thread, speedtest_app  # noqa: E402
+from edugap.agent.probes import BandwidthProbe, Identity
+from edugap.agent.probes.speedtest_client import SelfhostedPlan, download_bytes
+from edugap.collector.serving.speedtest import TokenBucket, serve_in_thread, speedtest_app
 
 RATES_MBPS = (5.0, 20.0, 100.0)
 TARGET = 0.10  # within 10% of the true rate
@@ -180,12 +173,14 @@ def within(value: float | None, true: float) -> bool:
     return value is not None and abs(value / true - 1) <= TARGET
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="shorter tests, fewer runs")
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, help="runs per rate (default 3, quick 2)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/speedtest_accuracy.md")
+
+
+def main() -> int:
+    parser = harness.arguments("speedtest_accuracy", __doc__, "shorter tests, fewer runs", options)
     args = parser.parse_args()
+    load_before = harness.load_average()
     logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
     runs = args.runs or (2 if args.quick else 3)
     plan = SelfhostedPlan(seconds=4.0) if args.quick else SelfhostedPlan()  # production: 10 s
@@ -215,13 +210,12 @@ def main() -> int:
         )
         print(rows[-1], flush=True)
 
-    command = "bench/speedtest_accuracy.py" + (" --quick" if args.quick else "")
+    command = harness.command_line("speedtest_accuracy")
     header = (
         "| true Mbps | probe download Mbps (ratio) | probe upload Mbps (ratio) "
         "| limiter delivered down / up | plain download Mbps (ratio) "
         f"| bytes used by probe / counted by server (MB) | test seconds | within {TARGET:.0%} |"
     )
-    cpu = platform.processor() or platform.machine()
     text = f"""## Speed-test accuracy (self-hosted backend)
 
 What: the agent's bandwidth probe (speedtest-cli 2.1.3's own download/upload threads; the
@@ -234,10 +228,10 @@ side: the configured rate (the truth), what the limiter actually delivered as me
 server, and a plain single-stream urllib download of a file sized for {baseline_seconds:g} s
 through the same limiter.
 
-Machine: {platform.system()} {platform.release()}, {cpu}, {psutil.cpu_count()} logical CPUs,
-Python {platform.python_version()}; everything on 127.0.0.1.
+Machine: {harness.machine_line()}; everything on 127.0.0.1;
+{harness.shared_note(load_before, harness.load_average())}.
 
-Command: `.venv/bin/python {command}` ({runs} runs per rate; medians).
+Command: `{command}` ({runs} runs per rate; medians).
 
 {header}
 | --- | --- | --- | --- | --- | --- | --- | --- |
@@ -264,11 +258,9 @@ Notes:
   server is not a real access link; TCP_NOTSENT_LOWAT does not exist on Windows, so Windows
   agents' uploads on slow links were not measured here.
 """
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {os.path.relpath(args.out, ROOT)}: target {'met' if met else 'NOT met'}")
+    harness.write_result(text, args.out)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    harness.main(main)

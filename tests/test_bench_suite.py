@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run_all() -> ModuleType:
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench"))  # run_all imports the bench harness
     spec = importlib.util.spec_from_file_location("run_all", ROOT / "bench" / "run_all.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

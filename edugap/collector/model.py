@@ -344,6 +344,10 @@ class IngestStats:
     last_batch_at: datetime | None = None
     connected: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # the MQTT reader ingest runs: "fast" (FastClient) or "paho" (the slower fallback); "" when
+    # no ingest runs; and the paho-mqtt version, for the reader info metric
+    reader: str = ""
+    paho_version: str = ""
 
     def count(self, result: str, n: int = 1) -> None:
         with self.lock:

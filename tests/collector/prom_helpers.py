@@ -28,6 +28,7 @@ def collector_url(store: Store, snap: Any, metrics_token: str | None = None) -> 
     stats = IngestStats()
     stats.count("stored", 42)
     stats.count("rejected_bad_json", 3)
+    stats.reader, stats.paho_version = "fast", "2.2.0"
     deps = HttpDeps(holder, Exposition(holder, stats), store, lambda: {"all": True},
                     metrics_token=metrics_token)  # fmt: skip
     return serve_in_thread(build_app(deps))

@@ -25,6 +25,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,9 @@ def test_reports_become_metrics_and_shortage_lists(
     assert metric(m, "edugap_province_schools", province=HANOI, connectivity="good") == 1
     assert metric(m, "edugap_collector_messages_total", result="rejected_bad_json") == 1
     assert metric(m, "edugap_collector_unregistered_schools") == 1
+    # the buffered MQTT reader ran, and /metrics says so (a fallback to paho's would be "paho")
+    paho = version("paho-mqtt")
+    assert metric(m, "edugap_collector_ingest_reader_info", reader="fast", paho_version=paho) == 1
     info = [k for k in m if k[0] == "edugap_school_info" and ("school_id", "CB-C") in k[1]]
     assert dict(info[0][1])["commune"] == "Xã Bảo Lâm"
 
@@ -224,6 +228,7 @@ def test_reports_become_metrics_and_shortage_lists(
     for line in ("connected to mqtt://", "listening on http://127.0.0.1:", "snapshot of 4 schools",
                  "collector stopped"):  # fmt: skip
         assert line in log, log
+    assert "fast MQTT reader" not in log, log
 
 
 @pytest.mark.parametrize(

@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
+from importlib.metadata import version
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from prometheus_client.parser import text_string_to_metric_families
 
 from edugap.collector.ingest import mqtt_fast
+from edugap.collector.ingest.consumer import Ingest
 from edugap.collector.ingest.mqtt_fast import READ_CHUNK, FastClient, fast_client, fast_supported
+from edugap.collector.model import IngestStats
+from edugap.collector.policy.snapshots import SnapshotHolder
+from edugap.collector.serving.exposition import Exposition
+from edugap.collector.store import open_store
 from edugap.protocol.mqtt import BrokerSettings, connect_properties, new_client, parse_broker_url
 from tests import realparts
-from tests.collector.mqtt_helpers import wait_until
+from tests.collector.http_helpers import wait_ready
+from tests.collector.mqtt_helpers import publish, publisher, wait_until
+from tests.collector.reports import T0, heartbeat
 from tests.realparts import Mosquitto
 from tests.shipped_broker import make_certificates
 
@@ -28,18 +44,31 @@ Sent = tuple[str, bytes, int, str | None]
 
 
 def test_installed_paho_still_has_the_internals_fast_client_overrides() -> None:
-    # if this fails, a paho upgrade changed _sock_recv/_handle_publish/...: ingest silently
-    # falls back to the plain (about 4x slower) client until edugap/collector/ingest/mqtt_fast.py
-    # is updated
-    assert fast_supported()
+    # if this fails, a paho upgrade changed _sock_recv/_handle_publish/...: ingest falls back
+    # to the plain (about 3x slower) client, with a warning, until
+    # edugap/collector/ingest/mqtt_fast.py is updated
+    assert mqtt_fast.missing_internals() == []
+    assert fast_supported() and mqtt_fast.fallback_warning() is None
     client = fast_client(BrokerSettings(), "probe", clean_start=False, manual_ack=True)
     assert isinstance(client, FastClient)
 
 
-def test_without_those_internals_ingest_gets_plain_paho_and_still_receives(
+def reshape_paho(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a paho release might: a private method FastClient overrides gains a parameter.
+    paho itself still works; FastClient's override would not fit it."""
+    original = mqtt.Client._sock_recv
+
+    def _sock_recv(self: mqtt.Client, bufsize: int, flags: int = 0) -> bytes:
+        return original(self, bufsize)
+
+    monkeypatch.setattr(mqtt.Client, "_sock_recv", _sock_recv)
+
+
+def test_a_reshaped_paho_is_named_and_ingest_gets_plain_paho_that_still_receives(
     broker: Mosquitto, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(mqtt_fast, "_SUPPORTED", False)  # as if paho had changed
+    reshape_paho(monkeypatch)
+    assert mqtt_fast.missing_internals() == ["Client._sock_recv(bufsize)"]
     settings = parse_broker_url(broker.url)
     sub = Collector(settings, fast_client)
     assert type(sub.client) is mqtt.Client
@@ -49,6 +78,109 @@ def test_without_those_internals_ingest_gets_plain_paho_and_still_receives(
         send(settings, sent)
         wait_until(lambda: len(sub.got) >= len(sent), what="200 messages")
     assert sub.got == sent
+
+
+def reader_samples(stats: IngestStats | str) -> dict[str, tuple[str, float]]:
+    """reader -> (paho_version, value) of edugap_collector_ingest_reader_info in a /metrics
+    body, or in what /metrics would say for these ingest stats."""
+    if isinstance(stats, str):
+        body = stats
+    else:
+        body = b"".join(Exposition(SnapshotHolder(), stats).text(collector=True)).decode()
+    return {
+        s.labels["reader"]: (s.labels["paho_version"], s.value)
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+        if s.name == "edugap_collector_ingest_reader_info"
+    }
+
+
+@pytest.mark.parametrize("reshaped", [False, True], ids=["fast", "paho_fallback"])
+def test_the_collector_says_which_reader_runs_at_start_and_in_metrics(
+    broker: Mosquitto,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    reshaped: bool,
+) -> None:
+    if reshaped:
+        reshape_paho(monkeypatch)
+    caplog.set_level(logging.WARNING)
+    store = open_store(str(tmp_path / "edugap.db"))
+    stats = IngestStats()
+    ingest = Ingest(store, parse_broker_url(broker.url), batch_seconds=0.05, stats=stats)
+    sent = [heartbeat(device=f"d{i % 20}", at=T0 + timedelta(seconds=i)) for i in range(500)]
+    try:
+        ingest.start()
+        wait_until(ingest.ready, what="ingest subscribed")
+        with publisher(broker.url) as pub:
+            publish(pub, sent)
+        wait_until(lambda: stats.messages["stored"] >= len(sent), what="500 stored")
+        assert ingest.wait_idle(10)
+    finally:
+        ingest.stop()
+        stored = store.report_count()
+        store.close()
+    assert stored == len(sent) and stats.messages["duplicate"] == 0  # either reader: 0 lost
+    paho = version("paho-mqtt")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    said = [w for w in warnings if "fast MQTT reader" in w]
+    if reshaped:
+        assert ingest.reader == "paho" and type(ingest.client) is mqtt.Client
+        # one warning, at start, naming the paho version and what it lacks
+        assert len(said) == 1, warnings
+        assert f"paho-mqtt {paho} " in said[0] and "Client._sock_recv(bufsize)" in said[0]
+        assert reader_samples(stats) == {"paho": (paho, 1.0)}
+    else:
+        assert ingest.reader == "fast" and isinstance(ingest.client, FastClient)
+        assert said == []
+        assert reader_samples(stats) == {"fast": (paho, 1.0)}
+
+
+# `edugap serve` on a paho whose _sock_recv gained a parameter, as reshape_paho does
+RESHAPED_SERVE = """
+import sys
+import paho.mqtt.client as mqtt
+original = mqtt.Client._sock_recv
+def _sock_recv(self, bufsize, flags=0):
+    return original(self, bufsize)
+mqtt.Client._sock_recv = _sock_recv
+from edugap.collector.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_edugap_serve_on_a_reshaped_paho_warns_at_start_and_in_metrics(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    port = realparts.free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = ["serve", "--broker", broker.url, "--db", str(tmp_path / "edugap.db"),
+            "--listen", f"127.0.0.1:{port}", "--client-id", "reshaped"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RESHAPED_SERVE, *argv],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_ready(base, proc)
+        body = httpx.get(f"{base}/metrics", params={"collector": "1"}).text
+        with publisher(broker.url) as pub:
+            publish(pub, [heartbeat(at=T0 + timedelta(minutes=i)) for i in range(50)])
+        wait_until(lambda: 'result="stored"} 50.0' in httpx.get(f"{base}/metrics").text,
+                   what="50 reports stored by paho's reader")  # fmt: skip
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        log, _ = proc.communicate(timeout=60)
+    paho = version("paho-mqtt")
+    assert reader_samples(body) == {"paho": (paho, 1.0)}
+    (warning,) = [line for line in log.splitlines() if "fast MQTT reader" in line]
+    assert " WARNING " in warning and f"paho-mqtt {paho} " in warning, log
+    assert "Client._sock_recv(bufsize)" in warning
+
+
+def test_metrics_show_no_reader_where_no_ingest_runs() -> None:
+    assert reader_samples(IngestStats()) == {}
 
 
 def messages() -> list[Sent]:

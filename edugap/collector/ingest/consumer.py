@@ -37,7 +37,13 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edugap.collector.collectors import client_id_for, default_name
 from edugap.collector.ingest.clocks import assess
-from edugap.collector.ingest.mqtt_fast import fast_client
+from edugap.collector.ingest.mqtt_fast import (
+    PAHO,
+    fallback_warning,
+    fast_client,
+    paho_version,
+    reader_of,
+)
 from edugap.collector.model import (
     REJECT_EXCERPT_CHARS,
     IngestStats,
@@ -116,6 +122,8 @@ class Ingest:
         self.retry_max_seconds = retry_max_seconds
         # persistent session + manual ack: the broker keeps what we have not acknowledged
         self.client = client_factory(broker, client_id, clean_start=False, manual_ack=True)
+        self.reader = reader_of(self.client)  # "fast", or "paho" when paho lacks its internals
+        self.stats.reader, self.stats.paho_version = self.reader, paho_version()
         self.client.reconnect_delay_set(*RECONNECT_DELAY)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
@@ -152,6 +160,8 @@ class Ingest:
                 "set it to at least batch_max (%d) or batches wait batch_seconds to fill",
                 self.batch_max,
             )
+        if self.reader == PAHO and (why := fallback_warning()) is not None:
+            log.warning("%s", why)
         self._writer.start()
         self.client.connect_async(self.broker.host, self.broker.port, **kwargs)
         self.client.loop_start()

@@ -18,23 +18,24 @@ second that per-message overhead, not the broker or the store, is what limits in
   only partly received) goes through paho's own code, fed from the buffer.
 
 Everything else (connect, TLS, keepalive, acks, reconnects, callbacks) is paho's. The private
-names used are checked by `fast_supported()`; if a paho release drops or reshapes them,
-`fast_client` returns the plain client from `edugap.protocol.mqtt.new_client` instead.
+names used are checked by `missing_internals()`; if a paho release drops or reshapes them,
+`fast_client` returns the plain client from `edugap.protocol.mqtt.new_client` instead. Ingest
+then runs about 3x slower, so it is not silent: the collector logs a WARNING at start naming
+the paho version and what is missing (`fallback_warning()`), and `/metrics` says which reader
+runs (`edugap_collector_ingest_reader_info{reader="fast"|"paho"}`).
 """
 
 from __future__ import annotations
 
 import inspect
-import logging
 import struct
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from edugap.protocol.mqtt import BrokerSettings, new_client
-
-log = logging.getLogger(__name__)
 
 READ_CHUNK = 64 * 1024
 _U16 = struct.Struct("!H")
@@ -62,16 +63,56 @@ PRIVATE_ATTRIBUTES = (
 )
 
 
-def fast_supported() -> bool:
-    """True if the installed paho still has the private parts FastClient relies on."""
+#: The two readers ingest can run, as `/metrics` names them.
+FAST, PAHO = "fast", "paho"
+
+
+def paho_version() -> str:
+    """The installed paho-mqtt's version."""
+    try:
+        return version("paho-mqtt")
+    except PackageNotFoundError:
+        return str(getattr(mqtt, "__version__", "unknown"))
+
+
+def missing_internals() -> list[str]:
+    """What FastClient relies on that the installed paho lacks or has reshaped ([] if none)."""
+    missing = []
     for name, params in PRIVATE_METHODS.items():
         method = getattr(mqtt.Client, name, None)
-        if method is None or list(inspect.signature(method).parameters)[1:] != params:
-            return False
+        if method is None:
+            missing.append(f"Client.{name}")
+        elif list(inspect.signature(method).parameters)[1:] != params:
+            missing.append(f"Client.{name}({', '.join(params)})")
     probe = mqtt.Client(CallbackAPIVersion.VERSION2)
-    if not all(hasattr(probe, name) for name in PRIVATE_ATTRIBUTES):
-        return False
-    return isinstance(probe._in_packet, dict) and probe._in_packet.get("command") == 0
+    missing += [f"Client().{name}" for name in PRIVATE_ATTRIBUTES if not hasattr(probe, name)]
+    packet = getattr(probe, "_in_packet", None)
+    if not (isinstance(packet, dict) and packet.get("command") == 0):
+        missing.append("Client()._in_packet as a dict with 'command'")
+    return missing
+
+
+def fast_supported() -> bool:
+    """True if the installed paho still has the private parts FastClient relies on."""
+    return not missing_internals()
+
+
+def reader_of(client: mqtt.Client) -> str:
+    """The reader a client runs: FAST (FastClient) or PAHO (paho's own)."""
+    return FAST if isinstance(client, FastClient) else PAHO
+
+
+def fallback_warning() -> str | None:
+    """Why ingest runs plain paho instead of FastClient, for the log; None when it need not."""
+    missing = missing_internals()
+    if not missing:
+        return None
+    return (
+        f"paho-mqtt {paho_version()} lacks what the fast MQTT reader relies on "
+        f"(missing or changed: {', '.join(missing)}): ingest runs paho's own reader, about 3x "
+        "slower; use the paho-mqtt version edugap was released with, or update "
+        "edugap/collector/ingest/mqtt_fast.py"
+    )
 
 
 class FastClient(mqtt.Client):
@@ -201,15 +242,7 @@ class FastClient(mqtt.Client):
 def fast_client(
     settings: BrokerSettings, client_id: str, clean_start: bool = True, manual_ack: bool = False
 ) -> mqtt.Client:
-    """`edugap.protocol.mqtt.new_client`, as a FastClient when the installed paho allows it."""
-    client_class = FastClient if _SUPPORTED else mqtt.Client
+    """`edugap.protocol.mqtt.new_client`, as a FastClient when the installed paho allows it
+    (checked at each call, once per collector start: a test can reshape paho first)."""
+    client_class = FastClient if fast_supported() else mqtt.Client
     return new_client(settings, client_id, clean_start, manual_ack, client_class=client_class)
-
-
-_SUPPORTED = fast_supported()
-if not _SUPPORTED:
-    log.warning(
-        "paho-mqtt %s changed the internals edugap.collector.ingest.mqtt_fast relies on; "
-        "using the plain (slower) client",
-        getattr(mqtt, "__version__", "?"),
-    )

@@ -321,6 +321,7 @@ class HealthCollector(Collector):
                 stats.last_batch_at,
                 stats.connected,
             )
+            reader, paho = stats.reader, stats.paho_version
         fam = CounterMetricFamily("edugap_collector_messages",
                                   "MQTT messages by outcome: stored, duplicate, rejected_<reason>.",
                                   labels=["result"])  # fmt: skip
@@ -348,6 +349,13 @@ class HealthCollector(Collector):
             "1 while ingest is connected to the broker.",
             value=float(connected),
         )
+        readers = GaugeMetricFamily("edugap_collector_ingest_reader_info",
+                                    "The MQTT reader ingest runs: fast, or paho (about 3x "
+                                    "slower: the installed paho-mqtt lacks what the fast one "
+                                    "relies on).", labels=["reader", "paho_version"])  # fmt: skip
+        if reader:
+            readers.add_metric([reader, paho], 1.0)
+        yield readers
         last = GaugeMetricFamily("edugap_collector_last_batch_timestamp_seconds",
                                  "Unix time of the last written batch.")  # fmt: skip
         if last_batch is not None:

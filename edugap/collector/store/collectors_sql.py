@@ -1,7 +1,7 @@
 """The `collectors` table (migration 0003) of both backends: `collectors.CollectorRegistry`.
 
 The SQL is the same for SQLite and PostgreSQL (times are epoch seconds in both); only the
-parameter marker differs.
+parameter marker differs (`Dialect.sql`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from edugap.collector.collectors import CollectorEntry, new_share_name
+from edugap.collector.store.dialect import Dialect
 
 _COLUMNS = (
     "group_name, name, shared, client_id_hash, broker, host, pid, state, started_at,"
@@ -19,9 +20,9 @@ _COLUMNS = (
 
 
 class CollectorsSql:
-    """Registry methods on a store; subclasses name the parameter marker."""
+    """Registry methods on a store; the store names its `dialect`."""
 
-    _MARK = "?"
+    dialect: Dialect
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         raise NotImplementedError  # the store's pooled reader
@@ -30,7 +31,7 @@ class CollectorsSql:
         raise NotImplementedError  # the store's writer: yields something with execute()
 
     def _sql(self, sql: str) -> str:
-        return sql.replace("?", self._MARK)
+        return self.dialect.sql(sql)
 
     def register_collector(self, entry: CollectorEntry) -> CollectorEntry | None:
         row = (
@@ -99,11 +100,3 @@ def _entry(row: Any) -> CollectorEntry:
         group, name, bool(shared), fp, broker, host, int(pid), state, float(started),
         float(seen), float(state_at),
     )  # fmt: skip
-
-
-class SqliteCollectors(CollectorsSql):
-    _MARK = "?"
-
-
-class PostgresCollectors(CollectorsSql):
-    _MARK = "%s"

@@ -2,6 +2,11 @@
 
 Idempotency across collectors rests on the primary key of `report_ids` (see postgres_writes).
 Upserts are sent in key order so that two collectors' batches cannot deadlock each other.
+
+Here is only what is PostgreSQL's own: connections, the writer's transaction, migrations; the
+batch write is in postgres_writes.py and the heartbeat sums in postgres_sums.py. What both
+backends write and read alike is in common.py, sums.py and collectors_sql.py, run with the
+`POSTGRES` dialect.
 """
 
 from __future__ import annotations
@@ -11,27 +16,18 @@ import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from edugap.collector.model import (
-    REJECT_EXCERPT_CHARS,
-    BandwidthRow,
-    DeviceRow,
-    HeartbeatHour,
-    Reject,
-    School,
-    StoreDataError,
-    StoreError,
-)
+from edugap.collector.model import StoreDataError, StoreError
 from edugap.collector.store import redact
-from edugap.collector.store.collectors_sql import PostgresCollectors
+from edugap.collector.store.collectors_sql import CollectorsSql
+from edugap.collector.store.common import CommonSql
+from edugap.collector.store.dialect import POSTGRES
 from edugap.collector.store.migrations import migrations
-from edugap.collector.store.postgres_sums import PostgresSums, _utc
+from edugap.collector.store.postgres_sums import PostgresSums
 from edugap.collector.store.postgres_writes import PostgresWrites
-from edugap.collector.store.prepare import clean
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +41,10 @@ _MIGRATION_LOCK = 0x6564756761700001
 _DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError, ValueError, OverflowError)
 
 
-class PostgresStore(PostgresWrites, PostgresSums, PostgresCollectors):
+class PostgresStore(PostgresWrites, PostgresSums, CommonSql, CollectorsSql):
     """The PostgreSQL backend of `edugap.collector.model.Store`."""
+
+    dialect = POSTGRES
 
     def __init__(self, url: str, *, rejects_kept: int = REJECTS_KEPT) -> None:
         self._dsn = url
@@ -125,144 +123,7 @@ class PostgresStore(PostgresWrites, PostgresSums, PostgresCollectors):
                     "INSERT INTO schema_version (version, name) VALUES (%s, %s)", (version, name)
                 )
 
-    def schema_version(self) -> int:
-        """The highest migration applied."""
-        return int(self._read("SELECT coalesce(max(version), 0) FROM schema_version")[0][0])
-
-    # --- writes --------------------------------------------------------------------------
-
-    def save_rejects(self, rejects: list[Reject]) -> None:
-        if not rejects:
-            return
-        with self._transaction("write rejects") as cur:
-            cur.executemany(
-                "INSERT INTO rejects (received_at, topic, reason, detail, payload_excerpt)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                [
-                    (
-                        r.received_at,
-                        clean(r.topic),
-                        clean(r.reason),
-                        clean(r.detail),
-                        clean(r.payload_excerpt[:REJECT_EXCERPT_CHARS]),
-                    )
-                    for r in rejects
-                ],
-            )
-            cur.execute(
-                "DELETE FROM rejects WHERE id <= (SELECT max(id) FROM rejects) - %s",
-                (self.rejects_kept,),
-            )
-
-    def upsert_schools(self, schools: list[School]) -> int:
-        with self._transaction("write schools") as cur:
-            cur.executemany(
-                "INSERT INTO schools (school_id, name, province, commune, level, lat, lon,"
-                " students, computers_required, contracted_mbps, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
-                " ON CONFLICT (school_id) DO UPDATE SET name = excluded.name,"
-                " province = excluded.province, commune = excluded.commune,"
-                " level = excluded.level, lat = excluded.lat, lon = excluded.lon,"
-                " students = excluded.students,"
-                " computers_required = excluded.computers_required,"
-                " contracted_mbps = excluded.contracted_mbps, updated_at = now()",
-                [
-                    (
-                        s.school_id,
-                        clean(s.name),
-                        clean(s.province),
-                        clean(s.commune),
-                        clean(s.level),
-                        s.lat,
-                        s.lon,
-                        s.students,
-                        s.computers_required,
-                        s.contracted_mbps,
-                    )
-                    for s in sorted(schools, key=lambda s: s.school_id)
-                ],
-            )
-        return len(schools)
-
-    def prune(self, before: datetime, report_ids_before: datetime | None = None) -> int:
-        deleted = 0
-        with self._transaction("prune") as cur:
-            for sql, cutoff in (
-                ("DELETE FROM bandwidth WHERE measured_at < %s", before),
-                ("DELETE FROM heartbeat_hours WHERE hour < %s", before),
-                ("DELETE FROM report_ids WHERE received_at < %s", report_ids_before or before),
-                ("DELETE FROM report_ids_v1 WHERE received_at < %s", report_ids_before or before),
-            ):
-                cur.execute(sql, (cutoff,))
-                deleted += max(cur.rowcount, 0)
-            self._legacy_ids = self._has_legacy_ids(cur)
-        return deleted
-
-    # --- reads ---------------------------------------------------------------------------
-
-    def recent_rejects(self, limit: int = 100) -> list[Reject]:
-        rows = self._read(
-            "SELECT received_at, topic, reason, detail, payload_excerpt FROM rejects"
-            " ORDER BY id DESC LIMIT %s",
-            (limit,),
-        )
-        return [Reject(*r) for r in rows]
-
-    def schools(self) -> list[School]:
-        rows = self._read(
-            "SELECT school_id, name, province, commune, level, lat, lon, students,"
-            " computers_required, contracted_mbps FROM schools ORDER BY school_id"
-        )
-        return [School(*r) for r in rows]
-
-    def reporting_school_ids(self) -> set[str]:
-        return {r[0] for r in self._read("SELECT school_id FROM school_reports")}
-
-    def last_report_per_school(self) -> dict[str, datetime]:
-        rows = self._read("SELECT school_id, last_report FROM school_reports")
-        return {r[0]: _utc(r[1]) for r in rows}
-
-    def bandwidth_since(self, since: datetime) -> list[BandwidthRow]:
-        rows = self._read(
-            "SELECT school_id, device_id, measured_at, download_mbps, upload_mbps, latency_ms,"
-            " error, skipped FROM bandwidth WHERE measured_at >= %s ORDER BY measured_at, id",
-            (since,),
-        )
-        return [BandwidthRow(r[0], r[1], _utc(r[2]), *r[3:]) for r in rows]
-
-    def devices(self) -> list[DeviceRow]:
-        rows = self._read(
-            "SELECT school_id, device_id, inventory_at, last_seen, memory_mb, cpu_cores, os_name,"
-            " os_version, out_of_support, machine_kind, hardware_hash, clock_off FROM devices"
-            " ORDER BY school_id, device_id"
-        )
-        return [
-            DeviceRow(r[0], r[1], None if r[2] is None else _utc(r[2]), _utc(r[3]), *r[4:])
-            for r in rows
-        ]
-
-    def heartbeat_hours_since(self, since: datetime) -> list[HeartbeatHour]:
-        rows = self._read(
-            "SELECT school_id, hour, heartbeats, checks, checks_ok FROM heartbeat_hours"
-            " WHERE hour >= date_trunc('hour', %s::timestamptz) ORDER BY school_id, hour",
-            (since,),
-        )
-        return [HeartbeatHour(r[0], _utc(r[1]), r[2], r[3], r[4]) for r in rows]
-
-    def report_count(self) -> int:
-        """How many distinct reports are stored (report ids not yet pruned)."""
-        rows = self._read(
-            "SELECT (SELECT count(*) FROM report_ids) + (SELECT count(*) FROM report_ids_v1)"
-        )
-        return int(rows[0][0])
-
-    def has_report(self, school_id: str, report_id: str) -> bool:
-        """True once this school's report with this id is stored (benchmarks poll for it)."""
-        rows = self._read(
-            "SELECT 1 FROM report_ids WHERE school_id = %s AND report_id = %s",
-            (school_id, clean(report_id)),
-        )
-        return bool(rows)
+    # --- health ---------------------------------------------------------------------------
 
     def unwritable(self) -> str | None:
         # the server's disk is out of sight: a full one fails the writer's batches, which

@@ -1,59 +1,20 @@
-"""The PostgreSQL store's aggregate reads: the database sums and counts per school for
-`evaluate`."""
+"""The PostgreSQL store's own aggregate read: the heartbeat sums per school (the other sums
+are the same SQL on every backend, in sums.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from edugap.collector.model import DeviceCounts, OsRelease, SpeedTests
-from edugap.collector.store.sums import group_tests
+from edugap.collector.store.sums import CommonSums
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)
-
-
-class PostgresSums:
-    """The aggregate reads of `Store` (tests, device counts, device OS, heartbeat sums)."""
+class PostgresSums(CommonSums):
+    """`Store.speed_tests_since`, `device_counts` and `heartbeat_sums` for `PostgresStore`."""
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError  # PostgresStore's pooled reader
-
-    def speed_tests_since(self, since: datetime) -> dict[str, SpeedTests]:
-        rows = self._read(
-            "SELECT school_id, download_mbps, upload_mbps, latency_ms, measured_at FROM bandwidth"
-            " WHERE measured_at >= %s AND download_mbps IS NOT NULL AND error IS NULL"
-            " AND NOT skipped",
-            (since,),
-        )
-        return group_tests(rows, _utc)
-
-    def device_counts(
-        self, live_since: datetime, min_memory_mb: float, min_cores: int
-    ) -> dict[str, DeviceCounts]:
-        rows = self._read(
-            "SELECT school_id, count(*),"
-            " count(*) FILTER (WHERE coalesce(memory_mb, 0) >= %s"
-            " AND coalesce(cpu_cores, 0) >= %s),"
-            " count(*) FILTER (WHERE out_of_support), count(*) FILTER (WHERE clock_off)"
-            " FROM devices WHERE last_seen >= %s GROUP BY school_id",
-            (min_memory_mb, min_cores, live_since),
-        )
-        return {r[0]: DeviceCounts(r[1], r[2], r[3], r[4]) for r in rows}
-
-    def device_os(self, live_since: datetime) -> dict[str, dict[OsRelease, int]]:
-        rows = self._read(
-            "SELECT school_id, coalesce(os_name, ''), coalesce(os_version, ''), count(*)"
-            " FROM devices WHERE last_seen >= %s AND inventory_at IS NOT NULL"
-            " GROUP BY school_id, os_name, os_version",
-            (live_since,),
-        )
-        found: dict[str, dict[OsRelease, int]] = {}
-        for school_id, name, version, count in rows:
-            found.setdefault(school_id, {})[(name, version)] = int(count)
-        return found
 
     def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
         rows = self._read(

@@ -33,13 +33,6 @@ class PostgresWrites:
     def _transaction(self, what: str) -> AbstractContextManager[psycopg.Cursor[Any]]:
         raise NotImplementedError  # PostgresStore's one writer transaction
 
-    @staticmethod
-    def _has_legacy_ids(cur: psycopg.Cursor[Any]) -> bool:
-        # report ids stored before migration 0002 (global, not per school), until pruned
-        cur.execute("SELECT EXISTS (SELECT 1 FROM report_ids_v1)")
-        row = cur.fetchone()
-        return bool(row and row[0])
-
     def save_batch(self, batch: list[Received]) -> list[bool]:
         if not batch:
             return []

@@ -4,6 +4,11 @@ WAL lets readers (HTTP, policy) run while the ingest writer commits. synchronous
 WAL this fsyncs the log once per commit, i.e. once per batch of up to a few thousand reports,
 which is cheap; NORMAL could lose the last commits on power loss *after* ingest acknowledged
 them to the broker, and the broker would then never redeliver them.
+
+Here is only what is SQLite's own: connections, the writer's transaction, migrations, free
+space; the batch write is in sqlite_writes.py and the heartbeat sums in sqlite_sums.py. What
+both backends write and read alike is in common.py, sums.py and collectors_sql.py, run with
+the `SQLITE` dialect.
 """
 
 from __future__ import annotations
@@ -16,25 +21,16 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edugap.collector.model import (
-    REJECT_EXCERPT_CHARS,
-    BandwidthRow,
-    DeviceRow,
-    HeartbeatHour,
-    Reject,
-    School,
-    StoreDataError,
-    StoreError,
-)
+from edugap.collector.model import StoreDataError, StoreError
 from edugap.collector.store import sqlite_path
-from edugap.collector.store.collectors_sql import SqliteCollectors
+from edugap.collector.store.collectors_sql import CollectorsSql
+from edugap.collector.store.common import CommonSql
+from edugap.collector.store.dialect import SQLITE
 from edugap.collector.store.migrations import migrations, statements
-from edugap.collector.store.prepare import clean, to_datetime
-from edugap.collector.store.sqlite_sums import SqliteSums, _ts
+from edugap.collector.store.sqlite_sums import SqliteSums
 from edugap.collector.store.sqlite_writes import SqliteWrites
 
 log = logging.getLogger(__name__)
@@ -58,12 +54,10 @@ _DATA_ERRORS = (
 )
 
 
-def _dt_or_none(ts: float | None) -> datetime | None:
-    return None if ts is None else to_datetime(ts)
-
-
-class SqliteStore(SqliteWrites, SqliteSums, SqliteCollectors):
+class SqliteStore(SqliteWrites, SqliteSums, CommonSql, CollectorsSql):
     """The SQLite backend of `edugap.collector.model.Store`."""
+
+    dialect = SQLITE
 
     def __init__(
         self, url: str, *, rejects_kept: int = REJECTS_KEPT, busy_timeout_ms: int = 10000
@@ -82,7 +76,7 @@ class SqliteStore(SqliteWrites, SqliteSums, SqliteCollectors):
                 raise OSError(f"directory {parent} does not exist")
             self._writer = self._connect()
             self._migrate()
-            self._legacy_ids = self._has_legacy_ids()
+            self._legacy_ids = self._has_legacy_ids(self._writer)
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"cannot open SQLite store {url}: {e}") from e
 
@@ -167,165 +161,7 @@ class SqliteStore(SqliteWrites, SqliteSums, SqliteCollectors):
                 conn.execute("ROLLBACK")
                 raise
 
-    def schema_version(self) -> int:
-        """The highest migration applied."""
-        rows = self._read("SELECT max(version) FROM schema_version")
-        return int(rows[0][0] or 0)
-
-    # --- writes --------------------------------------------------------------------------
-
-    def save_rejects(self, rejects: list[Reject]) -> None:
-        if not rejects:
-            return
-        with self._transaction("write rejects") as conn:
-            conn.executemany(
-                "INSERT INTO rejects (received_at, topic, reason, detail, payload_excerpt)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [
-                    (
-                        _ts(r.received_at),
-                        r.topic,
-                        r.reason,
-                        r.detail,
-                        r.payload_excerpt[:REJECT_EXCERPT_CHARS],
-                    )
-                    for r in rejects
-                ],
-            )
-            conn.execute(
-                "DELETE FROM rejects WHERE id <= (SELECT max(id) FROM rejects) - ?",
-                (self.rejects_kept,),
-            )
-
-    def upsert_schools(self, schools: list[School]) -> int:
-        now = time.time()
-        with self._transaction("write schools") as conn:
-            conn.executemany(
-                "INSERT INTO schools (school_id, name, province, commune, level, lat, lon,"
-                " students, computers_required, contracted_mbps, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (school_id) DO UPDATE SET name = excluded.name,"
-                " province = excluded.province, commune = excluded.commune,"
-                " level = excluded.level, lat = excluded.lat, lon = excluded.lon,"
-                " students = excluded.students,"
-                " computers_required = excluded.computers_required,"
-                " contracted_mbps = excluded.contracted_mbps, updated_at = excluded.updated_at",
-                [
-                    (
-                        s.school_id,
-                        s.name,
-                        s.province,
-                        s.commune,
-                        s.level,
-                        s.lat,
-                        s.lon,
-                        s.students,
-                        s.computers_required,
-                        s.contracted_mbps,
-                        now,
-                    )
-                    for s in schools
-                ],
-            )
-        return len(schools)
-
-    def prune(self, before: datetime, report_ids_before: datetime | None = None) -> int:
-        ids_cutoff = _ts(before if report_ids_before is None else report_ids_before)
-        with self._transaction("prune") as conn:
-            deleted = 0
-            for sql, cutoff in (
-                ("DELETE FROM bandwidth WHERE measured_at < ?", _ts(before)),
-                ("DELETE FROM heartbeat_hours WHERE hour < ?", _ts(before)),
-                ("DELETE FROM report_ids WHERE received_at < ?", ids_cutoff),
-                ("DELETE FROM report_ids_v1 WHERE received_at < ?", ids_cutoff),
-            ):
-                deleted += conn.execute(sql, (cutoff,)).rowcount
-            self._legacy_ids = self._has_legacy_ids()
-        return deleted
-
-    # --- reads ---------------------------------------------------------------------------
-
-    def recent_rejects(self, limit: int = 100) -> list[Reject]:
-        rows = self._read(
-            "SELECT received_at, topic, reason, detail, payload_excerpt FROM rejects"
-            " ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
-        return [Reject(to_datetime(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
-
-    def schools(self) -> list[School]:
-        rows = self._read(
-            "SELECT school_id, name, province, commune, level, lat, lon, students,"
-            " computers_required, contracted_mbps FROM schools ORDER BY school_id"
-        )
-        return [School(*r) for r in rows]
-
-    def reporting_school_ids(self) -> set[str]:
-        return {r[0] for r in self._read("SELECT school_id FROM school_reports")}
-
-    def last_report_per_school(self) -> dict[str, datetime]:
-        rows = self._read("SELECT school_id, last_report FROM school_reports")
-        return {r[0]: to_datetime(r[1]) for r in rows}
-
-    def bandwidth_since(self, since: datetime) -> list[BandwidthRow]:
-        rows = self._read(
-            "SELECT school_id, device_id, measured_at, download_mbps, upload_mbps, latency_ms,"
-            " error, skipped FROM bandwidth WHERE measured_at >= ? ORDER BY measured_at, id",
-            (_ts(since),),
-        )
-        return [
-            BandwidthRow(r[0], r[1], to_datetime(r[2]), r[3], r[4], r[5], r[6], bool(r[7]))
-            for r in rows
-        ]
-
-    def devices(self) -> list[DeviceRow]:
-        rows = self._read(
-            "SELECT school_id, device_id, inventory_at, last_seen, memory_mb, cpu_cores, os_name,"
-            " os_version, out_of_support, machine_kind, hardware_hash, clock_off FROM devices"
-            " ORDER BY school_id, device_id"
-        )
-        return [
-            DeviceRow(
-                r[0],
-                r[1],
-                _dt_or_none(r[2]),
-                to_datetime(r[3]),
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                None if r[8] is None else bool(r[8]),
-                r[9],
-                r[10],
-                bool(r[11]),
-            )
-            for r in rows
-        ]
-
-    def heartbeat_hours_since(self, since: datetime) -> list[HeartbeatHour]:
-        # include the hour that contains `since`: its sums cover part of the asked period
-        start = int(_ts(since)) // 3600 * 3600
-        rows = self._read(
-            "SELECT school_id, hour, heartbeats, checks, checks_ok FROM heartbeat_hours"
-            " WHERE hour >= ? ORDER BY school_id, hour",
-            (start,),
-        )
-        return [HeartbeatHour(r[0], to_datetime(r[1]), r[2], r[3], r[4]) for r in rows]
-
-    def report_count(self) -> int:
-        """How many distinct reports are stored (report ids not yet pruned)."""
-        rows = self._read(
-            "SELECT (SELECT count(*) FROM report_ids) + (SELECT count(*) FROM report_ids_v1)"
-        )
-        return int(rows[0][0])
-
-    def has_report(self, school_id: str, report_id: str) -> bool:
-        """True once this school's report with this id is stored (benchmarks poll for it)."""
-        rows = self._read(
-            "SELECT 1 FROM report_ids WHERE school_id = ? AND report_id = ?",
-            (school_id, clean(report_id)),
-        )
-        return bool(rows)
+    # --- health ---------------------------------------------------------------------------
 
     def unwritable(self) -> str | None:
         try:

@@ -1,4 +1,5 @@
-"""The SQLite store's aggregate reads: the database sums and counts per school for `evaluate`."""
+"""The SQLite store's own aggregate read: the heartbeat sums per school (the other sums are
+the same SQL on every backend, in sums.py)."""
 
 from __future__ import annotations
 
@@ -7,58 +8,19 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from edugap.collector.model import DeviceCounts, OsRelease, SpeedTests
-from edugap.collector.store.prepare import to_datetime
-from edugap.collector.store.sums import group_tests
+from edugap.collector.store.sums import CommonSums
 
 
-def _ts(moment: datetime) -> float:
-    return moment.timestamp()
-
-
-class SqliteSums:
-    """The aggregate reads of `Store` (tests, device counts, device OS, heartbeat sums)."""
+class SqliteSums(CommonSums):
+    """`Store.speed_tests_since`, `device_counts` and `heartbeat_sums` for `SqliteStore`."""
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         raise NotImplementedError  # SqliteStore's pooled reader
 
-    def speed_tests_since(self, since: datetime) -> dict[str, SpeedTests]:
-        rows = self._read(
-            "SELECT school_id, download_mbps, upload_mbps, latency_ms, measured_at FROM bandwidth"
-            " WHERE measured_at >= ? AND download_mbps IS NOT NULL AND error IS NULL"
-            " AND skipped = 0",
-            (_ts(since),),
-        )
-        return group_tests(rows, to_datetime)
-
-    def device_counts(
-        self, live_since: datetime, min_memory_mb: float, min_cores: int
-    ) -> dict[str, DeviceCounts]:
-        rows = self._read(
-            "SELECT school_id, count(*),"
-            " sum(coalesce(memory_mb, 0) >= ? AND coalesce(cpu_cores, 0) >= ?),"
-            " sum(coalesce(out_of_support, 0) != 0), sum(clock_off != 0)"
-            " FROM devices WHERE last_seen >= ? GROUP BY school_id",
-            (min_memory_mb, min_cores, _ts(live_since)),
-        )
-        return {r[0]: DeviceCounts(r[1], r[2], r[3], r[4]) for r in rows}
-
-    def device_os(self, live_since: datetime) -> dict[str, dict[OsRelease, int]]:
-        rows = self._read(
-            "SELECT school_id, coalesce(os_name, ''), coalesce(os_version, ''), count(*)"
-            " FROM devices WHERE last_seen >= ? AND inventory_at IS NOT NULL"
-            " GROUP BY school_id, os_name, os_version",
-            (_ts(live_since),),
-        )
-        found: dict[str, dict[OsRelease, int]] = {}
-        for school_id, name, version, count in rows:
-            found.setdefault(school_id, {})[(name, version)] = int(count)
-        return found
-
     def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
         if not hours:
             return {}
-        starts = sorted(int(_ts(h)) for h in hours)
+        starts = sorted(int(h.timestamp()) for h in hours)
         # School by school, a primary-key range over the window: only the window's rows are
         # read, in storage order, however long the retention. (Through the hour index the same
         # sums took 3x as long: a key lookup per row, then a sort to group.) The hours travel

@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from edugap.collector.model import Received
+from edugap.collector.store.dialect import epoch
 from edugap.collector.store.prepare import (
     MAX_SUM,
     bounded,
@@ -16,7 +17,6 @@ from edugap.collector.store.prepare import (
     inventory_json,
     prepare,
 )
-from edugap.collector.store.sqlite_sums import _ts
 
 # SQLite before 3.32 allows 999 bound parameters per statement; stay below it.
 _CHUNK = 900
@@ -30,10 +30,6 @@ class SqliteWrites:
 
     def _transaction(self, what: str) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError  # SqliteStore's one writer transaction
-
-    def _has_legacy_ids(self) -> bool:
-        # report ids stored before migration 0002 (global, not per school), until pruned
-        return bool(self._writer.execute("SELECT 1 FROM report_ids_v1 LIMIT 1").fetchall())
 
     def save_batch(self, batch: list[Received]) -> list[bool]:
         if not batch:
@@ -52,7 +48,7 @@ class SqliteWrites:
             fresh = [(i, key) for i, key in zip(indexes, keys, strict=True) if key not in known]
             conn.executemany(
                 "INSERT INTO report_ids (school_id, report_id, received_at) VALUES (?, ?, ?)",
-                [(school, rid, _ts(batch[i].received_at)) for i, (school, rid) in fresh],
+                [(school, rid, epoch(batch[i].received_at)) for i, (school, rid) in fresh],
             )
             new_indexes = [i for i, _ in fresh]
             self._write_rows(conn, [batch[i] for i in new_indexes])
