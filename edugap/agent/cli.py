@@ -36,6 +36,8 @@ COMMANDS = {
     "speedtest": "run one speed test now with a progress display and a summary; sends nothing",
     "status": "outbox depth, dropped reports, last successful publish, broker reachable",
     "check-config": "validate the config file and environment; non-zero exit on any bad key",
+    "enrol": "write this computer's config from the school id, broker URL, password (from a "
+    "file, the environment or a prompt, never the command line) and CA; the installers call it",
 }
 
 
@@ -114,6 +116,13 @@ def _parser() -> argparse.ArgumentParser:
         help="validate the configuration",
     )
     p.set_defaults(func=cmd_check_config)
+    from edugap.agent.enrol import add_arguments, cmd_enrol
+
+    p = sub.add_parser(
+        "enrol", parents=[common], description=COMMANDS["enrol"], help="write the config"
+    )
+    add_arguments(p)
+    p.set_defaults(func=cmd_enrol)
     return parser
 
 

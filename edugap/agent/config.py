@@ -308,7 +308,8 @@ def parse(
         # the shipped ACL's convention: one user per school, named by the school id
         sections["broker"] = replace(broker, username=school)
     config = AgentConfig(**top, **sections, source=source)
-    problems.extend(cross_checks(config))
+    if not problems:  # keys that must agree are compared once each is right on its own
+        problems.extend(cross_checks(config))
     if problems:
         raise ConfigError(problems)
     return config
