@@ -4,9 +4,7 @@ an enrolment that cannot be half right, nothing refused counted as delivered on 
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import pytest
 
 from tests import realparts
 from tests.agent.agentproc import AgentProcess, Listener, agent_command, wait_for
+from tests.realparts import CountingProxy
 from tests.shipped_broker import COLLECTOR_USER, ShippedBroker
 
 
@@ -38,43 +37,6 @@ def enrolled(
 
 def status(agent: AgentProcess) -> Any:
     return agent_command("status", "--config", str(agent.config), "--timeout", "10")
-
-
-class CountingProxy:
-    """A TCP forwarder that counts the connections made through it (each one a connect try)."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target = target_port
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.server.close()
 
 
 @pytest.fixture

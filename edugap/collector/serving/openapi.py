@@ -152,7 +152,9 @@ def openapi_document() -> dict[str, Any]:
         "/readyz": {"get": {
             "summary": "Store reachable, ingest connected, writer saving, first snapshot done",
             "responses": {"200": _json("ready", {"type": "object"}),
-                          "503": _json("not ready; `checks` says which part", {"type": "object"})},
+                          "503": _json("not ready; `checks` says which part, `why` the cause "
+                                       "when known (e.g. the broker connection)",
+                                       {"type": "object"})},
         }},
         "/openapi.json": {"get": {"summary": "This document",
                                   "responses": {"200": _json("OpenAPI 3.1", {"type": "object"})}}},
