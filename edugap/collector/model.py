@@ -18,6 +18,13 @@ from edugap.protocol.messages import AnyReport
 Connectivity = Literal["good", "moderate", "bad", "unknown"]
 Monitoring = Literal["live", "at_risk", "drop_off", "never"]
 CONNECTIVITY_CLASSES: tuple[Connectivity, ...] = ("good", "moderate", "bad", "unknown")
+SpeedtestState = Literal["measured", "failing", "waiting", "no_tester", "no_agents"]
+#: Where a school's speed tests stand in the window: measured (a successful test); failing
+#: (tests, none successful); waiting (a designated tester is live, no test yet); no_tester
+#: (live agents, none designated to run speed tests); no_agents (no live agent).
+SPEEDTEST_STATES: tuple[SpeedtestState, ...] = (
+    "measured", "failing", "waiting", "no_tester", "no_agents",
+)  # fmt: skip
 MONITORING_STATES: tuple[Monitoring, ...] = ("live", "at_risk", "drop_off", "never")
 #: Kinds of `edugap_school_shortfall{kind}`; a school has each one or not.
 SHORTFALL_KINDS: tuple[str, ...] = (
@@ -123,6 +130,7 @@ class DeviceRow:
     machine_kind: str | None
     hardware_hash: str | None
     clock_off: bool = False  # the newest evidence says the agent's clock is far off
+    speed_tester: bool | None = None  # designated to run speed tests (None: agent too old)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +152,7 @@ class SpeedTests:
     up: list[float] = field(default_factory=list)
     latency: list[float] = field(default_factory=list)
     newest: datetime | None = None  # measured_at of the newest one
+    failed: int = 0  # tests in the window that failed (an error, or no download)
 
 
 @dataclass(slots=True)
@@ -154,6 +163,7 @@ class DeviceCounts:
     usable: int = 0
     out_of_support: int = 0
     clock_off: int = 0
+    speed_testers: int = 0  # designated to run the school's speed tests (Inventory.speed_tester)
 
 
 class Store(Protocol):
@@ -199,7 +209,8 @@ class Store(Protocol):
     # --- aggregates: the database sums, so national scale does not become millions of objects
 
     def speed_tests_since(self, since: datetime) -> dict[str, SpeedTests]:
-        """Per school, successful speed tests (a download, no error, not skipped) since `since`."""
+        """Per school, successful speed tests (a download, no error, not skipped) since `since`,
+        and how many others failed (`SpeedTests.failed`; skipped ones are neither)."""
         ...
 
     def device_counts(
@@ -207,7 +218,8 @@ class Store(Protocol):
     ) -> dict[str, DeviceCounts]:
         """Per school, devices last seen at or after `live_since`; usable: RAM and cores at
         least the minimums (unknown counts as 0); out of support: inventory says so; clock
-        off: the newest evidence about the agent's clock says it is far off."""
+        off: the newest evidence about the agent's clock says it is far off; speed testers:
+        the newest inventory says the device was designated to run speed tests."""
         ...
 
     def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
@@ -260,6 +272,9 @@ class SchoolStatus:
     bandwidth_gap_mbps: float
     shortfalls: tuple[str, ...]
     priority: float  # higher first
+    speedtest: SpeedtestState = "no_agents"  # see SPEEDTEST_STATES
+    speed_testers: int = 0  # live devices designated to run the school's speed tests
+    tests_failed_7d: int = 0  # speed tests in the window that failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +292,7 @@ class AreaSummary:
     computers_usable: int
     computers_required: int
     os_out_of_support: int
+    by_speedtest: dict[str, int] = field(default_factory=dict)  # SPEEDTEST_STATES -> schools
 
 
 @dataclass(frozen=True, slots=True)

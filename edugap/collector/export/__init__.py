@@ -62,6 +62,7 @@ COLUMNS: tuple[str, ...] = (
     "os_out_of_support",
     "shortfalls",
     "priority",
+    "speedtest",
 )
 COLUMN = {name: i for i, name in enumerate(COLUMNS)}
 KIND_ANY = "any"  # filter: at least one shortfall
@@ -219,6 +220,7 @@ def row(s: SchoolStatus) -> Row:
         s.os_out_of_support,
         ";".join(s.shortfalls),
         s.priority,
+        s.speedtest,
     )
 
 

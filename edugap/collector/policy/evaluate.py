@@ -19,6 +19,7 @@ from edugap.collector.model import (
     CONNECTIVITY_CLASSES,
     MONITORING_STATES,
     SHORTFALL_KINDS,
+    SPEEDTEST_STATES,
     AreaSummary,
     BandwidthRow,
     Connectivity,
@@ -30,6 +31,7 @@ from edugap.collector.model import (
     SchoolStatus,
     Snapshot,
     SpeedTests,
+    SpeedtestState,
     Store,
 )
 from edugap.collector.policy.rules import Policy
@@ -51,9 +53,12 @@ def _group_tests(rows: Iterable[BandwidthRow], since: datetime) -> dict[str, Spe
     tests: dict[str, SpeedTests] = defaultdict(SpeedTests)
     for r in rows:
         down = r.download_mbps
-        if down is None or r.skipped or r.error is not None or r.measured_at < since:
+        if r.skipped or r.measured_at < since:
             continue
         t = tests[r.school_id]
+        if down is None or r.error is not None:
+            t.failed += 1
+            continue
         t.down.append(down)
         if r.upload_mbps is not None:
             t.up.append(r.upload_mbps)
@@ -80,6 +85,8 @@ def _group_devices(
             g.out_of_support += 1
         if d.clock_off:
             g.clock_off += 1
+        if d.speed_tester:
+            g.speed_testers += 1
     return devices
 
 
@@ -154,6 +161,18 @@ def _monitoring(last: datetime | None, cut: _Cutoffs) -> Monitoring:
 
 
 _NO_DEVICES = DeviceCounts()
+
+
+def _speedtest(tests: SpeedTests | None, dev: DeviceCounts) -> SpeedtestState:
+    """Where the school's speed tests stand: a school nobody designated a tester for is told
+    apart from one whose tests fail (a province sees where to ask for a designation)."""
+    if tests is not None and tests.down:
+        return "measured"
+    if tests is not None and tests.failed:
+        return "failing"
+    if dev.speed_testers:
+        return "waiting"
+    return "no_tester" if dev.reporting else "no_agents"
 
 
 def _school_status(
@@ -259,6 +278,9 @@ def _school_status(
         bandwidth_gap_mbps=gap,
         shortfalls=tuple(found),
         priority=priority,
+        speedtest=_speedtest(tests, dev),
+        speed_testers=dev.speed_testers,
+        tests_failed_7d=tests.failed if tests else 0,
     )
 
 
@@ -277,9 +299,11 @@ class _Area:
     computers_usable: int = 0
     computers_required: int = 0
     os_out_of_support: int = 0
+    by_speedtest: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPEEDTEST_STATES, 0))
 
     def add(self, s: SchoolStatus) -> None:
         self.schools += 1
+        self.by_speedtest[s.speedtest] += 1
         self.by_connectivity[s.connectivity] += 1
         self.by_monitoring[s.monitoring] += 1
         for kind in s.shortfalls:
@@ -303,6 +327,7 @@ class _Area:
             computers_usable=self.computers_usable,
             computers_required=self.computers_required,
             os_out_of_support=self.os_out_of_support,
+            by_speedtest=self.by_speedtest,
         )
 
 

@@ -28,6 +28,7 @@ from edugap.collector.model import (
     CONNECTIVITY_CLASSES,
     MONITORING_STATES,
     SHORTFALL_KINDS,
+    SPEEDTEST_STATES,
     AreaSummary,
     IngestStats,
     SchoolStatus,
@@ -145,6 +146,9 @@ PROVINCE_COUNTS = (
      "by_monitoring", MONITORING_STATES),
     ("edugap_province_shortfall_schools", "Schools with each shortfall.", "kind",
      "shortfalls", SHORTFALL_KINDS),
+    ("edugap_province_speedtest_schools",
+     "Schools by speed-test state: no_tester = live agents but none designated to test.",
+     "state", "by_speedtest", SPEEDTEST_STATES),
 )  # fmt: skip
 
 

@@ -10,7 +10,12 @@ from functools import cache
 from typing import Any
 
 from edugap.collector.export import FORMATS, KIND_ANY
-from edugap.collector.model import CONNECTIVITY_CLASSES, MONITORING_STATES, SHORTFALL_KINDS
+from edugap.collector.model import (
+    CONNECTIVITY_CLASSES,
+    MONITORING_STATES,
+    SHORTFALL_KINDS,
+    SPEEDTEST_STATES,
+)
 
 
 def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +80,11 @@ _SCHOOL: dict[str, Any] = {
         "bandwidth_gap_mbps": {"type": "number"},
         "shortfalls": {"type": "array", "items": {"type": "string", "enum": list(SHORTFALL_KINDS)}},
         "priority": {"type": "number"},
+        "speedtest": {"type": "string", "enum": list(SPEEDTEST_STATES),
+                      "description": "no_tester: live agents, none designated to run speed "
+                                     "tests; failing: tests ran, none succeeded"},
+        "speed_testers": {"type": "integer"},
+        "tests_failed_7d": {"type": "integer"},
     },
 }
 

@@ -233,8 +233,8 @@ class PostgresStore(PostgresWrites, PostgresSums, PostgresCollectors):
     def devices(self) -> list[DeviceRow]:
         rows = self._read(
             "SELECT school_id, device_id, inventory_at, last_seen, memory_mb, cpu_cores, os_name,"
-            " os_version, out_of_support, machine_kind, hardware_hash, clock_off FROM devices"
-            " ORDER BY school_id, device_id"
+            " os_version, out_of_support, machine_kind, hardware_hash, clock_off, speed_tester"
+            " FROM devices ORDER BY school_id, device_id"
         )
         return [
             DeviceRow(r[0], r[1], None if r[2] is None else _utc(r[2]), _utc(r[3]), *r[4:])

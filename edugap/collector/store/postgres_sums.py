@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edugap.collector.model import DeviceCounts, SpeedTests
-from edugap.collector.store.sums import group_tests
+from edugap.collector.store.sums import add_failed, group_tests
 
 
 def _utc(moment: datetime) -> datetime:
@@ -28,7 +28,12 @@ class PostgresSums:
             " AND NOT skipped",
             (since,),
         )
-        return group_tests(rows, _utc)
+        failed = self._read(
+            "SELECT school_id, count(*) FROM bandwidth WHERE measured_at >= %s AND NOT skipped"
+            " AND (download_mbps IS NULL OR error IS NOT NULL) GROUP BY school_id",
+            (since,),
+        )
+        return add_failed(group_tests(rows, _utc), failed)
 
     def device_counts(
         self, live_since: datetime, min_memory_mb: float, min_cores: int
@@ -37,11 +42,12 @@ class PostgresSums:
             "SELECT school_id, count(*),"
             " count(*) FILTER (WHERE coalesce(memory_mb, 0) >= %s"
             " AND coalesce(cpu_cores, 0) >= %s),"
-            " count(*) FILTER (WHERE out_of_support), count(*) FILTER (WHERE clock_off)"
+            " count(*) FILTER (WHERE out_of_support), count(*) FILTER (WHERE clock_off),"
+            " count(*) FILTER (WHERE speed_tester)"
             " FROM devices WHERE last_seen >= %s GROUP BY school_id",
             (min_memory_mb, min_cores, live_since),
         )
-        return {r[0]: DeviceCounts(r[1], r[2], r[3], r[4]) for r in rows}
+        return {r[0]: DeviceCounts(r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
     def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
         rows = self._read(

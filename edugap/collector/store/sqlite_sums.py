@@ -9,7 +9,7 @@ from typing import Any
 
 from edugap.collector.model import DeviceCounts, SpeedTests
 from edugap.collector.store.prepare import to_datetime
-from edugap.collector.store.sums import group_tests
+from edugap.collector.store.sums import add_failed, group_tests
 
 
 def _ts(moment: datetime) -> float:
@@ -29,7 +29,12 @@ class SqliteSums:
             " AND skipped = 0",
             (_ts(since),),
         )
-        return group_tests(rows, to_datetime)
+        failed = self._read(
+            "SELECT school_id, count(*) FROM bandwidth WHERE measured_at >= ? AND skipped = 0"
+            " AND (download_mbps IS NULL OR error IS NOT NULL) GROUP BY school_id",
+            (_ts(since),),
+        )
+        return add_failed(group_tests(rows, to_datetime), failed)
 
     def device_counts(
         self, live_since: datetime, min_memory_mb: float, min_cores: int
@@ -37,11 +42,12 @@ class SqliteSums:
         rows = self._read(
             "SELECT school_id, count(*),"
             " sum(coalesce(memory_mb, 0) >= ? AND coalesce(cpu_cores, 0) >= ?),"
-            " sum(coalesce(out_of_support, 0) != 0), sum(clock_off != 0)"
+            " sum(coalesce(out_of_support, 0) != 0), sum(clock_off != 0),"
+            " sum(coalesce(speed_tester, 0) != 0)"
             " FROM devices WHERE last_seen >= ? GROUP BY school_id",
             (min_memory_mb, min_cores, _ts(live_since)),
         )
-        return {r[0]: DeviceCounts(r[1], r[2], r[3], r[4]) for r in rows}
+        return {r[0]: DeviceCounts(r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
     def heartbeat_sums(self, hours: Collection[datetime]) -> dict[str, tuple[int, int]]:
         if not hours:

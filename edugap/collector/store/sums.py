@@ -36,3 +36,16 @@ def group_tests(
     for school_id, at in newest.items():
         tests[school_id].newest = to_datetime(at)
     return tests
+
+
+def add_failed(
+    tests: dict[str, SpeedTests], failed: Iterable[tuple[str, int]]
+) -> dict[str, SpeedTests]:
+    """Count each school's failed tests (an error, or no download) into its SpeedTests; a
+    school whose every test failed gets one with no speeds."""
+    for school_id, count in failed:
+        t = tests.get(school_id)
+        if t is None:
+            t = tests[school_id] = SpeedTests()
+        t.failed = int(count)
+    return tests
