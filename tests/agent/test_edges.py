@@ -120,3 +120,35 @@ def test_a_failed_speed_test_says_what_to_do_and_never_done(tmp_path: Path) -> N
     assert "done" not in done.stderr
     assert "error:     the speed-test server refused the connection" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_enrol_takes_the_password_from_the_environment_or_a_file_never_argv(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "etc" / "agent.toml"
+    args = ("enrol", "--config", str(config), "--school-id", "79000001",
+            "--broker", "mqtts://mqtt.example:8883")  # fmt: skip
+    done = agent_command(*args)  # no terminal, no file, no variable: nothing to read it from
+    assert done.returncode == 2 and "no password" in done.stderr
+    assert not config.exists()
+    done = agent_command(*args, env=clean_env(EDUGAP_AGENT_BROKER_PASSWORD="from-env"))
+    assert done.returncode == 0, done.stderr
+    text = config.read_text()
+    assert "username = '79000001'" in text and "password = 'from-env'" in text
+    assert "role = false" in text  # not a speed tester unless said so
+
+    password = tmp_path / "password"
+    password.write_bytes(b"\xef\xbb\xbffrom-file\r\n")  # as Notepad saves it
+    done = agent_command(*args, "--password-file", str(password), "--speed-tester")
+    assert done.returncode == 2 and "exists: pass --force" in done.stderr
+    done = agent_command(*args, "--password-file", str(password), "--speed-tester", "--force")
+    assert done.returncode == 0, done.stderr
+    assert "password = 'from-file'" in config.read_text() and "role = true" in config.read_text()
+
+    # a user name that is not the school id is refused, and the good config stays
+    done = agent_command(*args, "--username", "79000002", "--password-file", str(password),
+                         "--force")  # fmt: skip
+    assert done.returncode == 2 and "'broker.username' has value '79000002'" in done.stderr
+    assert "password = 'from-file'" in config.read_text()
+    assert "Traceback" not in done.stderr
+    assert not list(config.parent.glob(".agent-*")), "a temporary file was left behind"
