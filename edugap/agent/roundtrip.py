@@ -24,6 +24,11 @@ from edugap.protocol.mqtt import BrokerSettings, Cause, topic_cause
 log = logging.getLogger(__name__)
 
 PENDING, PROVEN, REFUSED = "pending", "proven", "refused"
+#: why an MQTT 3.1.1 round trip failed: the broker acknowledged the echo and never delivered it
+NOT_DELIVERED_BACK = (
+    "published but never delivered back: refused, or the broker's ACL lacks "
+    "'pattern read edugap/v1/%u/+/echo/#'"
+)
 
 
 class RoundTrip:
@@ -80,10 +85,7 @@ class RoundTrip:
         if self._deadline is not None:
             if now < self._deadline:
                 return self._deadline - now
-            self._refuse(
-                "published but never delivered back: refused, or the broker's ACL lacks "
-                "'pattern read edugap/v1/%u/+/echo/#'"
-            )
+            self._refuse(NOT_DELIVERED_BACK)
             now = self._clock()
         if self._mid is not None:
             return None  # the PUBACK is still on its way

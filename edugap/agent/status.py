@@ -91,11 +91,9 @@ def broker_check(config: AgentConfig, device_id: str, timeout: float) -> tuple[s
         client.disconnect()
         client.loop_stop()
     if stage == "echo":
-        reason = (
-            "published but never delivered back: refused, or the broker's ACL lacks "
-            "'pattern read edugap/v1/%u/+/echo/#'"
-        )
-        return REFUSED, str(topic_cause(settings, topic, reason))
+        from edugap.agent.roundtrip import NOT_DELIVERED_BACK
+
+        return REFUSED, str(topic_cause(settings, topic, NOT_DELIVERED_BACK))
     if stage == "connecting":
         cause = connect_cause(settings, error=TimeoutError())
         return UNREACHABLE, f"{cause.detail} within {timeout:g} s. {cause.hint}"
