@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench schemas dashboards
+.PHONY: install demo test lint bench schemas dashboards dist agent-bundle
 
 # urllib3-future (under grafana-client, the `grafana` extra) is built in cohabitation mode first:
 # its wheel would replace urllib3 for every package here (requests, schemathesis); built this
@@ -43,3 +43,14 @@ schemas: install
 
 dashboards: install
 	$(BIN)/python dashboards/generate.py
+
+# The sdist and the wheel in dist/ (built in an isolated environment: setuptools from the index).
+dist: install
+	rm -rf dist/edugap-*.tar.gz dist/edugap-*.whl
+	$(BIN)/python -m build --sdist --wheel --outdir dist .
+
+# The agent's offline bundle (dist/edugap-agent-VERSION-offline.zip): the wheel and every
+# dependency for Windows and Linux on each supported CPython, both installers, the example
+# config, a README and SHA-256 sums. Needs network to the package index while it builds.
+agent-bundle: dist
+	$(BIN)/python deploy/agent/make_bundle.py --wheel $$(ls dist/edugap-*-py3-none-any.whl) --out dist

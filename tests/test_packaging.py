@@ -56,8 +56,13 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             """
         )
     )
+    return edugap_wheel(tmp_path_factory), build_wheel(other, out)
+
+
+def edugap_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The edugap wheel, built from a copy of the tracked files (so the checkout's build/ and
+    egg-info stay out)."""
     edugap_dir = tmp_path_factory.mktemp("edugap-src") / "edugap"
-    # build from a copy of the tracked files, so the checkout's build/ and egg-info stay out
     files = run("git", "ls-files", cwd=ROOT).stdout.split()
     for name in files:
         src = ROOT / name
@@ -65,7 +70,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             dst = edugap_dir / name
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_bytes(src.read_bytes())
-    return build_wheel(edugap_dir, out), build_wheel(other, out)
+    return build_wheel(edugap_dir, tmp_path_factory.mktemp("edugap-wheel"))
 
 
 def test_the_wheel_holds_only_the_edugap_package_and_its_license(wheels: tuple[Path, Path]) -> None:

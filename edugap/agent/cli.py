@@ -15,13 +15,14 @@ from typing import Any
 
 from edugap.agent import __version__, state
 from edugap.agent.config import AgentConfig, ConfigError, config_path, load
+from edugap.agent.speedtest_cmd import cmd_speedtest, speedtest_advice
 from edugap.protocol import messages as protocol
-from edugap.protocol.redact import redact
 
 log = logging.getLogger("agent")
 
 EXIT_CONFIG = 2
 ONCE_PROBES = ("inventory", "heartbeat", "bandwidth")
+ONCE_DEFAULT = ("inventory", "heartbeat")
 # `availability` is what the probe is called; its report is the heartbeat
 PROBE_ALIASES = {"availability": "heartbeat"}
 
@@ -29,11 +30,14 @@ PROBE_ALIASES = {"availability": "heartbeat"}
 COMMANDS = {
     "run": "the service: inventory, heartbeats and speed tests on schedule, delivered through "
     "an on-disk outbox that survives broker outages and restarts",
-    "once": "take every measurement now and print the reports as JSON; sends nothing, needs "
-    'no config file (the school is then shown as "unenrolled")',
+    "once": "take the inventory and a heartbeat now and print the reports as JSON; sends "
+    'nothing, needs no config file (the school is then shown as "unenrolled"); the speed test '
+    "(tens of MB) only with --probe bandwidth; exits 1 when a probe failed",
     "speedtest": "run one speed test now with a progress display and a summary; sends nothing",
     "status": "outbox depth, dropped reports, last successful publish, broker reachable",
     "check-config": "validate the config file and environment; non-zero exit on any bad key",
+    "enrol": "write this computer's config from the school id, broker URL, password (from a "
+    "file, the environment or a prompt, never the command line) and CA; the installers call it",
 }
 
 
@@ -83,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--probe",
         choices=(*ONCE_PROBES, *PROBE_ALIASES),
-        help="only this measurement (default: all; bandwidth only when bandwidth.role is true)",
+        help="only this measurement (default: inventory and heartbeat; bandwidth runs a full "
+        "speed test only when named here)",
     )
     p.set_defaults(func=cmd_once)
     p = sub.add_parser(
@@ -111,6 +116,13 @@ def _parser() -> argparse.ArgumentParser:
         help="validate the configuration",
     )
     p.set_defaults(func=cmd_check_config)
+    from edugap.agent.enrol import add_arguments, cmd_enrol
+
+    p = sub.add_parser(
+        "enrol", parents=[common], description=COMMANDS["enrol"], help="write the config"
+    )
+    add_arguments(p)
+    p.set_defaults(func=cmd_enrol)
     return parser
 
 
@@ -200,18 +212,20 @@ def cmd_once(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     _logging(config)
     identity = _identity(config)
-    wanted = (
-        [PROBE_ALIASES.get(args.probe, args.probe)]
-        if args.probe
-        else [p for p in ONCE_PROBES if p != "bandwidth" or config.bandwidth.role]
-    )
+    # a speed test moves tens of MB of the school's data: only when asked for by name
+    wanted = [PROBE_ALIASES.get(args.probe, args.probe)] if args.probe else list(ONCE_DEFAULT)
     reports: list[protocol.Report] = []
     failed = False
     for name in wanted:
         try:
-            reports.append(_once_probe(name, config, identity))
+            report = _once_probe(name, config, identity)
         except Exception as e:
             log.error("%s probe failed: %s", name, e)
+            failed = True
+            continue
+        reports.append(report)
+        if isinstance(report, protocol.Bandwidth) and report.error:
+            log.error("bandwidth probe failed: %s", speedtest_advice(report.error))
             failed = True
     json.dump([protocol.to_builtins(r) for r in reports], sys.stdout, indent=2)
     sys.stdout.write("\n")
@@ -246,59 +260,6 @@ def _once_probe(name: str, config: AgentConfig, identity: Any) -> protocol.Repor
         dropped_reports=dropped,
         link=link,
     )
-
-
-# --- speedtest -----------------------------------------------------------------------------
-
-
-def cmd_speedtest(args: argparse.Namespace) -> int:
-    config = _load(args)
-    if config is None:
-        return EXIT_CONFIG
-    _logging(config)
-    backend = args.backend or config.bandwidth.backend
-    url = args.server_url or config.bandwidth.server_url
-    if backend == "selfhosted" and not url:
-        print(
-            "edugap-agent: the selfhosted backend needs --server-url or bandwidth.server_url",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
-    from edugap.agent.service import bandwidth_probe
-
-    probe = bandwidth_probe(config, backend, url)
-    limit = config.bandwidth.timeout_seconds
-    print(
-        f"speed test: {backend} {redact(url or '')} (at most {limit:g} s)",
-        file=sys.stderr,
-    )
-    interactive = sys.stderr.isatty()
-
-    def progress(stage: str, fraction: float) -> None:
-        line = f"  {stage:<9} {fraction * 100:5.1f}%"
-        if interactive:
-            print(f"\r{line}", end="", file=sys.stderr, flush=True)
-        elif fraction in (0.0, 1.0):
-            print(line, file=sys.stderr)
-
-    report = probe.collect(_identity(config), progress=progress)
-    if interactive:
-        print(file=sys.stderr)
-
-    def mbps(value: float | None) -> str:
-        return f"{value:.1f} Mbps" if value is not None else "-"
-
-    print(f"download:  {mbps(report.download_mbps)}")
-    print(f"upload:    {mbps(report.upload_mbps)}")
-    latency = f"{report.latency_ms:.1f} ms" if report.latency_ms is not None else "-"
-    print(f"latency:   {latency}")
-    print(f"data used: {report.bytes_used / 1e6:.1f} MB")
-    print(f"server:    {report.server}")
-    if report.error:
-        print(f"error:     {report.error}")
-    if args.json:
-        print(json.dumps(protocol.to_builtins(report), indent=2))
-    return 1 if report.error else 0
 
 
 # --- status --------------------------------------------------------------------------------

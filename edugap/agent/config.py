@@ -19,6 +19,13 @@ from datetime import time
 from pathlib import Path
 from typing import Any
 
+from edugap.agent.config_checks import (
+    ENV_PREFIX,
+    cross_checks,
+    read_text,
+    toml_hint,
+    unknown_variables,
+)
 from edugap.agent.config_values import (
     DAYS,
     backend,
@@ -32,12 +39,13 @@ from edugap.agent.config_values import (
     non_negative,
     non_negative_int,
     optional_file,
+    optional_path,
     optional_text,
+    path,
     positive,
     positive_int,
     school_id,
     targets,
-    text,
     time_range,
     zone,
 )
@@ -46,7 +54,6 @@ from edugap.protocol.redact import redact
 
 __all__ = ["DAYS", "AgentConfig", "ConfigError", "all_keys", "load", "load_zone", "parse"]
 
-ENV_PREFIX = "EDUGAP_AGENT_"
 CONFIG_ENV = "EDUGAP_AGENT_CONFIG"
 UNENROLLED = "unenrolled"
 
@@ -98,12 +105,16 @@ class BrokerConfig:
     cert_file: str | None = key(None, optional_file, "Client certificate file (mutual TLS).")
     key_file: str | None = key(None, optional_file, "Client private key file (mutual TLS).")
     mqtt_version: int = key(5, mqtt_version, "5, or 3 for MQTT 3.1.1; 5 falls back to 3.")
+    username_is_school_id: bool = key(
+        True, boolean, "The user name must be the school id (the shipped ACL); false: no check."
+    )
     keepalive: int = key(60, positive_int, "Seconds between MQTT keep-alive pings.")
     reconnect_min_seconds: int = key(1, positive_int, "First reconnect delay (then doubles).")
     reconnect_max_seconds: int = key(120, positive_int, "Longest reconnect delay.")
 
     def settings(self) -> BrokerSettings:
-        """The broker settings the MQTT client factory takes (config keys win over the URL)."""
+        """The broker settings the MQTT client factory takes (config keys win over the URL;
+        the user name defaults to the school id, see `parse`)."""
         settings = parse_broker_url(self.url)
         return replace(
             settings,
@@ -135,7 +146,8 @@ class ScheduleConfig:
 
 @dataclass(frozen=True, slots=True)
 class BandwidthConfig:
-    role: bool = key(True, boolean, "Whether this computer runs speed tests.")
+    # off unless designated: a lab of 30 computers testing 4 times a day each moved ~12 GB
+    role: bool = key(False, boolean, "Whether this computer runs the school's speed tests.")
     backend: str = key("speedtest.net", backend, "selfhosted or speedtest.net.")
     server_url: str | None = key(None, http_url, "Self-hosted speed-test server URL.")
     daily_budget_mb: float = key(1000.0, positive, "Most speed-test traffic per day, in MB.")
@@ -166,9 +178,9 @@ class OutboxConfig:
 class AgentConfig:
     """The whole agent configuration."""
 
-    state_dir: str = key(default_state_dir(), text, "Directory for device id and outbox.")
+    state_dir: str = key(default_state_dir(), path, "Directory for device id and outbox.")
     log_level: str = key("info", log_level, "debug, info, warning or error.")
-    log_file: str | None = key(None, optional_text, "Also log to this file (rotated at 1 MB).")
+    log_file: str | None = key(None, optional_path, "Also log to this file (rotated at 1 MB).")
     school: SchoolConfig = field(default_factory=SchoolConfig)
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -286,41 +298,21 @@ def parse(
         values, more = _parse_section(cls, name, section_raw, env)
         problems.extend(more)
         sections[name] = cls(**values)
+    problems.extend(unknown_variables(env, {k.env for k in all_keys()} | {CONFIG_ENV}))
+    broker = sections["broker"]
+    school = sections["school"].school_id
+    url = parse_broker_url(broker.url)
+    if school and broker.username is None and url.username is None and (
+        broker.password or url.password
+    ):
+        # the shipped ACL's convention: one user per school, named by the school id
+        sections["broker"] = replace(broker, username=school)
     config = AgentConfig(**top, **sections, source=source)
-    problems.extend(_cross_checks(config))
+    if not problems:  # keys that must agree are compared once each is right on its own
+        problems.extend(cross_checks(config))
     if problems:
         raise ConfigError(problems)
     return config
-
-
-def _cross_checks(config: AgentConfig) -> list[str]:
-    problems = []
-    broker, bandwidth = config.broker, config.bandwidth
-    tls_files = [k for k in ("ca_file", "cert_file", "key_file") if getattr(broker, k)]
-    if tls_files and not broker.url.startswith("mqtts://"):
-        problems.append(
-            f"config key 'broker.{tls_files[0]}' is set but 'broker.url' has value "
-            f"'{redact(broker.url)}': TLS files need an mqtts:// URL"
-        )
-    if broker.key_file and not broker.cert_file:
-        problems.append("config key 'broker.key_file' is set without 'broker.cert_file'")
-    if broker.reconnect_max_seconds < broker.reconnect_min_seconds:
-        problems.append(
-            f"config key 'broker.reconnect_max_seconds' has value "
-            f"'{broker.reconnect_max_seconds}': must be >= broker.reconnect_min_seconds"
-        )
-    outbox = config.outbox
-    if outbox.hold_retry_max_seconds < outbox.hold_retry_min_seconds:
-        problems.append(
-            f"config key 'outbox.hold_retry_max_seconds' has value "
-            f"'{outbox.hold_retry_max_seconds:g}': must be >= outbox.hold_retry_min_seconds"
-        )
-    if bandwidth.role and bandwidth.backend == "selfhosted" and not bandwidth.server_url:
-        problems.append(
-            "config key 'bandwidth.server_url' is missing: the selfhosted backend needs the "
-            "speed-test server's URL"
-        )
-    return problems
 
 
 def config_path(explicit: str | None, env: Mapping[str, str] | None = None) -> tuple[Path, bool]:
@@ -341,14 +333,16 @@ def load(
     source = "defaults and environment"
     if path is not None:
         try:
-            with path.open("rb") as f:
-                raw = tomllib.load(f)
+            text = read_text(path)
+            raw = tomllib.loads(text)
             source = str(path)
         except FileNotFoundError:
             if required:
                 raise ConfigError([f"config file {path} does not exist"]) from None
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError([f"config file {path} is not valid TOML: {e}"]) from None
-        except OSError as e:
+            problem = f"config file {path} is not valid TOML: {e}{toml_hint(text, e)}"
+            raise ConfigError([problem]) from None
+        except (OSError, UnicodeDecodeError) as e:
             raise ConfigError([f"cannot read config file {path}: {e}"]) from None
     return parse(raw, env, source)
+

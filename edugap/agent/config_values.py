@@ -93,8 +93,25 @@ def optional_text(value: object) -> str | None:
     return text(value) or None
 
 
+def path(value: object) -> str:
+    """A file or directory name; a control character in it is a Windows path whose single
+    backslashes TOML read as escapes ("C:\\temp" holds a tab)."""
+    name = text(value)
+    if any(ord(c) < 32 for c in name):
+        raise ValueError(
+            "holds a tab, newline or other control character: in double quotes a Windows "
+            "path needs each backslash doubled (\"C:\\\\ProgramData\\\\edugap\"), or use single "
+            "quotes ('C:\\ProgramData\\edugap')"
+        )
+    return name
+
+
+def optional_path(value: object) -> str | None:
+    return path(value) or None
+
+
 def optional_file(value: object) -> str | None:
-    path = optional_text(value)
+    path = optional_path(value)
     if path is not None and not Path(path).is_file():
         raise ValueError("no such file")
     return path

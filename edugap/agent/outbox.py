@@ -69,6 +69,9 @@ class OutboxStats:
     # set while the broker answers "no matching subscribers" (no collector subscribed)
     held_since: float | None = None
     held_retry_at: float | None = None
+    # set while the broker refuses this device's reports (its ACL), with the reason
+    refused_since: float | None = None
+    refused_cause: str | None = None
 
 
 #: SQLite page cache of the outbox connection, KiB.
@@ -141,6 +144,8 @@ def _stats(conn: sqlite3.Connection) -> OutboxStats:
         oldest_measured_at=oldest[0] if oldest else None,
         held_since=meta.get("held_since"),
         held_retry_at=meta.get("held_retry_at"),
+        refused_since=meta.get("refused_since"),
+        refused_cause=meta.get("refused_cause"),
     )
 
 
@@ -310,6 +315,28 @@ class Outbox:
         )
         log.warning("outbox full: dropped %d oldest report(s)", dropped)
 
+    def drop_other_topics(self, prefix: str) -> int:
+        """Drop (and count as dropped) rows not addressed under `prefix`: reports made under an
+        earlier school id, which the broker's ACL refuses for good once the id is fixed."""
+        with _transaction(self._db):
+            dropped, claimed = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(claimed_dropped), 0) FROM outbox"
+                " WHERE substr(topic, 1, ?) != ?",
+                (len(prefix), prefix),
+            ).fetchone()
+            if dropped:
+                self._db.execute(
+                    "DELETE FROM outbox WHERE substr(topic, 1, ?) != ?", (len(prefix), prefix)
+                )
+                self._db.execute(
+                    "UPDATE meta SET value = value + ? WHERE key = 'dropped_pending'",
+                    (dropped + claimed,),
+                )
+                self._db.execute(
+                    "UPDATE meta SET value = value + ? WHERE key = 'dropped_total'", (dropped,)
+                )
+        return int(dropped)
+
     def pending(self, after_seq: int = 0, limit: int = 20) -> list[Row]:
         """Up to `limit` rows after `after_seq`, oldest first."""
         return [
@@ -352,7 +379,17 @@ class Outbox:
             self._set_meta("held_since", None)
             self._set_meta("held_retry_at", None)
 
-    def _set_meta(self, key: str, value: float | None, keep: bool = False) -> None:
+    def refuse(self, cause: str | None) -> None:
+        """Record (for `edugap-agent status`) that the broker refuses this device's reports and
+        why; None: it accepts them again."""
+        with _transaction(self._db):
+            if cause is None:
+                self._set_meta("refused_since", None)
+            else:
+                self._set_meta("refused_since", self._clock(), keep=True)
+            self._set_meta("refused_cause", cause)
+
+    def _set_meta(self, key: str, value: float | str | None, keep: bool = False) -> None:
         # an upsert: keys added after the first outbox version need no migration
         self._db.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value ="

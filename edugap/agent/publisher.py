@@ -1,4 +1,4 @@
-"""MQTT publisher: one paho v2 connection, and the drain that moves outbox rows to the broker.
+"""MQTT publisher: one paho v2 connection for one device, its presence and its echo subscription.
 
 paho's callbacks run on its network thread; here they only turn what happened into an Event on
 a queue. The service's thread reads the queue and owns the outbox, so SQLite is touched from
@@ -6,12 +6,9 @@ one thread only. QoS 1 messages handed to paho stay in paho's own queue across r
 are re-sent by it, so the drain hands each row to paho once per process (no duplicates from
 us); a restart re-sends what was never acknowledged.
 
-A PUBACK is not always delivery: an MQTT 5 broker that has no subscription matching the topic
-(no collector subscribed, e.g. a group of collectors not yet back after a broker restart)
-answers with reason 0x10 "No matching subscribers", a success code, and drops the message. The
-drain then holds: the report stays in the outbox and, after a back-off, one report is sent
-again to see whether a collector is back; the first plain success resumes the drain from the
-oldest report held.
+What a PUBACK means (no subscriber, refused by the ACL) is decided in edugap.agent.drain.
+Why a connection failed is classified once (edugap.protocol.mqtt.connect_cause) and handed to
+the service, which logs it once per change.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,31 +25,40 @@ from typing import TYPE_CHECKING, Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from edugap.agent.outbox import Outbox, Row
+from edugap.agent.drain import NO_MATCHING_SUBSCRIBERS, Drain
 from edugap.protocol import messages as protocol
-from edugap.protocol.mqtt import BrokerSettings, connect_properties, new_client
+from edugap.protocol.mqtt import (
+    BrokerSettings,
+    Cause,
+    connect_cause,
+    connect_properties,
+    new_client,
+)
 
 if TYPE_CHECKING:
     from edugap.agent.probes import Identity
 
+__all__ = ["NO_MATCHING_SUBSCRIBERS", "Drain", "Event", "Publisher"]
+
 log = logging.getLogger(__name__)
 
-# CONNACK "Unsupported protocol version": an MQTT 3.1.1-only broker refusing our MQTT 5 CONNECT
-_UNSUPPORTED_VERSION = 132
 _SILENT_HANDSHAKES_BEFORE_FALLBACK = 2
-#: PUBACK reason of an MQTT 5 broker that took a message no subscription matched (and dropped)
-NO_MATCHING_SUBSCRIBERS = 0x10
+#: paho's disconnect reason when nothing came back within the keep-alive (no CONNACK at all)
+_KEEPALIVE_TIMEOUT = 0x8D
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     """Something the broker connection reports to the service thread."""
 
-    kind: str  # connected, refused, refused_version, disconnected, published
+    # connected, refused, refused_version, connect_failed, disconnected, published, echo
+    kind: str
     mid: int = 0
     ok: bool = True
     reason: str = ""
     code: int = 0  # the PUBACK's reason code (always 0 on MQTT 3.1.1)
+    cause: Cause | None = None  # why a connection failed or ended
+    payload: bytes = b""  # an echo's
 
 
 class Publisher:
@@ -81,11 +88,16 @@ class Publisher:
         self._fresh_failure = True
         self._ever_connected = False
         self._silent_handshakes = 0
+        self._answered = False  # a CONNACK came on the current attempt
         self.client = self._new_client()
 
     @property
     def status_topic(self) -> str:
         return protocol.topic_for(self.school_id, self.device_id, "status")
+
+    @property
+    def echo_topic(self) -> str:
+        return protocol.echo_topic(self.school_id, self.device_id)
 
     def _status(self, state: str) -> bytes:
         return protocol.encode(
@@ -106,8 +118,10 @@ class Publisher:
         client.reconnect_delay_set(*self.reconnect)
         client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
 
     def start(self) -> None:
@@ -132,10 +146,15 @@ class Publisher:
         self.connected = False
 
     def fall_back_to_mqtt3(self) -> None:
-        """Replace the client with an MQTT 3.1.1 one (the broker refused MQTT 5)."""
+        """Replace the client with an MQTT 3.1.1 one (the broker refused MQTT 5, or twice hung
+        up on an MQTT 5 handshake without answering)."""
         from dataclasses import replace
 
-        log.warning("broker %s refused MQTT 5; falling back to MQTT 3.1.1", self.settings.url)
+        log.warning(
+            "broker %s does not take MQTT 5; trying MQTT 3.1.1 (set broker.mqtt_version = 3 "
+            "to start with it)",
+            self.settings.url,
+        )
         self.client.loop_stop()
         self.client.disconnect()
         self.settings = replace(self.settings, mqtt_version=3)
@@ -159,25 +178,42 @@ class Publisher:
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
     ) -> None:
+        self._answered = True
         if rc.is_failure:
+            cause = connect_cause(self.settings, reason=rc)
             kind = "refused"
-            if rc.value == _UNSUPPORTED_VERSION and self.settings.mqtt_version == 5:
+            if cause.kind == "protocol" and self.settings.mqtt_version == 5:
                 kind = "refused_version"
-            self.events.put(Event(kind, ok=False, reason=str(rc)))
+            # never a fall-back on bad credentials: MQTT 3.1.1 would be refused the same way
+            self.events.put(Event(kind, ok=False, reason=str(rc), cause=cause))
             return
+        # subscribed before anything is published: the broker handles this connection's
+        # packets in order, so the echo (edugap.agent.roundtrip) finds the subscription
+        client.subscribe(self.echo_topic, qos=1)
         self.connected = True
         self._fresh_failure = True
         self._ever_connected = True
         self.events.put(Event("connected"))
 
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this inside its `except OSError:` block: the exception is the cause
+        error = sys.exc_info()[1]
+        cause = connect_cause(self.settings, error=error or OSError("connection failed"))
+        self.events.put(Event("connect_failed", ok=False, reason=cause.detail, cause=cause))
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.events.put(Event("echo", payload=bytes(message.payload)))
+
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
     ) -> None:
         self.connected = False
-        if not self._ever_connected and self.settings.mqtt_version == 5:
+        answered, self._answered = self._answered, False
+        if not answered and not self._ever_connected and self.settings.mqtt_version == 5:
             # the TCP connection was up (paho reports a failed TCP connect elsewhere) but no
             # CONNACK came: some MQTT 3.1.1-only brokers (amqtt) ignore an MQTT 5 CONNECT
-            # instead of refusing it; after two such silences, try 3.1.1
+            # instead of refusing it; after two such silences, try 3.1.1. A refusal (bad
+            # password, say) is an answer: it never leads here.
             self._silent_handshakes += 1
             if self._silent_handshakes == _SILENT_HANDSHAKES_BEFORE_FALLBACK:
                 self.events.put(Event("refused_version", ok=False, reason=str(rc)))
@@ -189,7 +225,11 @@ class Publisher:
         # a fresh will for the next connection, so each offline status has its own report id;
         # set here because paho reconnects on this thread right after this callback returns
         client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
-        self.events.put(Event("disconnected", ok=False, reason=str(rc)))
+        cause = None
+        if not answered:  # up at TCP (and TLS) level, but no CONNACK
+            silent = getattr(rc, "value", 0) == _KEEPALIVE_TIMEOUT
+            cause = connect_cause(self.settings, error=TimeoutError() if silent else None)
+        self.events.put(Event("disconnected", ok=False, reason=str(rc), cause=cause))
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any
@@ -197,150 +237,3 @@ class Publisher:
         self.events.put(
             Event("published", mid=mid, ok=not rc.is_failure, reason=str(rc), code=rc.value)
         )
-
-
-class Drain:
-    """Moves outbox rows to the publisher in order: bounded inflight, optional rate limit, and a
-    hold while the broker says no collector is subscribed."""
-
-    def __init__(
-        self,
-        outbox: Outbox,
-        publisher: Publisher,
-        *,
-        max_inflight: int = 20,
-        per_second: float = 0.0,
-        hold_retry: tuple[float, float] = (10.0, 300.0),
-        clock: Callable[[], float] = time.monotonic,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.outbox = outbox
-        self.publisher = publisher
-        self.max_inflight = max_inflight
-        self.per_second = per_second
-        self.hold_retry = hold_retry
-        self._clock = clock
-        self._rng = rng or random.Random()
-        self.inflight: dict[int, int] = {}  # mid -> seq
-        self.cursor = 0  # highest seq handed to paho by this process
-        self._tokens = float(max_inflight)
-        self._refilled = clock()
-        self._acked: list[int] = []
-        self.delivered = 0
-        self.failed = 0
-        # the hold: lowest seq the broker dropped for want of a subscriber (0: not holding)
-        self._held_from = 0
-        self._hold_delay = hold_retry[0]
-        self._retry_at = 0.0
-        self._resume = False  # a plain success came while holding: a collector is back
-        self._probing = False  # one held report is out to see whether a collector is back
-        self.held = 0  # answers "no matching subscribers", for the log and tests
-
-    @property
-    def holding(self) -> bool:
-        return self._held_from > 0
-
-    def on_published(self, mid: int, ok: bool, reason: str, code: int = 0) -> None:
-        seq = self.inflight.pop(mid, None)
-        if seq is None:
-            return  # the status message, or a row already dropped by the outbox cap
-        probe, self._probing = self._probing, False
-        if ok and code == NO_MATCHING_SUBSCRIBERS:
-            self._hold(seq, probe)
-        elif ok:
-            self._acked.append(seq)
-            self._resume = self.holding
-        else:
-            # kept in the outbox: a refusal (e.g. not authorised) may be fixed by an operator;
-            # it is tried again at the next start, and the outbox cap bounds what waits
-            self.failed += 1
-            log.warning("broker refused report seq %d: %s", seq, reason)
-            if self.holding and seq >= self._held_from:
-                self._held_from = seq + 1  # a refused probe: the next one tries the next row
-
-    def _hold(self, seq: int, probe: bool) -> None:
-        self.held += 1
-        starting = not self.holding
-        self._held_from = min(self._held_from or seq, seq)
-        if starting:
-            log.warning(
-                "the broker has no collector subscribed (PUBACK 'No matching subscribers'): "
-                "keeping reports in the outbox, trying again in %.3g s",
-                self._hold_delay,
-            )
-        elif probe:  # still nobody: wait longer next time
-            self._hold_delay = min(self._hold_delay * 2, self.hold_retry[1])
-        else:
-            return  # the rest of the window sent before the hold began: no news
-        # jitter: agents held together must not all probe in the same second
-        wait = self._hold_delay * (0.75 + 0.5 * self._rng.random())
-        self._retry_at = self._clock() + wait
-        self.outbox.hold(wait)
-
-    def _release(self) -> None:
-        """A collector is subscribed again: resend from the oldest report held."""
-        log.info("a collector is subscribed again; sending the reports held in the outbox")
-        self.cursor = self._held_from - 1
-        self._held_from = 0
-        self._hold_delay = self.hold_retry[0]
-        self._resume = False
-        self.outbox.release()
-
-    def commit_acks(self) -> int:
-        """Remove acknowledged rows in one transaction (one fsync for a whole batch)."""
-        removed = self.outbox.ack(self._acked)
-        self.delivered += len(self._acked)
-        self._acked.clear()
-        return removed
-
-    def pump(self) -> float | None:
-        """Hand rows to paho while allowed; returns seconds until the rate limit (or a held
-        report's next try) allows more."""
-        if not self.publisher.connected:
-            return None
-        if self.holding:
-            return self._pump_held()
-        room = self.max_inflight - len(self.inflight)
-        if room <= 0:
-            return None
-        if self.per_second > 0:
-            now = self._clock()
-            self._tokens = min(
-                float(self.max_inflight), self._tokens + (now - self._refilled) * self.per_second
-            )
-            self._refilled = now
-            room = min(room, int(self._tokens))
-            if room <= 0:
-                return (1 - self._tokens) / self.per_second
-        sent = self._send(self.outbox.pending(self.cursor, room))
-        if self.per_second > 0:
-            self._tokens -= sent
-        return None
-
-    def _pump_held(self) -> float | None:
-        # every answer first: resending a row still in flight would deliver it twice
-        if self.inflight or self._acked:
-            return None
-        if self._resume:
-            self._release()
-            return self.pump()
-        wait = self._retry_at - self._clock()
-        if wait > 0:
-            return wait
-        probe = self.outbox.pending(self._held_from - 1, 1)
-        if not probe:  # nothing left to hold (e.g. dropped by the outbox cap)
-            self._release()
-            return None
-        self._probing = self._send(probe) > 0
-        return None
-
-    def _send(self, rows: list[Row]) -> int:
-        sent = 0
-        for row in rows:
-            mid = self.publisher.publish(row.topic, row.payload)
-            if mid is None:
-                break
-            self.inflight[mid] = row.seq
-            self.cursor = max(self.cursor, row.seq)
-            sent += 1
-        return sent

@@ -22,6 +22,7 @@ from edugap.agent import __version__, state
 from edugap.agent.config import AgentConfig, load_zone
 from edugap.agent.outbox import FILE_NAME, Outbox
 from edugap.agent.publisher import Drain, Event, Publisher
+from edugap.agent.roundtrip import RoundTrip
 from edugap.agent.scheduler import (
     AVAILABILITY,
     HEARTBEAT,
@@ -31,7 +32,7 @@ from edugap.agent.scheduler import (
     within_budget,
 )
 from edugap.protocol import messages as protocol
-from edugap.protocol.mqtt import new_client
+from edugap.protocol.mqtt import Cause, new_client
 
 if TYPE_CHECKING:
     from edugap.agent.probes import AvailabilityProbe, BandwidthProbe, Identity, TrafficProbe
@@ -58,7 +59,7 @@ class _Stop:
 def identity_for(config: AgentConfig, device_id: str) -> Identity:
     from edugap.agent.probes import Identity
 
-    return Identity(config.school_id, device_id, __version__)
+    return Identity(config.school_id, device_id, __version__, config.bandwidth.role)
 
 
 def bandwidth_probe(
@@ -109,14 +110,26 @@ class Service:
             client_factory=client_factory,
             rng=self._rng,
         )
+        retry = (config.outbox.hold_retry_min_seconds, config.outbox.hold_retry_max_seconds)
+        self.proof = RoundTrip(
+            self.identity.school_id,
+            self.identity.device_id,
+            self.publisher.publish,
+            retry=retry,
+            on_change=self._refusal_changed,
+            rng=self._rng,
+        )
         self.drain = Drain(
             self.outbox,
             self.publisher,
             max_inflight=config.outbox.max_inflight,
             per_second=config.outbox.drain_per_second,
-            hold_retry=(config.outbox.hold_retry_min_seconds, config.outbox.hold_retry_max_seconds),
+            hold_retry=retry,
             rng=self._rng,
+            proof=self.proof,
         )
+        self._cause: str | None = None  # the connection failure last logged
+        self._connected = False
         self._stopping = threading.Event()
         self._speedtest: threading.Thread | None = None
         self._availability: AvailabilityProbe | None = None
@@ -159,6 +172,14 @@ class Service:
         log.info("speed tests planned today: %s", plan or "none")
         # a hold recorded by an earlier run is learnt again from the broker's answers
         self.outbox.release()
+        # the broker's ACL is per school: reports made under an earlier school id never pass
+        foreign = self.outbox.drop_other_topics(f"{protocol.TOPIC_ROOT}/{self.identity.school_id}/")
+        if foreign:
+            log.warning(
+                "dropped %d report(s) made under another school id (the broker would refuse "
+                "them for good); the next heartbeat counts them in dropped_reports",
+                foreign,
+            )
         depth = self.outbox.depth()
         if depth:
             log.info("outbox holds %d report(s) from before; they go first", depth)
@@ -204,22 +225,52 @@ class Service:
         if isinstance(item, Event):
             if item.kind == "published":
                 self.drain.on_published(item.mid, item.ok, item.reason, item.code)
+            elif item.kind == "echo":
+                self.proof.on_echo(item.payload)
             elif item.kind == "connected":
+                self._connected, self._cause = True, None
                 self._backlog = self.outbox.depth()
                 log.info(
-                    "connected to %s; %d report(s) to send",
+                    "connected to %s (MQTT %s); %d report(s) to send once the broker is seen "
+                    "to accept them",
                     self.publisher.settings.url,
+                    self.publisher.settings.mqtt_version,
                     self._backlog,
                 )
+                self.proof.connected(self.publisher.settings)
                 self.publisher.announce_online()
             elif item.kind == "refused_version":
                 self.publisher.fall_back_to_mqtt3()
-            elif item.kind == "refused":
-                log.warning("broker refused the connection: %s", item.reason)
+            elif item.kind in ("refused", "connect_failed"):
+                self._connection_failed(item.cause)
             elif item.kind == "disconnected":
-                log.warning("disconnected from broker (%s); will reconnect", item.reason)
+                self.drain.on_disconnected()
+                if self._connected:
+                    self._connected = False
+                    self._cause = None
+                    log.warning("disconnected from broker (%s); will reconnect", item.reason)
+                else:
+                    self._connection_failed(item.cause)
         elif isinstance(item, _Measured):
             self._speedtest_done(item.report)
+
+    def _connection_failed(self, cause: Cause | None) -> None:
+        """Log why the broker cannot be reached, once per change of cause (not every retry)."""
+        if cause is None or str(cause) == self._cause:
+            return
+        self._cause = str(cause)
+        log.warning(
+            "cannot connect to %s: %s (%s; trying again, logged again when the cause changes)",
+            self.publisher.settings.url,
+            cause,
+            cause.kind,
+        )
+
+    def _refusal_changed(self, cause: Cause | None) -> None:
+        try:
+            self.outbox.refuse(None if cause is None else str(cause))
+        except Exception:
+            log.exception("cannot record the broker's refusal in the outbox")
 
     def _commit(self) -> None:
         try:

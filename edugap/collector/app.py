@@ -216,6 +216,7 @@ class CollectorApp:
                 exposition=self.exposition,
                 rejects=store,
                 readiness=self.readiness,
+                causes=self.causes,
                 api_token=c.http_api_token,
                 metrics_token=c.http_metrics_token,
                 speedtest=speedtest,
@@ -264,6 +265,11 @@ class CollectorApp:
             "writer": writer_ok,
             "snapshot": self.holder.current is not None,
         }
+
+    def causes(self) -> dict[str, str]:
+        """Why a readiness check fails, where the collector knows: the broker's connection."""
+        cause = self.ingest.cause if self.ingest is not None else None
+        return {"ingest": str(cause)} if cause is not None else {}
 
     def serve(self) -> int:
         """Run the HTTP server until SIGTERM/SIGINT, then stop everything. Returns exit code."""

@@ -18,6 +18,13 @@ from edugap.protocol.messages import AnyReport
 Connectivity = Literal["good", "moderate", "bad", "unknown"]
 Monitoring = Literal["live", "at_risk", "drop_off", "never"]
 CONNECTIVITY_CLASSES: tuple[Connectivity, ...] = ("good", "moderate", "bad", "unknown")
+SpeedtestState = Literal["measured", "failing", "waiting", "no_tester", "no_agents"]
+#: Where a school's speed tests stand in the window: measured (a successful test); failing
+#: (tests, none successful); waiting (a designated tester is live, no test yet); no_tester
+#: (live agents, none designated to run speed tests); no_agents (no live agent).
+SPEEDTEST_STATES: tuple[SpeedtestState, ...] = (
+    "measured", "failing", "waiting", "no_tester", "no_agents",
+)  # fmt: skip
 MONITORING_STATES: tuple[Monitoring, ...] = ("live", "at_risk", "drop_off", "never")
 #: What a school's gap of one kind rests on: a test, inventory or heartbeats within the policy
 #: windows ("measured"), the policy's rule for missing evidence ("assumed"), or nothing ("absent").
@@ -133,6 +140,7 @@ class DeviceRow:
     machine_kind: str | None
     hardware_hash: str | None
     clock_off: bool = False  # the newest evidence says the agent's clock is far off
+    speed_tester: bool | None = None  # designated to run speed tests (None: agent too old)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +162,7 @@ class SpeedTests:
     up: list[float] = field(default_factory=list)
     latency: list[float] = field(default_factory=list)
     newest: datetime | None = None  # measured_at of the newest one
+    failed: int = 0  # tests in the window that failed (an error, or no download)
 
 
 OsRelease = tuple[str, str]  # (os name, os version) as an inventory reports them
@@ -167,6 +176,7 @@ class DeviceCounts:
     usable: int = 0
     out_of_support: int = 0
     clock_off: int = 0
+    speed_testers: int = 0  # designated to run the school's speed tests (Inventory.speed_tester)
 
 
 class Store(Protocol):
@@ -212,7 +222,8 @@ class Store(Protocol):
     # --- aggregates: the database sums, so national scale does not become millions of objects
 
     def speed_tests_since(self, since: datetime) -> dict[str, SpeedTests]:
-        """Per school, successful speed tests (a download, no error, not skipped) since `since`."""
+        """Per school, successful speed tests (a download, no error, not skipped) since `since`,
+        and how many others failed (`SpeedTests.failed`; skipped ones are neither)."""
         ...
 
     def device_counts(
@@ -221,7 +232,8 @@ class Store(Protocol):
         """Per school, devices last seen at or after `live_since`; usable: RAM and cores at
         least the minimums (unknown counts as 0); out of support: the agent's own flag (a hint
         the policy does not use, see `device_os`); clock off: the newest evidence about the
-        agent's clock says it is far off."""
+        agent's clock says it is far off; speed testers: the newest inventory says the device
+        was designated to run speed tests."""
         ...
 
     def device_os(self, live_since: datetime) -> dict[str, dict[OsRelease, int]]:
@@ -285,6 +297,9 @@ class SchoolStatus:
     availability_evidence: Evidence = "absent"
     need: Need = "none"
     priority_assumed: float = 0.0  # from assumed gaps and not being monitored; ranks second
+    speedtest: SpeedtestState = "no_agents"  # see SPEEDTEST_STATES
+    speed_testers: int = 0  # live devices designated to run the school's speed tests
+    tests_failed_7d: int = 0  # speed tests in the window that failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +323,7 @@ class AreaSummary:
     computers_gap_measured: int = 0
     computers_gap_assumed: int = 0
     by_need: dict[str, int] = field(default_factory=dict)  # NEEDS -> schools
+    by_speedtest: dict[str, int] = field(default_factory=dict)  # SPEEDTEST_STATES -> schools
 
 
 @dataclass(frozen=True, slots=True)

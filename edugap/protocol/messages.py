@@ -166,6 +166,9 @@ class Inventory(Report, kw_only=True, tag="edugap.inventory/1"):
     system_disk_free_pct: Percent | None = None
     # sha256 over hardware identifiers, for duplicate detection only; never the device id
     hardware_hash: ShortStr | None = None
+    # whether this computer was designated to run the school's speed tests (bandwidth.role);
+    # None from agents older than the field
+    speed_tester: bool | None = None
 
     @property
     def kind(self) -> Kind:
@@ -260,6 +263,14 @@ def valid_id(value: str) -> bool:
 def topic_for(school_id: str, device_id: str, kind: str) -> str:
     """The topic a report of `kind` from this device is published on."""
     return f"{TOPIC_ROOT}/{school_id}/{device_id}/{kind}"
+
+
+def echo_topic(school_id: str, device_id: str) -> str:
+    """Where an agent proves delivery: a message it publishes here comes back to its own
+    subscription only when the broker accepted it. One level deeper than a report topic, so a
+    collector's `edugap/v1/+/+/+` never receives it (the broker's ACL must let the school read
+    it: `pattern read edugap/v1/%u/+/echo/#`, as deploy/mosquitto/acl does)."""
+    return f"{TOPIC_ROOT}/{school_id}/{device_id}/echo/round-trip"
 
 
 def parse_topic(topic: str) -> tuple[str, str, str]:

@@ -172,7 +172,7 @@ class Listener:
     def __init__(
         self,
         url: str,
-        topic: str = "edugap/#",
+        topic: str = "edugap/v1/+/+/+",  # what a collector subscribes to (no echo topics)
         client_id: str = "test-listener",
         mqtt_version: int = 5,
     ) -> None:
@@ -242,7 +242,7 @@ def run_agent(tmp_path: Path, broker: Any) -> Iterator[Callable[..., AgentProces
 
 @pytest.fixture
 def listener(broker: Any) -> Iterator[Listener]:
-    """A subscriber to edugap/# on the test broker, ready before the test starts."""
+    """A subscriber to every report topic on the test broker, ready before the test starts."""
     sub = Listener(broker.url)
     yield sub
     sub.close()

@@ -144,12 +144,13 @@ def test_credentials_are_used_and_a_refusal_is_shown(tmp_path: Path) -> None:
             wait_for(
                 lambda: good.meta().get("acked_total", 0) >= 2, what="delivery with a password"
             )
-            wait_for(lambda: "refused the connection" in bad.log_text(), what="a logged refusal")
+            wait_for(lambda: "as not authorised" in bad.log_text(), what="a logged refusal")
             assert bad.meta().get("acked_total", 0) == 0
             assert bad.outbox(), "refused reports stay in the outbox"
             done = agent_command("status", "--config", str(bad.config))
             assert done.returncode == 1
-            assert "refused the connection" in done.stdout
+            assert "NOT reachable" in done.stdout and "as not authorised" in done.stdout
+            assert "broker.password" in done.stdout  # the hint: what to check
             assert agent_command("status", "--config", str(good.config)).returncode == 0
         finally:
             good.stop()

@@ -29,7 +29,7 @@ def test_defaults_need_no_file(tmp_path: Path) -> None:
     assert config.schedule.speedtests_per_day == 4
     assert config.schedule.school_hours == (time(7), time(17))
     assert config.schedule.timezone == "Asia/Ho_Chi_Minh"
-    assert config.bandwidth.role is True
+    assert config.bandwidth.role is False  # a speed tester is designated, not the default
     assert config.broker.mqtt_version == 5
 
 
@@ -38,7 +38,7 @@ def test_file_values_and_environment_overrides(tmp_path: Path) -> None:
     path.write_text(
         'state_dir = "/srv/state"\n'
         '[school]\nschool_id = "79000001"\n'
-        '[broker]\nurl = "mqtts://u:p@broker.example:8884"\n'
+        '[broker]\nurl = "mqtts://79000001:p@broker.example:8884"\n'
         '[schedule]\nheartbeat_minutes = 0.5\nschool_days = "mon-fri"\n'
         '[availability]\ntargets = ["10.0.0.1:53"]\n'
     )
@@ -57,7 +57,7 @@ def test_file_values_and_environment_overrides(tmp_path: Path) -> None:
     assert config.state_dir == "/var/tmp/agent"
     settings = config.broker.settings()
     assert (settings.host, settings.port, settings.tls) == ("broker.example", 8884, True)
-    assert (settings.username, settings.password) == ("u", "p")
+    assert (settings.username, settings.password) == ("79000001", "p")
 
 
 BAD = [
@@ -130,7 +130,7 @@ def test_check_config_reports_every_problem_and_unknown_keys() -> None:
 
 def test_selfhosted_backend_needs_a_server_url() -> None:
     with pytest.raises(ConfigError, match=r"bandwidth\.server_url"):
-        parse({"bandwidth": {"backend": "selfhosted"}}, env={})
+        parse({"bandwidth": {"backend": "selfhosted", "role": True}}, env={})
     parse({"bandwidth": {"backend": "selfhosted", "role": False}}, env={})  # unused: fine
 
 

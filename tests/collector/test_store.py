@@ -209,7 +209,7 @@ def test_the_refresher_prunes_report_ids_on_their_own_window(store: Store) -> No
     assert len(store.bandwidth_since(T0 - timedelta(days=90))) == 2
 
 
-def test_speed_tests_since_groups_successful_tests_per_school(store: Store) -> None:
+def test_speed_tests_since_groups_successful_tests_and_counts_failed_ones(store: Store) -> None:
     skipped = msgspec.structs.replace(bandwidth("A", at=T0), skipped=True)
     store.save_batch(
         [
@@ -221,15 +221,17 @@ def test_speed_tests_since_groups_successful_tests_per_school(store: Store) -> N
                 skipped,
                 bandwidth("A", at=T0 - timedelta(days=8), down=99.0),  # before `since`
                 bandwidth("B", at=T0 - timedelta(hours=3), down=5.5),
-                bandwidth("C", at=T0, error="no server"),  # no successful test: absent
+                bandwidth("C", at=T0, error="no server"),  # no successful test: failures only
             )
         ]
     )
     tests = store.speed_tests_since(T0 - timedelta(days=7))
-    assert sorted(tests) == ["A", "B"]
-    a, b = tests["A"], tests["B"]
+    assert sorted(tests) == ["A", "B", "C"]
+    a, b, c = tests["A"], tests["B"], tests["C"]
     assert (sorted(a.down), a.up, a.latency, a.newest) == ([10.0, 30.0], [5.0, 5.0], [30.0] * 2, T0)
     assert (b.down, b.newest) == ([5.5], T0 - timedelta(hours=3))
+    # failed tests are counted, skipped ones are not; a school with failures only has no speeds
+    assert (a.failed, b.failed, c.failed, c.down, c.newest) == (1, 0, 1, [], None)
 
 
 def test_device_counts_are_per_school_and_follow_the_minimums(store: Store) -> None:

@@ -30,6 +30,7 @@ class Identity:
     school_id: str  # "unenrolled" when the agent has no school yet
     device_id: str
     agent_version: str
+    speed_tester: bool | None = None  # designated to run the school's speed tests
 
 
 class Probe(Protocol):

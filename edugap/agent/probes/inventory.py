@@ -95,6 +95,7 @@ class InventoryProbe:
             chassis_type=chassis_name(chassis_type),
             system_disk_free_pct=self.system_disk_free_pct(),
             hardware_hash=self.hardware_hash(cpu.model, memory_mb),
+            speed_tester=identity.speed_tester,
         )
 
     # --- operating system ----------------------------------------------------------------

@@ -118,6 +118,8 @@ timezone = "UTC"
 max_start_delay_seconds = 0
 
 [bandwidth]
+# each demo agent is its school's designated speed tester
+role = true
 backend = "selfhosted"
 server_url = "{http_base}/speedtest/"
 daily_budget_mb = 5000

@@ -51,6 +51,9 @@ COLUMNS: tuple[str, ...] = (
     "need",
     "priority",
     "priority_assumed",
+    "speedtest",
+    "speed_testers",
+    "tests_failed_7d",
 )
 COLUMN = {name: i for i, name in enumerate(COLUMNS)}
 
@@ -90,6 +93,9 @@ HEADERS_VI: dict[str, str] = {
     "need": "Nhu cầu",
     "priority": "Mức ưu tiên (đo được)",
     "priority_assumed": "Mức ưu tiên (giả định)",
+    "speedtest": "Tình trạng đo tốc độ",
+    "speed_testers": "Số máy được giao đo tốc độ",
+    "tests_failed_7d": "Số lần đo lỗi trong 7 ngày",
 }
 assert set(HEADERS_VI) == set(COLUMNS)
 
@@ -145,6 +151,9 @@ def row(s: SchoolStatus) -> Row:
         s.need,
         s.priority,
         s.priority_assumed,
+        s.speedtest,
+        s.speed_testers,
+        s.tests_failed_7d,
     )
 
 

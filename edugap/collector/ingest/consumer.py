@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import queue
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -54,7 +55,13 @@ from edugap.collector.model import (
     StoreError,
 )
 from edugap.protocol.messages import MAX_PAYLOAD_BYTES, TOPIC_ROOT, ProtocolError, decode, utcnow
-from edugap.protocol.mqtt import BrokerSettings, ClientFactory, connect_properties
+from edugap.protocol.mqtt import (
+    BrokerSettings,
+    Cause,
+    ClientFactory,
+    connect_cause,
+    connect_properties,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +136,11 @@ class Ingest:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_unsubscribe = self._on_unsubscribe
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_message = self._on_message
+        #: why the broker cannot be reached now (None while connected), for /readyz
+        self.cause: Cause | None = None
+        self._answered = False  # a CONNACK came on the current attempt
         self._queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
         # received - done = queued or in a batch not yet acknowledged; each counter has one
         # writer thread (paho's, the writer), so neither needs a lock per message
@@ -202,12 +213,27 @@ class Ingest:
 
     # --- paho callbacks (network thread: hand over only) ---------------------------------
 
+    def _failed(self, cause: Cause) -> None:
+        """Log why the broker cannot be reached, once per change of cause (not every retry)."""
+        if cause != self.cause:
+            log.warning("cannot connect to %s: %s (%s)", self.broker.url, cause, cause.kind)
+        self.cause = cause
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        # paho calls this inside its `except OSError:` block: the exception is the cause
+        error = sys.exc_info()[1] or OSError("connection failed")
+        self._failed(connect_cause(self.broker, error=error))
+
     def _on_connect(
         self, client: mqtt.Client, _u: Any, flags: Any, reason: ReasonCode, _p: Any
     ) -> None:
+        self._answered = True
         if reason.is_failure:
-            log.warning("broker %s refused the collector: %s", self.broker.url, reason)
+            self._failed(connect_cause(self.broker, reason=reason))
             return
+        if self.cause is not None:
+            log.info("the broker %s answers again", self.broker.url)
+        self.cause = None
         self._generation += 1
         self.stats.connected = True
         self.session_present = bool(flags.session_present)
@@ -241,7 +267,12 @@ class Ingest:
     ) -> None:
         self._ready = False
         self.stats.connected = False
-        if not self._stopping.is_set():
+        answered, self._answered = self._answered, False
+        if self._stopping.is_set():
+            return
+        if not answered:  # up at TCP (and TLS) level, but no CONNACK
+            self._failed(connect_cause(self.broker))
+        elif self.cause is None:
             log.warning("disconnected from %s: %s; reconnecting", self.broker.url, reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:

@@ -10,6 +10,7 @@ from edugap.collector.model import (
     MONITORING_STATES,
     NEEDS,
     SHORTFALL_KINDS,
+    SPEEDTEST_STATES,
     AreaSummary,
     SchoolStatus,
 )
@@ -37,12 +38,14 @@ class Area:
     computers_usable: int = 0
     computers_required: int = 0
     os_out_of_support: int = 0
+    by_speedtest: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPEEDTEST_STATES, 0))
 
     def add(self, s: SchoolStatus) -> None:
         self.schools += 1
         self.by_connectivity[s.connectivity] += 1
         self.by_monitoring[s.monitoring] += 1
         self.by_need[s.need] += 1
+        self.by_speedtest[s.speedtest] += 1
         for kind in s.shortfalls:
             self.shortfalls[kind] += 1
         if s.bandwidth_evidence != "absent":  # an absent gap is 0
@@ -72,4 +75,5 @@ class Area:
             computers_gap_measured=computers["measured"],
             computers_gap_assumed=computers["assumed"],
             by_need=self.by_need,
+            by_speedtest=self.by_speedtest,
         )

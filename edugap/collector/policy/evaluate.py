@@ -29,6 +29,7 @@ from edugap.collector.model import (
     SchoolStatus,
     Snapshot,
     SpeedTests,
+    SpeedtestState,
     Store,
 )
 from edugap.collector.policy.areas import Area
@@ -108,6 +109,18 @@ def _computers_gap(
     if p.no_inventory_gap == "full" and required is not None:
         return max(0, required - usable), "assumed"
     return 0, "absent"
+
+
+def _speedtest(tests: SpeedTests | None, dev: DeviceCounts) -> SpeedtestState:
+    """Where the school's speed tests stand: a school nobody designated a tester for is told
+    apart from one whose tests fail (a province sees where to ask for a designation)."""
+    if tests is not None and tests.down:
+        return "measured"
+    if tests is not None and tests.failed:
+        return "failing"
+    if dev.speed_testers:
+        return "waiting"
+    return "no_tester" if dev.reporting else "no_agents"
 
 
 def _school_status(
@@ -234,6 +247,9 @@ def _school_status(
         availability_evidence=availability_evidence,
         need=need,
         priority_assumed=round(100.0 * assumed * size, 2),
+        speedtest=_speedtest(tests, dev),
+        speed_testers=dev.speed_testers,
+        tests_failed_7d=tests.failed if tests else 0,
     )
 
 

@@ -24,9 +24,12 @@ def group_tests(rows: Iterable[BandwidthRow], since: datetime) -> dict[str, Spee
     tests: dict[str, SpeedTests] = defaultdict(SpeedTests)
     for r in rows:
         down = r.download_mbps
-        if down is None or r.skipped or r.error is not None or r.measured_at < since:
+        if r.skipped or r.measured_at < since:
             continue
         t = tests[r.school_id]
+        if down is None or r.error is not None:
+            t.failed += 1
+            continue
         t.down.append(down)
         if r.upload_mbps is not None:
             t.up.append(r.upload_mbps)
@@ -53,6 +56,8 @@ def group_devices(
             g.out_of_support += 1
         if d.clock_off:
             g.clock_off += 1
+        if d.speed_tester:
+            g.speed_testers += 1
     return devices
 
 

@@ -71,6 +71,8 @@ class HttpDeps:
     exposition: Exposition
     rejects: RejectSource
     readiness: Callable[[], dict[str, bool]]  # check name -> passed (may block: run in a thread)
+    # check name -> why it fails, with a hint (e.g. the broker's connection cause)
+    causes: Callable[[], dict[str, str]] = dict
     api_token: str | None = None
     metrics_token: str | None = None
     speedtest: ASGIApp | None = None
@@ -311,7 +313,10 @@ def build_app(deps: HttpDeps) -> Starlette:
     async def readyz(request: Request) -> Response:
         checks = await run_in_threadpool(deps.readiness)
         ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        body: dict[str, Any] = {"ready": ready, "checks": checks}
+        if not ready and (why := deps.causes()):
+            body["why"] = why
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def openapi(request: Request) -> Response:
         return _reply(

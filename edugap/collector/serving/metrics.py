@@ -29,6 +29,7 @@ from edugap.collector.model import (
     MONITORING_STATES,
     NEEDS,
     SHORTFALL_KINDS,
+    SPEEDTEST_STATES,
     AreaSummary,
     IngestStats,
     SchoolStatus,
@@ -162,6 +163,9 @@ PROVINCE_COUNTS = (
     ("edugap_province_need_schools",
      "Schools by need: measured (a shortfall found from evidence), assumed, none.", "need",
      "by_need", NEEDS),
+    ("edugap_province_speedtest_schools",
+     "Schools by speed-test state: no_tester = live agents but none designated to test.",
+     "state", "by_speedtest", SPEEDTEST_STATES),
 )  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from edugap.collector.model import (
     MONITORING_STATES,
     NEEDS,
     SHORTFALL_KINDS,
+    SPEEDTEST_STATES,
 )
 
 MAX_PAGE = 1000
@@ -107,6 +108,11 @@ _SCHOOL_PROPERTIES: dict[str, dict[str, Any]] = {
     "need": _enum(NEEDS),
     "priority": {"type": "number", "minimum": 0},
     "priority_assumed": {"type": "number", "minimum": 0},
+    "speedtest": {"type": "string", "enum": list(SPEEDTEST_STATES),
+                  "description": "no_tester: live agents but none designated to run speed "
+                                 "tests; failing: tests ran, none succeeded"},
+    "speed_testers": _COUNT,
+    "tests_failed_7d": _COUNT,
 }
 assert tuple(_SCHOOL_PROPERTIES) == COLUMNS  # the API's school is a row of the JSON export
 
@@ -126,6 +132,7 @@ _PROVINCE: dict[str, Any] = {
         "by_connectivity": _counts(CONNECTIVITY_CLASSES),
         "by_monitoring": _counts(MONITORING_STATES),
         "by_need": _counts(NEEDS),
+        "by_speedtest": _counts(SPEEDTEST_STATES),
         "shortfalls": _counts(SHORTFALL_KINDS),
         "bandwidth_gap_mbps": {"type": "number", "minimum": 0},
         "bandwidth_gap_measured_mbps": {"type": "number", "minimum": 0},

@@ -172,8 +172,8 @@ class CommonSql:
     def devices(self) -> list[DeviceRow]:
         rows = self._query(
             "SELECT school_id, device_id, inventory_at, last_seen, memory_mb, cpu_cores, os_name,"
-            " os_version, out_of_support, machine_kind, hardware_hash, clock_off FROM devices"
-            " ORDER BY school_id, device_id"
+            " os_version, out_of_support, machine_kind, hardware_hash, clock_off, speed_tester"
+            " FROM devices ORDER BY school_id, device_id"
         )
         time_out = self.dialect.time_out
         return [
@@ -190,6 +190,7 @@ class CommonSql:
                 r[9],
                 r[10],
                 bool(r[11]),
+                None if r[12] is None else bool(r[12]),
             )
             for r in rows
         ]

@@ -105,7 +105,7 @@ class PostgresWrites:
             cur.executemany(
                 "UPDATE devices SET inventory_at = %s, memory_mb = %s, cpu_cores = %s,"
                 " os_name = %s, os_version = %s, out_of_support = %s, machine_kind = %s,"
-                " hardware_hash = %s, inventory = %s"
+                " hardware_hash = %s, inventory = %s, speed_tester = %s"
                 " WHERE school_id = %s AND device_id = %s"
                 " AND (inventory_at IS NULL OR inventory_at <= %s)",
                 [
@@ -119,6 +119,7 @@ class PostgresWrites:
                         inv.machine_kind,
                         clean(inv.hardware_hash),
                         inventory_json(inv),
+                        inv.speed_tester,
                         school,
                         device,
                         inv.measured_at,

@@ -90,7 +90,7 @@ class SqliteWrites:
         conn.executemany(
             "UPDATE devices SET inventory_at = ?, memory_mb = ?, cpu_cores = ?, os_name = ?,"
             " os_version = ?, out_of_support = ?, machine_kind = ?, hardware_hash = ?,"
-            " inventory = ?"
+            " inventory = ?, speed_tester = ?"
             " WHERE school_id = ? AND device_id = ?"
             " AND (inventory_at IS NULL OR inventory_at <= ?)",
             [
@@ -104,6 +104,7 @@ class SqliteWrites:
                     inv.machine_kind,
                     clean(inv.hardware_hash),
                     inventory_json(inv),
+                    None if inv.speed_tester is None else int(inv.speed_tester),
                     school,
                     device,
                     at,

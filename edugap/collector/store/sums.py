@@ -31,7 +31,12 @@ class CommonSums:
             " AND NOT skipped",
             (self.dialect.time_in(since),),
         )
-        return group_tests(rows, self.dialect.time_out)
+        failed = self._query(
+            "SELECT school_id, count(*) FROM bandwidth WHERE measured_at >= ? AND NOT skipped"
+            " AND (download_mbps IS NULL OR error IS NOT NULL) GROUP BY school_id",
+            (self.dialect.time_in(since),),
+        )
+        return add_failed(group_tests(rows, self.dialect.time_out), failed)
 
     def device_counts(
         self, live_since: datetime, min_memory_mb: float, min_cores: int
@@ -40,11 +45,12 @@ class CommonSums:
             "SELECT school_id, count(*),"
             " count(*) FILTER (WHERE coalesce(memory_mb, 0) >= ?"
             " AND coalesce(cpu_cores, 0) >= ?),"
-            " count(*) FILTER (WHERE out_of_support), count(*) FILTER (WHERE clock_off)"
+            " count(*) FILTER (WHERE out_of_support), count(*) FILTER (WHERE clock_off),"
+            " count(*) FILTER (WHERE speed_tester)"
             " FROM devices WHERE last_seen >= ? GROUP BY school_id",
             (min_memory_mb, min_cores, self.dialect.time_in(live_since)),
         )
-        return {r[0]: DeviceCounts(r[1], r[2], r[3], r[4]) for r in rows}
+        return {r[0]: DeviceCounts(r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
     def device_os(self, live_since: datetime) -> dict[str, dict[OsRelease, int]]:
         rows = self._query(
@@ -82,4 +88,17 @@ def group_tests(
             t.latency.append(latency)
     for school_id, at in newest.items():
         tests[school_id].newest = to_datetime(at)
+    return tests
+
+
+def add_failed(
+    tests: dict[str, SpeedTests], failed: Iterable[tuple[str, int]]
+) -> dict[str, SpeedTests]:
+    """Count each school's failed tests (an error, or no download) into its SpeedTests; a
+    school whose every test failed gets one with no speeds."""
+    for school_id, count in failed:
+        t = tests.get(school_id)
+        if t is None:
+            t = tests[school_id] = SpeedTests()
+        t.failed = int(count)
     return tests
