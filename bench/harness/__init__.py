@@ -7,6 +7,10 @@ the rest, the same way for all of them:
 - `parts`: the real parts, as the tests start them: a private Mosquitto (plain, or running the
   shipped deploy/mosquitto config with TLS, per-school ACL and persistence) and a fresh
   PostgreSQL database;
+- `pgserver`: a private PostgreSQL server (its own data directory and port, the machine's
+  binaries) that a bench may restart or crash without disturbing anyone;
+- `agents`: agent-like publishers, the agent's own Publisher and Drain over an in-memory
+  outbox, one connection and one password per school, in processes of their own;
 - `machine`: what the machine is and how loaded it was (it is shared: every result says so);
 - `runs`: timing, side-by-side runs interleaved so that other load slows both alike, medians
   and percentiles;
