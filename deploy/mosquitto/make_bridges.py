@@ -209,7 +209,10 @@ local_cleansession false
 bridge_attempt_unsubscribe false
 bridge_max_packet_size 70000
 keepalive_interval 60
-restart_timeout 2 30
+# After a cut or a central restart, wait 10 s before dialling again: collectors reconnect within
+# 1-2 s, so a group on a $share subscription (which Mosquitto 2.0 does not restore at a
+# restart) has subscribed again before a bridge forwards a report to which nobody would listen.
+restart_timeout 10
 notifications true
 notifications_local_only true
 topic {REPORTS} out 1
