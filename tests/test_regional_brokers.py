@@ -346,7 +346,8 @@ def test_schools_go_to_their_province_region_and_passwords_survive_a_rerun(
         '[regions.bac]\nprovinces = ["Hà Nội"]\n'
         '[regions.nam]\nprovinces = ["Hồ Chí Minh"]\nschools = ["SG-9"]\n'
     )
-    args = ("--registry", str(tmp_path / "schools.csv"), "--collector", COLLECTOR_USER)
+    args = ("--registry", str(tmp_path / "schools.csv"), "--collector", COLLECTOR_USER,
+            "--max-queued-messages", "20000000")  # fmt: skip
     done = run_generator(tmp_path, toml, *args)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "out"
@@ -355,7 +356,8 @@ def test_schools_go_to_their_province_region_and_passwords_survive_a_rerun(
     conf = (out / "bac" / "mosquitto.conf").read_text()
     for line in ("connection edugap-bac", "address central.example:8883",
                  "topic edugap/v1/+/+/+ out 1", "cleansession false",
-                 "remote_clientid edugap-bridge-bac", "bridge_attempt_unsubscribe false"):
+                 "remote_clientid edugap-bridge-bac", "bridge_attempt_unsubscribe false",
+                 "max_queued_messages 20000000"):
         assert f"\n{line}\n" in conf  # fmt: skip
     assert os.stat(out / "bac" / "mosquitto.conf").st_mode & 0o777 == 0o600  # it holds a secret
     users = [line.split(":")[0] for line in (out / "central" / "passwd").read_text().split()]

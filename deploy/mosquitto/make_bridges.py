@@ -251,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="CA of the central broker's certificate, on the regional hosts")
     parser.add_argument("--max-queued-messages", type=int, default=None,
                         help="regional bridge queue limit (default: the shipped config's)")
+    parser.add_argument("--max-queued-bytes", type=int, default=None,
+                        help="the same limit in bytes of payload (default: the shipped "
+                             "config's, 0: none)")
     parser.add_argument("--mosquitto-passwd", default=shutil.which("mosquitto_passwd"),
                         help="path of mosquitto_passwd")  # fmt: skip
     args = parser.parse_args(argv)
@@ -260,10 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     plan = load_regions(args.regions)
     schools = assign(plan, args.registry)
     base = (HERE / "mosquitto.conf").read_text(encoding="utf-8")
-    if args.max_queued_messages is not None:
-        base, n = re.subn(r"^max_queued_messages \d+$",
-                          f"max_queued_messages {args.max_queued_messages}", base, flags=re.M)
-        assert n == 1, "the shipped mosquitto.conf lost its max_queued_messages line"
+    regional = base
+    for key, value in (("max_queued_messages", args.max_queued_messages),
+                       ("max_queued_bytes", args.max_queued_bytes)):
+        if value is not None:
+            regional, n = re.subn(rf"^{key} \d+$", f"{key} {value}", regional, flags=re.M)
+            assert n == 1, f"the shipped mosquitto.conf lost its {key} line"
 
     central_dir = args.out / "central"
     central_dir.mkdir(parents=True, exist_ok=True)
@@ -282,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 line + "\n" for line in current.splitlines() if line.split(":", 1)[0] != user
             )
             new_users.append((user, password))
-        creds.write_private(conf, base + bridge_section(region.name, plan.central, password,
+        creds.write_private(conf, regional + bridge_section(region.name, plan.central, password,
                                                         args.ca_file))  # fmt: skip
         (args.out / region.name / "schools.csv").write_text(
             "school_id\n" + "".join(f"{s}\n" for s in schools[region.name]), encoding="utf-8"
