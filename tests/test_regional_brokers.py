@@ -7,6 +7,7 @@ school on each regional broker (one MQTT 5, one MQTT 3.1.1), one `edugap serve` 
 broker. Each bridge dials the central broker through a forwarder the test can cut. While the
 agents send reports, a regional broker restarts, the central broker restarts, or the bridges'
 link is cut (with a regional restart during the cut); every report sent is stored, once.
+Then what the ACLs allow a bridge's and a school's password, and what a full bridge queue does.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import csv
 import getpass
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -28,6 +30,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edugap.protocol.messages import utcnow
+from edugap.protocol.mqtt import BrokerSettings, connect_properties, new_client
 from tests import realparts
 from tests.agent.agentproc import wait_for
 from tests.restart_parts import CollectorProcess, ServiceAgent, cleanup, reports, stored_devices
@@ -159,15 +162,17 @@ class GeneratedBroker(ShippedBroker):
 class Brokers:
     """The central broker, one broker per region, and the link from each region's bridge."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, *generator_args: str) -> None:
         central_tls = realparts.free_port()
         self.link = Link(central_tls)  # the bridges dial the central broker through it
         toml = f'[central]\naddress = "127.0.0.1:{self.link.port}"\n' + "".join(
             f'[regions.{r}]\nschools = ["{s}"]\n' for r, s in REGIONS.items()
         )
-        done = run_generator(tmp_path / "generated", toml, "--collector", COLLECTOR_USER)
+        done = run_generator(
+            tmp_path / "generated", toml, "--collector", COLLECTOR_USER, *generator_args
+        )
         assert done.returncode == 0, done.stderr
-        first = tmp_path / "generated" / "out"
+        first = self.generated = tmp_path / "generated" / "out"
         with (first / "central" / "collector-credentials.csv").open(encoding="utf-8") as f:
             collector_users = {row["username"]: row["password"] for row in csv.DictReader(f)}
         central_certs = make_certificates(tmp_path / "central-certs")
@@ -330,6 +335,115 @@ def test_a_retained_status_reaches_the_central_broker_retained(
         assert b'"online"' in got[-1].payload
     finally:
         cleanup(agent)
+
+
+class Session:
+    """An MQTT 5 client that records PUBACK reason codes and the reports it receives."""
+
+    def __init__(self, settings: BrokerSettings, client_id: str, clean: bool = True) -> None:
+        self.acks: queue.Queue[int] = queue.Queue()
+        self.received: queue.Queue[bytes] = queue.Queue()
+        self.refused: queue.Queue[int] = queue.Queue()
+        self.client = new_client(settings, client_id, clean_start=clean)
+        self.client.on_publish = lambda _c, _u, _mid, rc, _p: self.acks.put(rc.value)
+        self.client.on_message = lambda _c, _u, m: self.received.put(m.payload)
+        self.client.on_connect = lambda _c, _u, _f, rc, _p: self.refused.put(rc.value)
+        self.client.connect(settings.host, settings.port,
+                            **connect_properties(settings, clean))  # type: ignore[arg-type]
+        self.client.loop_start()
+        self.connack = self.refused.get(timeout=20)
+
+    def publish(self, topic: str, payload: bytes = b"{}", retain: bool = False) -> int:
+        """The broker's PUBACK reason code for one QoS 1 publish."""
+        self.client.publish(topic, payload, 1, retain=retain)
+        return self.acks.get(timeout=20)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def connack_of(settings: BrokerSettings) -> int:
+    session = Session(settings, "probe")
+    session.close()
+    return session.connack
+
+
+def test_a_bridge_password_publishes_reports_only_and_a_school_reaches_only_its_broker(
+    brokers: Brokers,
+) -> None:
+    conf = (brokers.generated / "bac" / "mosquitto.conf").read_text()
+    password = conf.split("\nremote_password ", 1)[1].split("\n", 1)[0]
+    central = brokers.central.settings(COLLECTOR_USER)
+    as_bridge = BrokerSettings(port=brokers.central.tls_port, tls=True,
+                               ca_file=str(brokers.central.ca), username="bridge-bac",
+                               password=password, mqtt_version=5)  # fmt: skip
+    bridge = Session(as_bridge, "stolen-bridge-password")
+    try:
+        assert bridge.connack == 0
+        assert bridge.publish("edugap/v1/HN-A/d1/heartbeat") < 0x80  # a report: accepted
+        assert bridge.publish("edugap/v1/HN-A/d1/echo/1") == 0x87  # anything else: refused
+        assert bridge.publish("somewhere/else") == 0x87
+    finally:
+        bridge.close()
+    school = brokers.regions["bac"].settings("HN-A")
+    assert connack_of(school) == 0
+    # a school's password opens neither another region's broker nor the central one
+    other_region = BrokerSettings(port=brokers.regions["nam"].tls_port, tls=True,
+                                  ca_file=str(brokers.regions["nam"].ca), username="HN-A",
+                                  password=school.password, mqtt_version=5)  # fmt: skip
+    assert connack_of(other_region) >= 0x80
+    at_centre = BrokerSettings(port=central.port, username="HN-A", password=school.password,
+                               mqtt_version=5)  # fmt: skip
+    assert connack_of(at_centre) >= 0x80
+
+
+@pytest.fixture
+def small_queue(tmp_path: Path) -> Iterator[Brokers]:
+    parts = Brokers(tmp_path, "--max-queued-messages", "10").start()
+    try:
+        yield parts
+    finally:
+        parts.stop()
+
+
+def test_a_full_bridge_queue_drops_reports_the_agents_were_told_were_delivered(
+    small_queue: Brokers,
+) -> None:
+    """What docs/scale.md warns of ("Bridge queue full"), on the installed Mosquitto: reports
+    past max_queued_messages are acknowledged as delivered, then dropped, and the regional
+    broker logs it. If an upgrade changes this, the docs must change with it."""
+    brokers = small_queue
+    central = brokers.central.settings(COLLECTOR_USER)
+    collector = Session(central, "collector-session", clean=False)
+    collector.client.subscribe("edugap/v1/+/+/+", qos=1)
+    time.sleep(0.5)  # the SUBACK; the session is kept while the collector is away
+    collector.close()
+    brokers.link.cut()
+    agent = Session(brokers.regions["bac"].settings("HN-A"), "agent")
+    try:
+        codes = [agent.publish(f"edugap/v1/HN-A/d{i}/heartbeat", b"%d" % i) for i in range(30)]
+        assert all(code < 0x80 for code in codes)  # every one acknowledged as delivered
+        brokers.link.restore()
+        collector = Session(central, "collector-session", clean=False)
+        got: list[bytes] = []
+
+        def marker_arrived() -> bool:
+            agent.publish("edugap/v1/HN-A/marker/heartbeat", b"marker")
+            deadline = time.monotonic() + 1
+            while time.monotonic() < deadline:
+                with contextlib.suppress(queue.Empty):
+                    got.append(collector.received.get(timeout=0.1))
+            return b"marker" in got
+
+        wait_for(marker_arrived, timeout=60, what="the bridge back and carrying reports")
+        delivered = {g for g in got if g != b"marker"}
+        assert delivered == {b"%d" % i for i in range(10)}  # the first 10; 20 were dropped
+        log = (brokers.regions["bac"].workdir / "mosquitto.log").read_text()
+        assert "Outgoing messages are being dropped for client edugap-bridge-bac.local" in log
+    finally:
+        agent.close()
+        collector.close()
 
 
 # --- the generator on its own ---------------------------------------------------------------
