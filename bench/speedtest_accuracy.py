@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -48,12 +46,11 @@ from pathlib import Path
 from typing import Any
 
 import harness
+from harness import linklab
+from harness.linklab import SERVER, netns
 from harness.procs import Child, env_for_child
 
-from tests.realparts import missing
-
 NAME = "speedtest_accuracy"
-SERVER = "10.211.77.1"
 HTTP_PORT = 8080
 IPERF_PORT = 5201
 RATES = (2, 10, 50, 100, 200)
@@ -125,49 +122,6 @@ class Result:
 # --- the lab ---------------------------------------------------------------------------------
 
 
-def linklab_path() -> str:
-    if given := os.environ.get("EDUGAP_LINKLAB"):
-        return given
-    for candidate in (
-        harness.ROOT.parent / "shared" / "linklab" / "linklab",
-        harness.ROOT.parent.parent / "shared" / "linklab" / "linklab",
-    ):
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which("linklab")
-    if found is None:
-        missing("linklab", "set EDUGAP_LINKLAB to the linklab script (../shared/linklab)")
-        raise AssertionError("unreachable")
-    return found
-
-
-def require_parts() -> str:
-    if os.geteuid() != 0:
-        missing("root", "linklab makes network namespaces: run this bench as root")
-    for tool, package in (("iperf3", "iperf3"), ("ip", "iproute2"), ("tc", "iproute2")):
-        if shutil.which(tool) is None:
-            missing(tool, f"install the Debian package '{package}'")
-    return linklab_path()
-
-
-def netns(name: str, side: str, *argv: str) -> list[str]:
-    return ["ip", "netns", "exec", f"{name}_{side}", *argv]
-
-
-@contextmanager
-def link(linklab: str, name: str, cond: Condition) -> Iterator[None]:
-    """The condition's link, up; down again on the way out."""
-    subprocess.run(
-        [linklab, "up", "--name", name, "--down", f"{cond.down:g}", "--up", f"{cond.up:g}",
-         "--delay-ms", f"{cond.rtt_ms / 2:g}", "--loss", f"{cond.loss_pct / 100:g}"],
-        check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        yield
-    finally:
-        subprocess.run([linklab, "down", "--name", name], check=False)
-
-
 @contextmanager
 def servers(name: str, workdir: Path) -> Iterator[None]:
     """iperf3 -s and `edugap serve` (no broker needed for /speedtest/) in `<name>_srv`."""
@@ -185,22 +139,10 @@ def servers(name: str, workdir: Path) -> Iterator[None]:
     try:
         for child in children:
             child.start()
-        ready = in_client(
-            name,
-            "import socket,sys,time\n"
-            "end=time.monotonic()+60\n"
-            "for port in map(int, sys.argv[2:]):\n"
-            "    while True:\n"
-            "        try:\n"
-            "            socket.create_connection((sys.argv[1], port), 2).close(); break\n"
-            "        except OSError:\n"
-            "            if time.monotonic() > end: sys.exit(f'port {port} not open')\n"
-            "            time.sleep(0.2)\n",
-            SERVER, str(IPERF_PORT), str(HTTP_PORT),
-        )  # fmt: skip
-        if ready.returncode != 0:
+        problem = linklab.wait_ports(name, "cli", SERVER, IPERF_PORT, HTTP_PORT)
+        if problem:
             tails = "\n".join(f"{c.name}: {c.log_tail()}" for c in children)
-            raise RuntimeError(f"servers did not start: {ready.stderr.strip()}\n{tails}")
+            raise RuntimeError(f"servers did not start: {problem}\n{tails}")
         yield
     finally:
         for child in reversed(children):
@@ -208,10 +150,7 @@ def servers(name: str, workdir: Path) -> Iterator[None]:
 
 
 def in_client(name: str, code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        netns(name, "cli", sys.executable, "-c", code, *args),
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    return linklab.in_ns(name, "cli", code, *args)
 
 
 def connect_ms(name: str) -> float | None:
@@ -230,16 +169,6 @@ def connect_ms(name: str) -> float | None:
         return float(done.stdout.strip())
     except ValueError:
         return None
-
-
-def link_bytes(name: str) -> int:
-    """Bytes received + sent by the client's side of the link so far."""
-    done = subprocess.run(
-        ["ip", "-n", f"{name}_cli", "-s", "-j", "link", "show", f"{name}_c0"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    stats = json.loads(done.stdout)[0]["stats64"]
-    return int(stats["rx"]["bytes"]) + int(stats["tx"]["bytes"])
 
 
 # --- one run ---------------------------------------------------------------------------------
@@ -294,7 +223,7 @@ def agent_test(name: str, workdir: Path) -> Run:
     env = env_for_child(EDUGAP_AGENT_STATE_DIR=str(state))
     argv = [sys.executable, "-m", "edugap.agent.cli", "speedtest", "--backend", "selfhosted",
             "--server-url", f"http://{SERVER}:{HTTP_PORT}/speedtest/", "--json"]  # fmt: skip
-    before = link_bytes(name)
+    before = linklab.link_bytes(name)[0]
     start = time.monotonic()
     try:
         done = subprocess.run(
@@ -304,7 +233,7 @@ def agent_test(name: str, workdir: Path) -> Run:
     except subprocess.TimeoutExpired:
         return Run(error=f"no answer in {AGENT_TIMEOUT:g} s", seconds=AGENT_TIMEOUT)
     seconds = time.monotonic() - start
-    carried = link_bytes(name) - before
+    carried = linklab.link_bytes(name)[0] - before
     report = parse_agent(done.stdout)
     error = report.get("error")
     if not report:
@@ -321,9 +250,10 @@ def agent_test(name: str, workdir: Path) -> Run:
     )
 
 
-def measure(linklab: str, name: str, cond: Condition, runs: int, workdir: Path) -> Result:
+def measure(lab_path: str, name: str, cond: Condition, runs: int, workdir: Path) -> Result:
     result = Result(cond.key)
-    with link(linklab, name, cond), servers(name, workdir):
+    lab = linklab.link(lab_path, name, cond.down, cond.up, cond.rtt_ms, cond.loss_pct / 100)
+    with lab, servers(name, workdir):
         result.connect_ms = connect_ms(name)
         for i in range(runs):
             reference = (iperf(name, reverse=True), iperf(name, reverse=False))
@@ -524,7 +454,7 @@ def main() -> int:
         conditions = [Condition.parse(s) for s in specs]
     except ValueError as e:
         parser.error(str(e))
-    linklab = require_parts()
+    lab_path = linklab.require(("iperf3", "iperf3"))
     runs = args.runs or (1 if args.quick else 3)
     raw_path = args.out.with_suffix(".json")
     before_path = args.out.with_suffix(".before.json")
@@ -550,7 +480,7 @@ def main() -> int:
             workdir = Path(tmp) / cond.key.replace("/", "_").replace(":", "x")
             workdir.mkdir()
             try:
-                result = measure(linklab, args.name, cond, runs, workdir)
+                result = measure(lab_path, args.name, cond, runs, workdir)
             except (RuntimeError, subprocess.CalledProcessError) as e:
                 print(f"{cond.key}: not measured: {e}", file=sys.stderr, flush=True)
                 continue
