@@ -312,8 +312,8 @@ Command: `{harness.command_line(NAME)}`.
 Before the agents started, the two links carried {noise} B in {QUIET_SECONDS:g} s (nothing
 else crosses them). Measured over the run: the agent with checks {a_total:,} B, the agent
 without {b_total:,} B; the difference, {a_total - b_total:,} B, is {rounds} rounds at
-{(a_total - b_total) / max(rounds, 1):,.0f} B (the cross-check of the {probe:,.0f} B measured alone); {len(mqtt.heartbeats)} heartbeat(s)
-seen ({", ".join(f"{h:,}" for h in mqtt.heartbeats)} B).
+{(a_total - b_total) / max(rounds, 1):,.0f} B (the cross-check of the {probe:,.0f} B measured
+alone); {len(mqtt.heartbeats)} heartbeat(s) seen ({", ".join(f"{h:,}" for h in mqtt.heartbeats)} B).
 
 Before: the checks went to two third-party DNS servers (8.8.8.8:53 and 1.1.1.1:53) every
 minute: {before / 1e6:.2f} MB a day at the same cost per connect, twice the one target's.
