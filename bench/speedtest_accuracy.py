@@ -18,6 +18,7 @@ time, `20:5/40` is 20 down and 5 up, `20/40/0.5` adds 0.5 % random loss each way
     .venv/bin/python bench/speedtest_accuracy.py --quick        # 4 conditions, 1 run (~5 min)
     .venv/bin/python bench/speedtest_accuracy.py --conditions 100/40,200/80 --runs 2
     .venv/bin/python bench/speedtest_accuracy.py --resume       # finish an interrupted run
+    .venv/bin/python bench/speedtest_accuracy.py --render       # rewrite the .md from the .json
 
 Root only (network namespaces). linklab is `$EDUGAP_LINKLAB`, else the first of
 ../shared/linklab/linklab, ../../shared/linklab/linklab (from the repository) or `linklab` on
@@ -333,8 +334,14 @@ def pct(r: float | None) -> str:
     return "n/a" if r is None else f"{(r - 1) * 100:+.1f} %"
 
 
+def order(row: Row) -> tuple[bool, float, float, float, float]:
+    """Symmetric links by rate then round-trip time; loss and asymmetric links last."""
+    c = row.cond
+    return (bool(c.loss_pct) or c.up != c.down, c.down, c.up, c.rtt_ms, c.loss_pct)
+
+
 def render_table(results: list[Result]) -> tuple[str, bool]:
-    rows = [Row.of(r) for r in results]
+    rows = sorted((Row.of(r) for r in results), key=order)
     body = [
         [
             row.cond.label(),
@@ -359,6 +366,25 @@ def render_table(results: list[Result]) -> tuple[str, bool]:
     return harness.table(header, body), all(row.met() for row in rows)
 
 
+def tally(results: list[Result]) -> str:
+    """How many conditions met each part of the goal, in a sentence."""
+    rows = [Row.of(r) for r in results]
+
+    def speeds_ok(row: Row) -> bool:
+        tol = row.cond.tolerance()
+        return all(r is not None and abs(r - 1) <= tol for r in (row.down_ratio(), row.up_ratio()))
+
+    speeds = sum(speeds_ok(row) for row in rows)
+    nbytes = sum(row.bytes_ratio is not None and abs(row.bytes_ratio - 1) <= BYTES for row in rows)
+    failed = sum(row.failed for row in rows)
+    runs = sum(row.runs for row in rows)
+    return (
+        f"download and upload within the goal in {speeds} of {len(rows)} conditions, "
+        f"`bytes_used` within {BYTES:.0%} in {nbytes} of {len(rows)}; {failed} of {runs} tests "
+        "failed."
+    )
+
+
 def code_version() -> str:
     def git(*args: str) -> str:
         done = subprocess.run(
@@ -366,24 +392,31 @@ def code_version() -> str:
         )
         return done.stdout.strip()
 
-    commit = git("log", "-1", "--format=%h of %cs")
+    code = git("log", "-1", "--format=%h of %cs", "--", "edugap")
+    head = git("log", "-1", "--format=%h")
     branch = git("rev-parse", "--abbrev-ref", "HEAD")
     dirty = ", with uncommitted changes" if git("status", "--porcelain", "--", "edugap") else ""
-    return f"commit {commit} (branch {branch}{dirty})" if commit else "unknown"
+    if not code:
+        return "unknown"
+    return f"edugap/ as of commit {code} (its last change; checkout {head}, branch {branch}{dirty})"
 
 
-def render(state: dict[str, Any], before: dict[str, Any] | None, load: tuple[float, float]) -> str:
+def render(state: dict[str, Any], before: dict[str, Any] | None) -> str:
     results = [result_of(r) for r in state["results"]]
+    load = state.get("load") or (harness.load_average(), harness.load_average())
     table, met = render_table(results)
     before_text = ""
     if before is not None:
-        before_table, _ = render_table([result_of(r) for r in before["results"]])
+        before_results = [result_of(r) for r in before["results"]]
+        before_table, _ = render_table(before_results)
         before_text = f"""
 ### Before: {before["version"]}
 
 Command: `{before["command"]}` ({runs_text(before["runs"])}); {before["when"]}.
 
 {before_table}
+
+Before: {tally(before_results)}
 """
     return f"""## Speed-test accuracy (self-hosted backend, on a shaped link)
 
@@ -407,7 +440,9 @@ Command: `{state["command"]}` ({runs_text(state["runs"])}); {state["when"]}.
 
 Goal: download and upload within {NEAR:.0%} of iperf3 up to 100 Mbit/s and 40 ms RTT, within
 {FAR:.0%} at 200 Mbit/s or 80 ms; `bytes_used` within {BYTES:.0%} of the bytes on the link; no
-failed test. {harness.verdict(met)} for the conditions above.
+failed test.
+
+Against the goal: {harness.verdict(met)}; {tally(results)}
 {before_text}"""
 
 
@@ -440,6 +475,11 @@ def options(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="keep the conditions already in the .json"
     )
     parser.add_argument(
+        "--render",
+        action="store_true",
+        help="measure nothing: write the results file again from the .json files",
+    )
+    parser.add_argument(
         "--save-before",
         action="store_true",
         help="also keep this run as the before figures (speedtest_accuracy.before.json)",
@@ -454,7 +494,7 @@ def main() -> int:
         conditions = [Condition.parse(s) for s in specs]
     except ValueError as e:
         parser.error(str(e))
-    lab_path = linklab.require(("iperf3", "iperf3"))
+    lab_path = "" if args.render else linklab.require(("iperf3", "iperf3"))
     runs = args.runs or (1 if args.quick else 3)
     raw_path = args.out.with_suffix(".json")
     before_path = args.out.with_suffix(".before.json")
@@ -469,8 +509,10 @@ def main() -> int:
         previous = json.loads(raw_path.read_text())
         previous["command"] += f"`, resumed with `{state['command']}"
         state = previous
+    if args.render:
+        return write(state_of(raw_path), args)
     done = {r["condition"] for r in state["results"]}
-    load_before = harness.load_average()
+    load_before = (state.get("load") or [harness.load_average()])[0]
     with tempfile.TemporaryDirectory(prefix="edugap-speedtest-bench-") as tmp:
         for cond in conditions:
             if cond.key in done:
@@ -485,16 +527,34 @@ def main() -> int:
                 print(f"{cond.key}: not measured: {e}", file=sys.stderr, flush=True)
                 continue
             state["results"].append(asdict(result))
+            state["load"] = [load_before, harness.load_average()]
             raw_path.parent.mkdir(parents=True, exist_ok=True)
             raw_path.write_text(json.dumps(state, indent=1) + "\n")
             if args.save_before:
                 before_path.write_text(json.dumps(state, indent=1) + "\n")
-            before = json.loads(before_path.read_text()) if before_path.exists() else None
-            if args.save_before:
-                before = None  # this run is the before: shown once
-            text = render(state, before, (load_before, harness.load_average()))
-            args.out.write_text(text)
-    harness.write_result(args.out.read_text() if args.out.exists() else "", args.out)
+            write(state, args, quiet=True)
+    return write(state, args)
+
+
+def state_of(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise SystemExit(f"{path} does not exist: nothing to render")
+    return dict(json.loads(path.read_text()))
+
+
+def write(state: dict[str, Any], args: argparse.Namespace, quiet: bool = False) -> int:
+    """The results file from `state`, with the before figures unless this run is them."""
+    before_path = args.out.with_suffix(".before.json")
+    before = None
+    if before_path.exists() and not args.save_before:
+        before = json.loads(before_path.read_text())
+        if before and (before["when"], before["command"]) == (state["when"], state["command"]):
+            before = None  # this run is the before: shown once
+    text = render(state, before)
+    if quiet:
+        args.out.write_text(text)
+    else:
+        harness.write_result(text, args.out)
     return 0
 
 
