@@ -340,8 +340,20 @@ def order(row: Row) -> tuple[bool, float, float, float, float]:
     return (bool(c.loss_pct) or c.up != c.down, c.down, c.up, c.rtt_ms, c.loss_pct)
 
 
-def render_table(results: list[Result]) -> tuple[str, bool]:
+def render_table(results: list[Result], before: list[Result] | None = None) -> tuple[str, bool]:
+    """The table, and whether every row met the goal; with `before`, a column of the before
+    figures of the same conditions (download, upload and bytes, as differences)."""
     rows = sorted((Row.of(r) for r in results), key=order)
+    then = {r.condition: Row.of(r) for r in before or []}
+
+    def was(row: Row) -> list[str]:
+        if before is None:
+            return []
+        old = then.get(row.cond.key)
+        if old is None:
+            return ["not measured"]
+        return [f"{pct(old.down_ratio())} / {pct(old.up_ratio())} / {pct(old.bytes_ratio)}"]
+
     body = [
         [
             row.cond.label(),
@@ -351,6 +363,7 @@ def render_table(results: list[Result]) -> tuple[str, bool]:
             f"{pct(row.bytes_ratio)} of {fmt(row.used_mb)} MB",
             f"{row.failed} of {row.runs}",
             "yes" if row.met() else "**no**",
+            *was(row),
         ]
         for row in rows
     ]
@@ -362,6 +375,7 @@ def render_table(results: list[Result]) -> tuple[str, bool]:
         "bytes_used vs link bytes",
         "tests failed",
         "within goal",
+        *(["before: download / upload / bytes"] if before is not None else []),
     )
     return harness.table(header, body), all(row.met() for row in rows)
 
@@ -404,7 +418,8 @@ def code_version() -> str:
 def render(state: dict[str, Any], before: dict[str, Any] | None) -> str:
     results = [result_of(r) for r in state["results"]]
     load = state.get("load") or (harness.load_average(), harness.load_average())
-    table, met = render_table(results)
+    earlier = [result_of(r) for r in before["results"]] if before is not None else None
+    table, met = render_table(results, earlier)
     before_text = ""
     if before is not None:
         before_results = [result_of(r) for r in before["results"]]
