@@ -108,7 +108,8 @@ class Run:
     up: float | None = None
     latency_ms: float | None = None
     bytes_used: int | None = None
-    link_bytes: int | None = None
+    link_bytes: int | None = None  # Ethernet frames, both ways
+    link_packets: int | None = None
     seconds: float | None = None
     error: str | None = None
 
@@ -224,7 +225,7 @@ def agent_test(name: str, workdir: Path) -> Run:
     env = env_for_child(EDUGAP_AGENT_STATE_DIR=str(state))
     argv = [sys.executable, "-m", "edugap.agent.cli", "speedtest", "--backend", "selfhosted",
             "--server-url", f"http://{SERVER}:{HTTP_PORT}/speedtest/", "--json"]  # fmt: skip
-    before = linklab.link_bytes(name)[0]
+    before, before_packets = linklab.link_bytes(name)
     start = time.monotonic()
     try:
         done = subprocess.run(
@@ -234,7 +235,8 @@ def agent_test(name: str, workdir: Path) -> Run:
     except subprocess.TimeoutExpired:
         return Run(error=f"no answer in {AGENT_TIMEOUT:g} s", seconds=AGENT_TIMEOUT)
     seconds = time.monotonic() - start
-    carried = linklab.link_bytes(name)[0] - before
+    after, after_packets = linklab.link_bytes(name)
+    carried, packets = after - before, after_packets - before_packets
     report = parse_agent(done.stdout)
     error = report.get("error")
     if not report:
@@ -246,6 +248,7 @@ def agent_test(name: str, workdir: Path) -> Run:
         latency_ms=report.get("latency_ms"),
         bytes_used=int(used) if used is not None else None,
         link_bytes=carried,
+        link_packets=packets,
         seconds=seconds,
         error=str(error) if error else None,
     )
@@ -399,6 +402,22 @@ def tally(results: list[Result]) -> str:
     )
 
 
+def header_share(results: list[Result]) -> str:
+    """What the Ethernet headers were of the link bytes, when the packets were counted."""
+    shares = [
+        14 * r.link_packets / r.link_bytes
+        for result in results
+        for r in result.runs
+        if r.link_packets and r.link_bytes
+    ]
+    if not shares:
+        return ""
+    return (
+        f" Of the link bytes, the 14-byte Ethernet headers were {min(shares):.1%} to "
+        f"{max(shares):.1%} (IP bytes are the rest)."
+    )
+
+
 def code_version() -> str:
     def git(*args: str) -> str:
         done = subprocess.run(
@@ -441,7 +460,7 @@ selfhosted` in the client namespace against `edugap serve`'s /speedtest/ in the 
 namespace, each run next to the reference on the same link: iperf3 -P 4 for {IPERF_SECONDS} s,
 the first {IPERF_OMIT} s omitted (`-R` for download). Latency is compared with the TCP connect
 time (one round trip, like a ping); `bytes_used` with the bytes the client's interface received
-and sent during the test (Ethernet headers included).
+and sent during the test (Ethernet headers included).{header_share(results)}
 
 Code measured: {state["version"]}.
 
