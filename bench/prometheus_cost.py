@@ -14,10 +14,12 @@ deploy/prometheus/prometheus.yml (one target per province from /metrics/targets,
 
 Each phase lets Prometheus scrape a few rounds, sampling its RSS (process_resident_memory_bytes)
 every few seconds, then reads prometheus_tsdb_head_series, every target's scrape durations
-(scrape_duration_seconds) and failed scrapes (up == 0), the rule groups' evaluation time, and
-times the coverage dashboard's queries through /api/v1/query (the panels' own expressions,
-$province = All, the map's province the largest). The baseline phase also times the previous
-dashboard's geomap and priority queries, which read every school's series.
+(scrape_duration_seconds) and failed scrapes (up == 0) and the rule groups' evaluation time.
+Its Prometheus then stays up (the baseline's keeps scraping during the measured phase, which
+only loads the measured side). Last, the coverage dashboard's queries (the panels' own
+expressions, $province = All, the map's province the largest) run through /api/v1/query on
+both, in turns; on the baseline also the previous dashboard's geomap and priority queries,
+which read every school's series.
 
     .venv/bin/python bench/prometheus_cost.py            # 60,000 schools, 3 rounds of 60 s
     .venv/bin/python bench/prometheus_cost.py --quick    # 6,000 schools, 3 rounds of 15 s
@@ -26,6 +28,7 @@ dashboard's geomap and priority queries, which read every school's series.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import re
@@ -171,7 +174,9 @@ class Phase:
 
 
 def run_phase(phase: Phase, snap: Snapshot, work: Path, args: argparse.Namespace,
-              map_province: str) -> Phase:  # fmt: skip
+              stack: contextlib.ExitStack) -> str:  # fmt: skip
+    """Scrape rounds, RSS, series and rule time of one phase; its Prometheus stays up (until
+    `stack` closes) for the queries, which both phases' Prometheus answer in turns."""
     holder = SnapshotHolder()
     holder.publish(snap, 0.0)
     exposition = Exposition(holder, IngestStats(), school_detail=phase.detail)
@@ -179,52 +184,68 @@ def run_phase(phase: Phase, snap: Snapshot, work: Path, args: argparse.Namespace
     body = b"".join(exposition.text()).decode()
     phase.exposed = sum(1 for line in body.splitlines() if line.startswith("edugap_school_"))
     url, server, thread = serve(exposition)
-    try:
-        with prometheus(work / phase.name, config(url.removeprefix("http://"),
-                                                  args.interval)) as base:  # fmt: skip
-            started = time.monotonic()
-            end = started + args.rounds * args.interval + 5
-            while time.monotonic() < end:
-                try:
-                    rss = own_metrics(base).get("process_resident_memory_bytes", 0.0)
-                    phase.rss_peak_mb = max(phase.rss_peak_mb, rss / 2**20)
-                except httpx.HTTPError:
-                    pass
-                time.sleep(3)
-            # every target's scrapes so far, oldest first
-            window = f"{int(time.monotonic() - started) + 60}s"
-            durations = query(base, f'scrape_duration_seconds{{job=~"edugap-.*"}}[{window}]')
-            ups = query(base, f'up{{job=~"edugap-.*"}}[{window}]')
-            for series in durations:
-                values = [float(v) for _, v in series["values"]]
-                phase.first_round.append(values[0])
-                phase.later += values[1:]
-                phase.rounds = max(phase.rounds, len(values))
-            phase.failed = sum(float(v) == 0 for s in ups for _, v in s["values"])
-            # the rules have evaluated at least once on complete data before the queries
-            deadline = time.monotonic() + 3 * args.interval
-            while not query(base, "province:edugap_school_priority:top50"):
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(2)
-            own = own_metrics(base)
-            phase.head_series = own.get("prometheus_tsdb_head_series", 0.0)
-            phase.rss_end_mb = own.get("process_resident_memory_bytes", 0.0) / 2**20
-            phase.rss_peak_mb = max(phase.rss_peak_mb, phase.rss_end_mb)
-            for key, v in own.items():
-                found = re.match(r'prometheus_rule_group_last_duration_seconds\{rule_group="[^"]*;'
-                                 r'([^"]+)"\}', key)  # fmt: skip
-                if found:
-                    phase.rule_seconds[found.group(1)] = v
-            queries = dashboard_queries(map_province)
-            if phase.detail:
-                queries.update({k: (v, True) for k, v in PREVIOUS.items()})
-            for title, (expr, instant) in queries.items():
-                phase.queries[title] = timed_query(base, expr, instant, args.runs)
-    finally:
+
+    def stop() -> None:
         server.should_exit = True
         thread.join(10)
-    return phase
+
+    stack.callback(stop)
+    base = stack.enter_context(
+        prometheus(work / phase.name, config(url.removeprefix("http://"), args.interval))
+    )
+    started = time.monotonic()
+    end = started + args.rounds * args.interval + 5
+    while time.monotonic() < end:
+        try:
+            rss = own_metrics(base).get("process_resident_memory_bytes", 0.0)
+            phase.rss_peak_mb = max(phase.rss_peak_mb, rss / 2**20)
+        except httpx.HTTPError:
+            pass
+        time.sleep(3)
+    # every target's scrapes so far, oldest first
+    window = f"{int(time.monotonic() - started) + 60}s"
+    durations = query(base, f'scrape_duration_seconds{{job=~"edugap-.*"}}[{window}]')
+    ups = query(base, f'up{{job=~"edugap-.*"}}[{window}]')
+    for series in durations:
+        values = [float(v) for _, v in series["values"]]
+        phase.first_round.append(values[0])
+        phase.later += values[1:]
+        phase.rounds = max(phase.rounds, len(values))
+    phase.failed = sum(float(v) == 0 for s in ups for _, v in s["values"])
+    # the rules have evaluated at least once on complete data before the queries
+    deadline = time.monotonic() + 3 * args.interval
+    while not query(base, "province:edugap_school_priority:top50"):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    own = own_metrics(base)
+    phase.head_series = own.get("prometheus_tsdb_head_series", 0.0)
+    phase.rss_end_mb = own.get("process_resident_memory_bytes", 0.0) / 2**20
+    phase.rss_peak_mb = max(phase.rss_peak_mb, phase.rss_end_mb)
+    for key, v in own.items():
+        found = re.match(r'prometheus_rule_group_last_duration_seconds\{rule_group="[^"]*;'
+                         r'([^"]+)"\}', key)  # fmt: skip
+        if found:
+            phase.rule_seconds[found.group(1)] = v
+    return base
+
+
+def time_queries(phases: list[tuple[Phase, str]], map_province: str, runs: int) -> None:
+    """Every dashboard query on both phases' Prometheus (the previous dashboard's on the
+    baseline's), in rounds that run each (phase, query) once in a rotating order, so that a
+    change in the shared machine's load hits every query alike."""
+    jobs = []
+    for phase, base in phases:
+        queries = dashboard_queries(map_province)
+        if phase.detail:
+            queries.update({k: (v, True) for k, v in PREVIOUS.items()})
+        jobs += [(phase, base, title, expr, instant)
+                 for title, (expr, instant) in queries.items()]  # fmt: skip
+    for run in range(runs):
+        for phase, base, title, expr, instant in harness.rotated(jobs, run * 7):
+            times, count = timed_query(base, expr, instant, 1)
+            before = phase.queries.get(title, ([], 0))[0]
+            phase.queries[title] = (before + times, count)
 
 
 def _s(values: list[float]) -> str:
@@ -270,6 +291,11 @@ def results(before: Phase, after: Phase, n: int, args: argparse.Namespace, load:
     for title, (times, count) in before.queries.items():
         if title not in after.queries:
             qrows.append((title, f"{med(times):.3f} s ({count})", "(not in the dashboard)"))
+    before_q = {t: med(v[0]) for t, v in before.queries.items()}
+    geomap_now = next(v for t, v in queries_after.items() if t.startswith("Schools by conn"))
+    priority_now = sum(v for t, v in queries_after.items() if t.startswith("Schools to act"))
+    priority_before = sum(v for t, v in before_q.items() if t.startswith("previous priority"))
+    geomap_before = before_q[next(t for t in before_q if t.startswith("previous geomap"))]
     met_series = per_school[0] <= TARGET_SERIES + 1  # + the collector's own and the rules'
     return "\n".join([
         f"## Prometheus at {n:,} schools: detail series against the default",
@@ -296,6 +322,10 @@ def results(before: Phase, after: Phase, n: int, args: argparse.Namespace, load:
         "| --- | --- | --- |",
         *[f"| {' | '.join(r)} |" for r in qrows],
         "",
+        f"- The panels that read every school before: geomap {geomap_before:.3f} s "
+        f"(all {n:,} schools) -> **{geomap_now:.3f} s** (one province, {map_schools:,}); "
+        f"priority table, its queries together, {priority_before:.3f} s (5 queries) -> "
+        f"**{priority_now:.3f} s** (2 queries over the per-province top 50 rules).",
         f"- Series per school in Prometheus: {per_school[1]:.1f} before, **{per_school[0]:.1f}** "
         f"now (head series / schools, with the per-province, collector and rule series). "
         f"Target: at most {TARGET_SERIES:g} per school served, by default: "
@@ -329,19 +359,26 @@ def main() -> int:
     snap = consistent(national(n, provinces=34))
     sizes = Counter(s.province for s in snap.schools.values() if s.province)
     map_province, map_schools = sizes.most_common(1)[0]
-    with tempfile.TemporaryDirectory(prefix="edugap-prometheus-cost-") as tmp:
-        phases = []
+    with (
+        tempfile.TemporaryDirectory(prefix="edugap-prometheus-cost-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        phases: list[tuple[Phase, str]] = []
         for name, detail in (("baseline", True), ("measured", False)):
             print(f"{name}: Prometheus scraping {n} schools, {args.rounds} rounds ...",
                   flush=True)  # fmt: skip
-            phases.append(run_phase(Phase(name, detail), snap, Path(tmp), args, map_province))
-            p = phases[-1]
+            p = Phase(name, detail)
+            phases.append((p, run_phase(p, snap, Path(tmp), args, stack)))
             print(
                 f"  {p.head_series:,.0f} series, peak RSS {p.rss_peak_mb:,.0f} MB, "
                 f"slowest first scrape {max(p.first_round, default=0):.2f} s",
                 flush=True,
             )
-    harness.write_result(results(*phases, n, args, load, map_province, map_schools), args.out)
+        print("dashboard queries on both, in turns ...", flush=True)
+        time_queries(phases, map_province, args.runs)
+    (before, _), (after, _) = phases
+    text = results(before, after, n, args, load, map_province, map_schools)
+    harness.write_result(text, args.out)
     return 0
 
 
