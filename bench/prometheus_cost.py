@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import random
 import re
 import statistics
 import subprocess
@@ -232,7 +233,7 @@ def run_phase(phase: Phase, snap: Snapshot, work: Path, args: argparse.Namespace
 
 def time_queries(phases: list[tuple[Phase, str]], map_province: str, runs: int) -> None:
     """Every dashboard query on both phases' Prometheus (the previous dashboard's on the
-    baseline's), in rounds that run each (phase, query) once in a rotating order, so that a
+    baseline's), in rounds that run each (phase, query) once in a shuffled order, so that a
     change in the shared machine's load hits every query alike."""
     jobs = []
     for phase, base in phases:
@@ -241,8 +242,13 @@ def time_queries(phases: list[tuple[Phase, str]], map_province: str, runs: int) 
             queries.update({k: (v, True) for k, v in PREVIOUS.items()})
         jobs += [(phase, base, title, expr, instant)
                  for title, (expr, instant) in queries.items()]  # fmt: skip
-    for run in range(runs):
-        for phase, base, title, expr, instant in harness.rotated(jobs, run * 7):
+        phase.queries = {title: ([], 0) for title in queries}  # the dashboard's order
+    order = random.Random(13)
+    for _ in range(runs):
+        # shuffled each round: a slow query leaves the machine busy for a moment, which must
+        # not always fall on the same side's next query
+        order.shuffle(jobs)
+        for phase, base, title, expr, instant in jobs:
             times, count = timed_query(base, expr, instant, 1)
             before = phase.queries.get(title, ([], 0))[0]
             phase.queries[title] = (before + times, count)
