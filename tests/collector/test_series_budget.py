@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -26,10 +27,13 @@ from edugap.collector.model import (
     School,
     Snapshot,
 )
-from edugap.collector.policy.evaluate import compute
+from edugap.collector.policy.evaluate import compute, evaluate
 from edugap.collector.policy.rules import load_policy
 from edugap.collector.policy.snapshots import SnapshotHolder
 from edugap.collector.serving.exposition import Exposition
+from edugap.collector.store import open_store
+from edugap.protocol.messages import AnyReport
+from tests.collector import reports
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday, 19:00 in Hà Nội
 MON = datetime(2026, 11, 23, tzinfo=UTC)  # Monday 07:00 in Hà Nội: school hours
@@ -134,3 +138,35 @@ def test_at_most_ten_series_per_school_by_default(snap: Snapshot) -> None:
 def test_detail_mode_serves_every_gauge(snap: Snapshot) -> None:
     count = series_per_school(snap, detail=True)
     assert min(count.values()) > 10
+
+
+def test_a_real_store_reaches_the_same_bound(tmp_path: Path) -> None:
+    """The same through SQLite's evaluate(): the store's last report is the newest of every
+    report, so old evidence cannot come with a school that is not monitored."""
+    store = open_store(str(tmp_path / "edugap.db"))
+    try:
+        store.upsert_schools([
+            School("WORST", "Trường W", HN, "Phường Ba Đình", "primary", 21.0, 105.8, 400,
+                   computers_required=30, contracted_mbps=200.0),
+            School("STALE", "Trường S", HN, "Phường Ba Đình", "primary", 21.0, 105.8, 400,
+                   computers_required=30, contracted_mbps=200.0),
+        ])  # fmt: skip
+        batch: list[AnyReport] = []
+        for sid, days in (("WORST", 0.0), ("STALE", 30.0)):
+            at = NOW - timedelta(days=days, hours=2)
+            week = MON - timedelta(days=days)
+            batch += [
+                reports.bandwidth(sid, "a", at, 5.0),
+                reports.inventory(sid, "a", at, os_version="10 22H2 Pro"),
+                *(reports.heartbeat(sid, "a", week + timedelta(hours=h), checks=100, ok=50)
+                  for h in range(8)),
+            ]  # fmt: skip
+        store.save_batch([reports.received(r) for r in batch])
+        snap = evaluate(store, load_policy(), NOW)
+    finally:
+        store.close()
+    assert set(snap.schools["WORST"].shortfalls) == set(SHORTFALL_KINDS) - {"not_monitored"}
+    assert snap.schools["STALE"].shortfalls == ("not_monitored",)
+    count = series_per_school(snap, detail=False)
+    assert count["WORST"] == 10
+    assert count["STALE"] == 5  # info, priority, class, monitoring, one shortfall; no download
