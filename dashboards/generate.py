@@ -93,30 +93,31 @@ def joined(by: str, names: dict[str, str], order: list[str]) -> list[dm.DataTran
 
 
 def top_schools(pos: dm.GridPos) -> table.Panel:
-    """The 50 schools of highest priority, one row each, with their figures."""
-    top = f"topk(50, edugap_school_priority{{{PROVINCE}}})"
-    labels = "school_id, name, province, commune, level"
-    values = {
-        "B": "edugap_school_download_mbps",
-        "C": "edugap_school_required_mbps",
-        "D": "edugap_school_computers_gap",
-        "E": "edugap_school_uptime_ratio",
-    }
-    targets = [query(f"sum by ({labels}) ({top} * on (school_id) group_left (name, commune, "
-                     f"level) edugap_school_info)", "A", table_=True)]  # fmt: skip
-    targets += [query(f"sum by (school_id) ({m} and on (school_id) {top})", ref, table_=True)
-                for ref, m in values.items()]  # fmt: skip
-    names = {"Value #A": "Priority", "Value #B": "Download (Mbps)", "Value #C": "Required (Mbps)",
-             "Value #D": "Computers missing", "Value #E": "Uptime", "name": "School",
-             "province": "Province", "commune": "Commune", "level": "Level"}  # fmt: skip
-    order = ["Priority", "school_id", "School", "Province", "Commune", "Level",
-             "Download (Mbps)", "Required (Mbps)", "Computers missing", "Uptime"]  # fmt: skip
+    """The 50 schools of highest priority, one row each, with their figures.
+
+    Read from the recording rules that keep each province's top 50 (deploy/prometheus/rules):
+    two instant queries over at most 1,700 series, whatever the number of schools."""
+    top = f"topk(50, province:edugap_school_priority:top50{{{PROVINCE}}})"
+    labels = "school_id, name, province, commune, level, students, required_mbps"
+    targets = [
+        query(f"sum by ({labels}) ({top})", "A", table_=True),
+        query(f"sum by (school_id) (province:edugap_school_download_mbps:top50_priority"
+              f"{{{PROVINCE}}} and on (school_id) {top})", "B", table_=True),
+    ]  # fmt: skip
+    names = {"Value #A": "Priority", "Value #B": "Download (Mbps)", "name": "School",
+             "province": "Province", "commune": "Commune", "level": "Level",
+             "students": "Students", "required_mbps": "Required (Mbps)"}  # fmt: skip
+    order = ["Priority", "school_id", "School", "Province", "Commune", "Level", "Students",
+             "Required (Mbps)", "Download (Mbps)"]  # fmt: skip
+    # the registry's figures come as info labels (strings): shown and sorted as numbers
+    numbers = transform("convertFieldType", {"conversions": [
+        {"targetField": "students", "destinationType": "number"},
+        {"targetField": "required_mbps", "destinationType": "number"}]})  # fmt: skip
     return (
         table.Panel().title("Schools to act on first (highest priority)").datasource(DS)
         .grid_pos(pos).targets(targets)
-        .transformations([*joined("school_id", names, order),
+        .transformations([numbers, *joined("school_id", names, order),
                           transform("sortBy", {"sort": [{"field": "Priority", "desc": True}]})])
-        .override_by_name("Uptime", [dm.DynamicConfigValue(id_val="unit", value="percentunit")])
     )  # fmt: skip
 
 
@@ -128,12 +129,14 @@ def provinces_table(pos: dm.GridPos) -> table.Panel:
         "C": "edugap_province_computers_os_out_of_support",
         "D": "edugap:province_connected_good:ratio",
         "E": "edugap:province_monitored:ratio",
+        "F": "province:edugap_school_download_mbps:median",
     }
     targets = [query(f"sum by (province) ({m}{{{PROVINCE}}})", ref, table_=True)
                for ref, m in values.items()]  # fmt: skip
     names = {"province": "Province", "Value #A": "Bandwidth missing (Mbps)",
              "Value #B": "Computers missing", "Value #C": "OS out of support",
-             "Value #D": "Connected well", "Value #E": "Monitored (live)"}  # fmt: skip
+             "Value #D": "Connected well", "Value #E": "Monitored (live)",
+             "Value #F": "Median download (Mbps)"}  # fmt: skip
     percent = [dm.DynamicConfigValue(id_val="unit", value="percentunit")]
     return (
         table.Panel().title("Provinces").datasource(DS).grid_pos(pos).targets(targets)
@@ -145,9 +148,13 @@ def provinces_table(pos: dm.GridPos) -> table.Panel:
 
 
 def school_map(pos: dm.GridPos) -> geomap.Panel:
-    """Every school at its coordinates, coloured by class through the class field's mappings."""
-    expr = (f"edugap_school_connectivity{{{PROVINCE}}} * on (school_id) "
-            "group_left (lat, lon, name, commune) edugap_school_info")  # fmt: skip
+    """The schools of one province (the `map_province` variable) at their coordinates,
+    coloured by class through the class field's mappings. One province at a time keeps the
+    join small (a few thousand schools, not 60,000); the collector's coverage page draws the
+    whole country."""
+    one = 'province="$map_province"'
+    expr = (f"edugap_school_connectivity{{{one}}} * on (school_id) "
+            f"group_left (lat, lon, name, commune) edugap_school_info{{{one}}}")  # fmt: skip
     layer = (
         cb.MapLayerOptions().type("markers").name("Schools")
         .location(cb.FrameGeometrySource().mode(cm.FrameGeometrySourceMode.COORDS)
@@ -156,7 +163,8 @@ def school_map(pos: dm.GridPos) -> geomap.Panel:
                            "opacity": 0.8}, "showLegend": True})
     )  # fmt: skip
     return (
-        geomap.Panel().title("Schools by connectivity class").datasource(DS).grid_pos(pos)
+        geomap.Panel().title("Schools by connectivity class in $map_province").datasource(DS)
+        .grid_pos(pos)
         .with_target(query(expr, table_=True))
         # labels are strings: the markers need numbers
         .with_transformation(transform("convertFieldType", {"conversions": [
@@ -227,7 +235,14 @@ def coverage() -> dashboard.Dashboard:
         .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC)
         .multi(True).include_all(True).all_value(".*")
     )  # fmt: skip
-    return _dashboard("edugap-coverage", "edugap: school coverage", panels, [province])
+    map_province = (
+        dashboard.QueryVariable("map_province").label("Map: province").datasource(DS)
+        .query({"query": "label_values(edugap_province_schools, province)",
+                "refId": "map_province"})
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC)
+    )  # fmt: skip
+    return _dashboard("edugap-coverage", "edugap: school coverage", panels,
+                      [province, map_province])  # fmt: skip
 
 
 def collector() -> dashboard.Dashboard:

@@ -118,7 +118,8 @@ class CollectorApp:
         self.parts = parts or Parts()
         self.stats = IngestStats()
         self.holder = SnapshotHolder()
-        self.exposition = Exposition(self.holder, self.stats, clock=self.parts.clock)
+        self.exposition = Exposition(self.holder, self.stats, clock=self.parts.clock,
+                                     school_detail=config.metrics_school_detail)  # fmt: skip
         # render the metrics text on the refresher's thread, not on the first scrape
         self.holder.on_new(lambda _info: self.exposition.prepare())
         self.store: Store | None = None

@@ -229,6 +229,9 @@ SETTINGS: tuple[Setting, ...] = (
             "shortfall policy TOML (empty: the documented defaults)", "--policy"),
     Setting("snapshot", "interval_seconds", _positive_float, 60.0,
             "how often the policy is evaluated into a new snapshot", "--snapshot-interval"),
+    Setting("metrics", "school_detail", _bool, False,
+            "true: /metrics serves every per-school gauge and the shortfall kinds a school has not "
+            "(about 24 series per school); false: at most 10 (docs/metrics.md)"),
 )  # fmt: skip
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
@@ -264,6 +267,7 @@ class CollectorConfig:
     policy_file: str | None
     snapshot_interval_seconds: float
     http_outlines: str | None = None
+    metrics_school_detail: bool = False
 
     @property
     def listen_host(self) -> str:

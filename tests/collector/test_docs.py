@@ -68,7 +68,8 @@ def test_every_cli_command_is_documented() -> None:
 def exposed_families() -> set[str]:
     holder = SnapshotHolder()
     holder.publish(national(30, provinces=2), 0.1)
-    body = b"".join(Exposition(holder, IngestStats()).text()).decode()
+    # metrics.school_detail serves every family (the default a subset of them)
+    body = b"".join(Exposition(holder, IngestStats(), school_detail=True).text()).decode()
     return set(re.findall(r"^# TYPE (\S+) ", body, re.M))
 
 

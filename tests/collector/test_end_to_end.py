@@ -119,7 +119,9 @@ def collector(
                               capture_output=True, text=True, timeout=120)  # fmt: skip
     assert imported.returncode == 0, imported.stdout + imported.stderr
     port = realparts.free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "EDUGAP_SNAPSHOT_INTERVAL_SECONDS": "0.3"}
+    # metrics.school_detail: every per-school figure on /metrics, checked below
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "EDUGAP_SNAPSHOT_INTERVAL_SECONDS": "0.3",
+           "EDUGAP_METRICS_SCHOOL_DETAIL": "true"}  # fmt: skip
     proc = subprocess.Popen(
         edugap("serve", "--broker", broker.url, "--db", db_url,
                "--listen", f"127.0.0.1:{port}", "--client-id", "e2e-collector"),

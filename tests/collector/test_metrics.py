@@ -7,6 +7,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -18,11 +19,14 @@ from tests.collector.sample import NOW, national, school, snapshot
 GOLDEN = Path(__file__).parent / "golden" / "metrics_hanoi.txt"
 
 
-def exposition(snap: object | None = None, stats: IngestStats | None = None) -> Exposition:
+def exposition(
+    snap: object | None = None, stats: IngestStats | None = None, detail: bool = False
+) -> Exposition:
     holder = SnapshotHolder()
     if snap is not None:
         holder.publish(snap, 0.25)  # type: ignore[arg-type]
-    return Exposition(holder, stats or IngestStats(), clock=lambda: NOW + timedelta(seconds=30))
+    return Exposition(holder, stats or IngestStats(), clock=lambda: NOW + timedelta(seconds=30),
+                      school_detail=detail)  # fmt: skip
 
 
 def text(e: Exposition, **kwargs: object) -> str:
@@ -51,15 +55,16 @@ def tricky_snapshot() -> object:
     ])  # fmt: skip
 
 
-def test_fast_text_is_identical_to_generate_latest() -> None:
-    e = exposition(tricky_snapshot())
+@pytest.mark.parametrize("detail", [False, True], ids=["default", "detail"])
+def test_fast_text_is_identical_to_generate_latest(detail: bool) -> None:
+    e = exposition(tricky_snapshot(), detail=detail)
     e.prepare()
     # render_duration is set by the render itself; snapshot age comes from the fixed clock
     assert text(e).encode() == generate_latest(e.registry)
 
 
 def test_school_values_and_units() -> None:
-    body = text(exposition(tricky_snapshot()))
+    body = text(exposition(tricky_snapshot(), detail=True))
     hn1 = {"school_id": "HN-1", "province": "Hà Nội"}
     assert value(body, "edugap_school_download_mbps", **hn1) == 12.5
     assert value(body, "edugap_school_latency_seconds", **hn1) == 0.035
@@ -73,9 +78,41 @@ def test_school_values_and_units() -> None:
     assert value(body, "edugap_school_connectivity", **hn1, **{"class": "moderate"}) == 1
     assert value(body, "edugap_school_shortfall", **hn1, kind="bandwidth") == 1
     assert value(body, "edugap_school_shortfall", **hn1, kind="computers") == 0
-    info = value(body, "edugap_school_info", **hn1, commune="Phường Ba Đình", level="primary",
-                 name='Trường "Ba Đình"\\ số 1\nmới', lat="21.03", lon="105.83")  # fmt: skip
-    assert info == 1
+    assert info_of(body, "HN-1") == {
+        "commune": "Phường Ba Đình", "level": "primary", "name": 'Trường "Ba Đình"\\ số 1\nmới',
+        "lat": "21.03", "lon": "105.83", "students": "400", "required_mbps": "20.0",
+        "computers_required": "25", "contracted_mbps": "", **hn1,
+    }  # fmt: skip
+
+
+def info_of(body: str, school_id: str) -> dict[str, str]:
+    found = [dict(k[1]) for k in samples(body)
+             if k[0] == "edugap_school_info" and dict(k[1])["school_id"] == school_id]  # fmt: skip
+    assert len(found) == 1
+    return found[0]
+
+
+def test_default_serves_few_series_and_the_constants_as_info_labels() -> None:
+    """Without metrics.school_detail: no detail gauges, shortfalls only where they are (1), and
+    the registry's figures on the info series, so a dashboard still has them."""
+    body = text(exposition(tricky_snapshot()))
+    hn1 = {"school_id": "HN-1", "province": "Hà Nội"}
+    assert value(body, "edugap_school_download_mbps", **hn1) == 12.5
+    assert value(body, "edugap_school_priority", **hn1) is not None
+    assert value(body, "edugap_school_latency_seconds", **hn1) is None
+    assert value(body, "edugap_school_required_mbps", **hn1) is None
+    assert "# TYPE edugap_school_required_mbps" not in body
+    assert value(body, "edugap_school_shortfall", **hn1, kind="bandwidth") == 1
+    assert value(body, "edugap_school_shortfall", **hn1, kind="computers") is None
+    info = info_of(body, "HN-1")
+    assert (info["required_mbps"], info["students"], info["computers_required"]) == (
+        "20.0",
+        "400",
+        "25",
+    )
+    dn1 = [k for k in samples(body) if k[0] == "edugap_school_shortfall"
+           and dict(k[1])["school_id"] == "DN-1"]  # fmt: skip
+    assert dn1 == []  # no shortfall, no series
 
 
 def test_not_measured_means_no_sample_and_no_error() -> None:

@@ -183,7 +183,7 @@ def _query_alerts(base: str) -> list[dict[str, Any]]:
 
 ROOT = Path(__file__).parents[2]
 METRIC = re.compile(r"\b(edugap_[a-z0-9_]+)")
-RECORDED = re.compile(r"\b(edugap:[a-z0-9_:]+)")
+RECORDED = re.compile(r"\b(edugap:[a-z0-9_:]+|[a-z]+:edugap_[a-z0-9_]+:[a-z0-9_]+)")
 
 
 def _exposed_names() -> set[str]:

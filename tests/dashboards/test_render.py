@@ -61,8 +61,12 @@ def grafana_data() -> Path:
     return prefix / "node_modules"
 
 
+MAP_PROVINCE = "Thành phố Hồ Chí Minh"  # the geomap's province (a variable of its own)
+MAP_TITLE = "Schools by connectivity class in $map_province"
+
+
 def interpolate(expr: str, province: str) -> str:
-    return expr.replace("$province", province)
+    return expr.replace("$map_province", MAP_PROVINCE).replace("$province", province)
 
 
 def run_queries(base: str, board: dict[str, Any], province: str) -> dict[str, Any]:
@@ -116,18 +120,23 @@ def rendered(grafana_data: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     snap = fleet_snapshot(SCHOOLS)
     store: Store = open_store(str(tmp / "render.db"))
     provinces = {s.province for s in snap.schools.values()}
+    per_province = Counter(s.province for s in snap.schools.values())
+    top50 = sum(min(50, n) for n in per_province.values())
     try:
         with collector_url(store, snap) as url:
             config = prometheus_config((DEPLOY / "prometheus.yml").read_text(encoding="utf-8"),
                                        url.removeprefix("http://"), tmp / "no-token")  # fmt: skip
-            config = re.sub(r"^\s*authorization:\n(\s+(type|credentials_file):.*\n)+", "",
-                            config, flags=re.M)  # the collector has no token here
+            config = re.sub(
+                r"^\s*authorization:\n(\s+(type|credentials_file):.*\n)+", "", config, flags=re.M
+            )  # the collector has no token here
             with prometheus(tmp / "prometheus", config) as base:
                 deadline = time.monotonic() + 90
                 ready = [
                     (f"count(edugap_school_info) == {SCHOOLS}", 1),
                     (f"count(edugap:province_monitored:ratio) == {len(provinces)}", 1),
                     (f"count(edugap:province_connected_good:ratio) == {len(provinces)}", 1),
+                    (f"count(province:edugap_school_download_mbps:median) == {len(provinces)}", 1),
+                    (f"count(province:edugap_school_priority:top50) == {top50}", 1),
                 ]
                 while time.monotonic() < deadline:
                     if all(len(query(base, q)) == n for q, n in ready):
@@ -138,7 +147,7 @@ def rendered(grafana_data: Path, tmp_path_factory: pytest.TempPathFactory) -> It
                 time.sleep(2)  # a few more scrapes for the range queries
                 board_file = ROOT / "dashboards" / "edugap-coverage.json"
                 board = json.loads(board_file.read_text(encoding="utf-8"))
-                province = "Cao Bằng"
+                province = MAP_PROVINCE
                 everything = render(grafana_data, board_file, run_queries(base, board, ".*"), tmp)
                 one = render(grafana_data, board_file, run_queries(base, board, province), tmp)
                 yield Rendered(snap, everything, one, province)
@@ -146,16 +155,16 @@ def rendered(grafana_data: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         store.close()
 
 
-def test_geomap_colours_every_school_by_its_class(rendered: Rendered) -> None:
-    panel = Rendered.panel(rendered.all, "Schools by connectivity class")
+def test_geomap_colours_every_school_of_its_province_by_class(rendered: Rendered) -> None:
+    panel = Rendered.panel(rendered.all, MAP_TITLE)
     assert len(panel["frames"]) == 1
     frame = panel["frames"][0]
     fields = Rendered.fields(frame)
-    assert frame["length"] == SCHOOLS  # one marker per school
+    schools = [s for s in rendered.snap.schools.values() if s.province == MAP_PROVINCE]
+    assert frame["length"] == len(schools)  # one marker per school of the map's province
     assert fields["lat"]["type"] == fields["lon"]["type"] == "number"  # markers need numbers
     klass = fields["class"]
     colours = rendered.all["colors"]
-    schools = rendered.snap.schools.values()
     assert Counter(klass["values"]) == Counter(s.connectivity for s in schools)
     assert set(klass["values"]) == set(CLASS_COLOUR)  # every class is on the map ...
     for value, colour in zip(klass["values"], klass["colors"], strict=True):
@@ -185,6 +194,7 @@ def test_bar_chart_has_its_x_field_and_a_coloured_bar_per_class(rendered: Render
 
 
 def test_priority_table_is_one_row_per_school_with_its_figures(rendered: Rendered) -> None:
+    """The national top 50, from the rules that keep each province's top 50."""
     panel = Rendered.panel(rendered.all, "Schools to act on first (highest priority)")
     assert len(panel["frames"]) == 1
     frame = panel["frames"][0]
@@ -203,7 +213,7 @@ def test_priority_table_is_one_row_per_school_with_its_figures(rendered: Rendere
         assert fields["Province"]["values"][i] == s.province
         assert fields["Download (Mbps)"]["values"][i] == s.download_mbps
         assert fields["Required (Mbps)"]["values"][i] == pytest.approx(s.required_mbps)
-        assert fields["Computers missing"]["values"][i] == s.computers_gap
+        assert fields["Students"]["values"][i] == s.students
 
 
 def test_provinces_table_is_one_row_per_province(rendered: Rendered) -> None:
@@ -215,18 +225,22 @@ def test_provinces_table_is_one_row_per_province(rendered: Rendered) -> None:
         assert sorted(fields["Province"]["values"]) == sorted(provinces)
         assert "__name__" not in fields and "Time" not in fields
         for name in ("Bandwidth missing (Mbps)", "Computers missing", "Connected well",
-                     "Monitored (live)"):  # fmt: skip
+                     "Monitored (live)", "Median download (Mbps)"):  # fmt: skip
             assert None not in fields[name]["values"], name
     frame = Rendered.panel(rendered.one, "Provinces")["frames"][0]
     members = [s for s in rendered.snap.schools.values() if s.province == rendered.province]
     good = sum(s.connectivity == "good" for s in members) / len(members)
     assert Rendered.fields(frame)["Connected well"]["values"] == [pytest.approx(good)]
+    downloads = sorted(s.download_mbps for s in members if s.download_mbps is not None)
+    median = Rendered.fields(frame)["Median download (Mbps)"]["values"][0]
+    assert downloads[(len(downloads) - 1) // 2] <= median <= downloads[len(downloads) // 2]
 
 
 def test_one_province_shows_only_its_schools(rendered: Rendered) -> None:
-    frame = Rendered.panel(rendered.one, "Schools by connectivity class")["frames"][0]
     members = [s for s in rendered.snap.schools.values() if s.province == rendered.province]
-    assert frame["length"] == len(members)
+    frame = Rendered.panel(rendered.one, "Schools to act on first (highest priority)")["frames"][0]
+    assert frame["length"] == min(50, len(members))
+    assert set(Rendered.fields(frame)["Province"]["values"]) == {rendered.province}
     stat = Rendered.panel(rendered.one, "Schools")["frames"][0]
     assert Rendered.fields(stat)["Value"]["values"] == [len(members)]
 
@@ -238,7 +252,10 @@ def test_stats_and_time_series_name_what_they_show(rendered: Rendered) -> None:
     ]
     monitoring = Rendered.panel(rendered.all, "Schools by monitoring status")["frames"]
     assert {f["fields"][1]["displayName"] for f in monitoring} == {
-        "live", "at_risk", "drop_off", "never"
+        "live",
+        "at_risk",
+        "drop_off",
+        "never",
     }
     kinds = Rendered.panel(rendered.all, "Schools with each shortfall")["frames"]
     assert len(kinds) == 6 and all(f["length"] > 0 for f in kinds)

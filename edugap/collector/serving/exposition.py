@@ -20,7 +20,7 @@ from itertools import chain
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from edugap.collector.model import SHORTFALL_KINDS, AreaSummary, IngestStats, SchoolStatus, Snapshot
+from edugap.collector.model import AreaSummary, IngestStats, SchoolStatus, Snapshot
 from edugap.collector.policy.snapshots import SnapshotHolder
 from edugap.collector.serving.httpguard import HttpCollector
 from edugap.collector.serving.metrics import (
@@ -29,15 +29,16 @@ from edugap.collector.serving.metrics import (
     SCHOOL_INFO,
     SCHOOL_SHORTFALL,
     SCHOOL_STATES,
-    SCHOOL_VALUES,
     ErrorCount,
     HealthCollector,
     SnapshotCollector,
     areas_in_shard_order,
-    coord_label,
     esc_label,
     go_float,
     group_by_shard,
+    info_labels,
+    school_values,
+    shortfall_samples,
     value_of,
 )
 from edugap.collector.serving.shards import OUTSIDE, resolve, shard_of
@@ -56,13 +57,13 @@ def _header(name: str, help_text: str, kind: str = "gauge") -> str:
 # --- the rendered text -----------------------------------------------------------------------
 
 
-def _render_schools(schools: list[SchoolStatus], errors: ErrorCount) -> list[str]:
+def _render_schools(schools: list[SchoolStatus], errors: ErrorCount, detail: bool) -> list[str]:
     """One text chunk per school family (in FAMILY order) for one province's schools."""
     base = [
         f'province="{esc_label(s.province)}",school_id="{esc_label(s.school_id)}"' for s in schools
     ]
     chunks: list[str] = []
-    for metric in SCHOOL_VALUES:
+    for metric in school_values(detail):
         lines = []
         for school, labels in zip(schools, base, strict=True):
             v = value_of(metric.get, school, errors)
@@ -85,17 +86,17 @@ def _render_schools(schools: list[SchoolStatus], errors: ErrorCount) -> list[str
     short = SCHOOL_SHORTFALL[0]
     lines = []
     for school, labels in zip(schools, base, strict=True):
-        have = set(school.shortfalls)
-        for kind in SHORTFALL_KINDS:
-            lines.append(f'{short}{{kind="{kind}",{labels}}} {"1.0" if kind in have else "0.0"}\n')
+        for kind, flag in shortfall_samples(school, detail):
+            lines.append(f'{short}{{kind="{kind}",{labels}}} {flag}\n')
     chunks.append("".join(lines))
-    info = SCHOOL_INFO[0]
-    chunks.append("".join(
-        f'{info}{{commune="{esc_label(s.commune)}",lat="{coord_label(s.lat)}",level="{esc_label(s.level)}",'
-        f'lon="{coord_label(s.lon)}",name="{esc_label(s.name)}",{b}}} 1.0\n'
-        for s, b in zip(schools, base, strict=True)
-    ))  # fmt: skip
+    chunks.append("".join(_info_line(s) for s in schools))
     return chunks
+
+
+def _info_line(school: SchoolStatus) -> str:
+    pairs = zip(SCHOOL_INFO[2], info_labels(school), strict=True)
+    labels = ",".join(f'{name}="{esc_label(value)}"' for name, value in pairs)
+    return f"{SCHOOL_INFO[0]}{{{labels}}} 1.0\n"
 
 
 def _render_province(area: AreaSummary | None, errors: ErrorCount) -> list[str]:
@@ -117,8 +118,8 @@ def _render_province(area: AreaSummary | None, errors: ErrorCount) -> list[str]:
     return chunks
 
 
-def _school_headers() -> list[str]:
-    heads = [_header(m.name, m.help) for m in SCHOOL_VALUES]
+def _school_headers(detail: bool) -> list[str]:
+    heads = [_header(m.name, m.help) for m in school_values(detail)]
     heads += [_header(name, help_text) for name, help_text, _ in SCHOOL_STATES]
     heads.append(_header(*SCHOOL_SHORTFALL))
     heads.append(_header(SCHOOL_INFO[0], SCHOOL_INFO[1]))
@@ -134,7 +135,7 @@ def _encode(chunks: list[str]) -> list[bytes]:
     return [chunk.encode() for chunk in chunks]
 
 
-SCHOOL_HEADERS = _encode(_school_headers())
+SCHOOL_HEADERS = {detail: _encode(_school_headers(detail)) for detail in (False, True)}
 PROVINCE_HEADERS = _encode(_province_headers())
 
 
@@ -146,11 +147,12 @@ class Rendered:
     schools: dict[str, list[bytes]]  # shard -> chunk per school family
     provinces: dict[str, list[bytes]]  # shard -> chunk per province family
     seconds: float
+    detail: bool = False  # metrics.school_detail: every per-school family
     gzipped: dict[str, bytes] = field(default_factory=dict)  # shard -> compressed text
 
     def school_text(self, only: str | None) -> Iterator[bytes]:
         """Family-major text of every shard (only=None) or of one shard."""
-        return _family_major(SCHOOL_HEADERS, self.schools, only)
+        return _family_major(SCHOOL_HEADERS[self.detail], self.schools, only)
 
     def province_text(self, only: str | None) -> Iterator[bytes]:
         return _family_major(PROVINCE_HEADERS, self.provinces, only)
@@ -171,19 +173,21 @@ def _family_major(
             yield chunks_by_shard[only][i]
 
 
-def render_snapshot(snapshot: Snapshot, errors: ErrorCount) -> Rendered:
+def render_snapshot(snapshot: Snapshot, errors: ErrorCount, detail: bool = False) -> Rendered:
     """Render every school and province series of a snapshot, per shard."""
     started = time.perf_counter()
     groups = group_by_shard(snapshot)
     # stored encoded, so a cached scrape is only a join of bytes
-    schools = {p: _encode(_render_schools(members, errors)) for p, members in groups.items()}
+    schools = {
+        p: _encode(_render_schools(members, errors, detail)) for p, members in groups.items()
+    }
     by_shard: dict[str, list[list[str]]] = {}
     for area in areas_in_shard_order(snapshot):
         by_shard.setdefault(shard_of(area.province), []).append(_render_province(area, errors))
     # a shard normally holds one province; joined per family when the registry spelt it twice
     provinces = {p: _encode(["".join(c) for c in zip(*chunks, strict=True)])
                  for p, chunks in by_shard.items()}  # fmt: skip
-    return Rendered(snapshot, schools, provinces, time.perf_counter() - started)
+    return Rendered(snapshot, schools, provinces, time.perf_counter() - started, detail)
 
 
 # --- the endpoint -------------------------------------------------------------------------------
@@ -197,10 +201,12 @@ class Exposition:
         holder: SnapshotHolder,
         stats: IngestStats,
         clock: Callable[[], datetime] = utcnow,
+        school_detail: bool = False,
     ) -> None:
         self.holder = holder
+        self.school_detail = school_detail
         self.errors = ErrorCount()
-        self.snapshots = SnapshotCollector(holder, self.errors)
+        self.snapshots = SnapshotCollector(holder, self.errors, school_detail)
         self.health = HealthCollector(holder, stats, self.errors, clock)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.snapshots)
@@ -224,7 +230,7 @@ class Exposition:
         with self._lock:  # one render per snapshot even when scrapes arrive together
             if self._rendered is None or self._rendered.snapshot is not snapshot:
                 try:
-                    self._rendered = render_snapshot(snapshot, self.errors)
+                    self._rendered = render_snapshot(snapshot, self.errors, self.school_detail)
                 except Exception:
                     self.errors.add()
                     log.exception("rendering metrics failed; serving the previous text")
@@ -264,13 +270,14 @@ class Exposition:
         totals outside the 34 provinces. Yields UTF-8 pieces."""
         rendered = self.prepare()
         pieces: Iterable[bytes]
+        empty = chain(SCHOOL_HEADERS[self.school_detail], PROVINCE_HEADERS)
         if collector:
             yield generate_latest(self.health_registry)
-            pieces = rendered.text(OUTSIDE) if rendered else chain(SCHOOL_HEADERS, PROVINCE_HEADERS)
+            pieces = rendered.text(OUTSIDE) if rendered else empty
         elif rendered:
             pieces = rendered.text(None if province is None else _shard(province))
         else:
-            pieces = chain(SCHOOL_HEADERS, PROVINCE_HEADERS)
+            pieces = empty
         yield from _batched(pieces)
         if not collector and province is None:
             yield generate_latest(self.health_registry)

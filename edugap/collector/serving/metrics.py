@@ -1,6 +1,10 @@
 """Prometheus metrics read from the current snapshot at scrape time, never updated per message.
 
-The tables below declare every school and province metric once. `SnapshotCollector` and
+The tables below declare every school and province metric once. By default a school has at
+most 10 series (docs/metrics.md derives the bound from the policy): its info series, which also
+carries the registry's constants as labels, download, priority, connectivity class, monitoring
+status, and a shortfall series for each kind it has. `metrics.school_detail = true` adds every
+other per-school gauge and the shortfall kinds a school does not have, as 0. `SnapshotCollector` and
 `HealthCollector` are ordinary prometheus_client collectors (`collect()` yields metric
 families) over them; edugap/collector/serving/exposition.py renders the same tables as cached text
 for /metrics, byte-identical to `generate_latest` over these collectors (the tests check).
@@ -61,12 +65,13 @@ class SchoolValue:
     name: str
     help: str
     get: Callable[[SchoolStatus], float | None]
+    detail: bool = True  # served only with metrics.school_detail
 
 
 SCHOOL_VALUES: tuple[SchoolValue, ...] = (
     SchoolValue("edugap_school_download_mbps",
                 "Download speed: the policy statistic (default 7-day median) of successful tests.",
-                lambda s: _num(s.download_mbps)),
+                lambda s: _num(s.download_mbps), detail=False),
     SchoolValue("edugap_school_upload_mbps", "Upload speed: the policy statistic of tests.",
                 lambda s: _num(s.upload_mbps)),
     SchoolValue("edugap_school_latency_seconds", "Latency of speed tests (policy statistic).",
@@ -102,7 +107,7 @@ SCHOOL_VALUES: tuple[SchoolValue, ...] = (
     SchoolValue("edugap_school_last_report_timestamp_seconds",
                 "Unix time of the newest report from the school.", lambda s: _ts(s.last_report)),
     SchoolValue("edugap_school_priority", "Priority for intervention; higher first.",
-                lambda s: _num(s.priority)),
+                lambda s: _num(s.priority), detail=False),
 )  # fmt: skip
 
 # name, help, label names (beyond province and school_id)
@@ -110,12 +115,37 @@ SCHOOL_STATES = (
     ("edugap_school_connectivity", "1 for the school's connectivity class.", "class"),
     ("edugap_school_monitoring", "1 for the school's monitoring status.", "status"),
 )
-SCHOOL_SHORTFALL = ("edugap_school_shortfall", "1 when the school has this shortfall, else 0.")
+SCHOOL_SHORTFALL = (
+    "edugap_school_shortfall",
+    "1 when the school has this shortfall (0 for the others with metrics.school_detail only).",
+)
 SCHOOL_INFO = (
     "edugap_school_info",
-    "Registry facts about a school (join on school_id); always 1.",
-    ("commune", "lat", "level", "lon", "name", "province", "school_id"),
-)
+    "Registry facts about a school and the policy's figures from them (join on school_id); "
+    "always 1.",
+    ("commune", "computers_required", "contracted_mbps", "lat", "level", "lon", "name",
+     "province", "required_mbps", "school_id", "students"),
+)  # fmt: skip
+
+
+def school_values(detail: bool) -> tuple[SchoolValue, ...]:
+    """The per-school gauges served: every one with metrics.school_detail, else the few."""
+    return SCHOOL_VALUES if detail else tuple(m for m in SCHOOL_VALUES if not m.detail)
+
+
+def shortfall_samples(school: SchoolStatus, detail: bool) -> list[tuple[str, str]]:
+    """(kind, value) of a school's shortfall series: the kinds it has, or (detail) every kind."""
+    have = set(school.shortfalls)
+    if detail:
+        return [(kind, "1.0" if kind in have else "0.0") for kind in SHORTFALL_KINDS]
+    return [(kind, "1.0") for kind in SHORTFALL_KINDS if kind in have]
+
+
+def info_labels(s: SchoolStatus) -> list[str]:
+    """The info series' label values in SCHOOL_INFO's order, school_id (second last) included."""
+    return [s.commune, num_label(s.computers_required), num_label(s.contracted_mbps),
+            coord_label(s.lat), s.level, coord_label(s.lon), s.name, s.province,
+            num_label(s.required_mbps), s.school_id, num_label(s.students)]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +207,13 @@ def coord_label(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 
+def num_label(value: float | int | None) -> str:
+    """A figure as a label value: '' when unknown, integers without a fraction."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return str(value) if isinstance(value, int) else go_float(value)
+
+
 class ErrorCount:
     """A thread-safe counter of dropped samples."""
 
@@ -227,9 +264,10 @@ def areas_in_shard_order(snapshot: Snapshot) -> list[AreaSummary]:
 class SnapshotCollector(Collector):
     """Per-school and per-province metric families from the current snapshot."""
 
-    def __init__(self, holder: SnapshotHolder, errors: ErrorCount) -> None:
+    def __init__(self, holder: SnapshotHolder, errors: ErrorCount, detail: bool = False) -> None:
         self.holder = holder
         self.errors = errors
+        self.detail = detail
 
     def collect(self) -> Iterable[Metric]:
         try:
@@ -243,7 +281,7 @@ class SnapshotCollector(Collector):
 
     def _schools(self, groups: dict[str, list[SchoolStatus]]) -> Iterator[Metric]:
         members = [s for group in groups.values() for s in group]
-        for metric in SCHOOL_VALUES:
+        for metric in school_values(self.detail):
             fam = GaugeMetricFamily(metric.name, metric.help, labels=["school_id", "province"])
             for s in members:
                 v = value_of(metric.get, s, self.errors)
@@ -259,20 +297,12 @@ class SnapshotCollector(Collector):
             yield fam
         fam = GaugeMetricFamily(*SCHOOL_SHORTFALL, labels=["school_id", "province", "kind"])
         for s in members:
-            for kind in SHORTFALL_KINDS:
-                fam.add_metric([s.school_id, s.province, kind], float(kind in s.shortfalls))
+            for kind, flag in shortfall_samples(s, self.detail):
+                fam.add_metric([s.school_id, s.province, kind], float(flag))
         yield fam
         fam = GaugeMetricFamily(SCHOOL_INFO[0], SCHOOL_INFO[1], labels=list(SCHOOL_INFO[2]))
         for s in members:
-            labels = [
-                s.commune,
-                coord_label(s.lat),
-                s.level,
-                coord_label(s.lon),
-                s.name,
-                s.province,
-            ]
-            fam.add_metric([*labels, s.school_id], 1.0)
+            fam.add_metric(info_labels(s), 1.0)
         yield fam
 
     def _provinces(self, areas: list[AreaSummary]) -> Iterator[Metric]:
