@@ -22,6 +22,7 @@ from edugap.collector.export import (
     row,
     write_shortages,
 )
+from edugap.collector.export.columns import _r2
 from edugap.collector.export.csv_format import _cells
 from edugap.collector.export.xlsx_rows import RowSheet, RowWriter
 from edugap.collector.model import BandwidthRow, DeviceRow, School, Snapshot
@@ -198,3 +199,16 @@ def test_both_csv_dialects_hold_the_same_cells(snap: Snapshot) -> None:
     points = [[c.replace(",", ".") if decimal_comma.fullmatch(c) else c for c in line]
               for line in vietnamese]  # fmt: skip
     assert points == standard
+
+
+def test_fast_rounding_is_round() -> None:
+    """Rates, percentages and gaps are rounded to 0.01 exactly as round(value, 2) would."""
+    rng = random.Random(3)
+    values: list[float | int] = [rng.lognormvariate(2.5, 2.0) for _ in range(300_000)]
+    values += [k / 1000 for k in range(-300_000, 300_000)]  # every halfway written in decimal
+    values += [k / 8 for k in range(-8_000, 8_000)]  # halfway exactly: to the even neighbour
+    values += [rng.uniform(-1e12, 1e12) for _ in range(20_000)]
+    values += [2.675, 1.005, -0.001, 0.0, -0.0, 1e300, 5e-324, 7, -3]
+    values += [float("inf"), float("-inf")]
+    assert [repr(_r2(v)) for v in values] == [repr(round(v, 2)) for v in values]
+    assert repr(_r2(float("nan"))) == "nan" and _r2(None) is None
