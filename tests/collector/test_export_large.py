@@ -24,7 +24,7 @@ from edugap.collector.export import (
 )
 from edugap.collector.export.columns import _r2
 from edugap.collector.export.csv_format import _cells
-from edugap.collector.export.xlsx_rows import RowSheet, RowWriter
+from edugap.collector.export.xlsx_rows import RowBuilder, RowSheet, RowWriter
 from edugap.collector.model import BandwidthRow, DeviceRow, School, Snapshot
 from edugap.collector.policy.evaluate import compute
 from edugap.collector.policy.rules import load_policy
@@ -147,9 +147,10 @@ def test_rows_as_xml_read_back_as_xlsxwriter_cells(tmp_path: Path) -> None:
     when = book.add_format({"num_format": "yyyy-mm-dd hh:mm"})
     sheet = book.add_worksheet(worksheet_class=RowSheet)
     sheet.write_row(0, 0, ["header"])  # rows then go after what xlsxwriter holds
-    writer = RowWriter(sheet, [0] * 6, when)
+    builder = RowBuilder(6, when, (False, True, False, False, False, False))
+    writer = RowWriter(sheet, [0] * 6)
     for cells in lines:
-        writer.add(cells, (False, True, False, False, False, False))
+        writer.add(builder.build(cells))
     book.close()
 
     def read(path: Path, skip: int) -> list[tuple[object, ...]]:

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import xlsxwriter
 
 from edugap.collector.export import COLUMN, COLUMNS, ExportOptions, Row, headers
-from edugap.collector.export.xlsx_rows import RowSheet, RowWriter
+from edugap.collector.export.xlsx_rows import RowBuilder, RowSheet, RowWriter
 from edugap.collector.model import SHORTFALL_KINDS
 from edugap.collector.registry.places import collation_key
 
@@ -141,28 +141,19 @@ class _Totals:
 class _Sheet:
     """One worksheet written row by row, as wide as its contents (see xlsx_rows)."""
 
-    def __init__(
-        self,
-        book: Any,
-        name: str,
-        header: Sequence[str],
-        formats: dict[str, Any],
-        repeated: Sequence[bool] = (),
-    ):
+    def __init__(self, book: Any, name: str, header: Sequence[str], formats: dict[str, Any]):
         self.sheet: RowSheet = book.add_worksheet(name, worksheet_class=RowSheet)
         self.header = header
         self.sheet.freeze_panes(1, 1)
         self.sheet.write_row(0, 0, header, formats["header"])
-        widths = [min(len(h), _HEADER_WIDTH) for h in header]
-        self.writer = RowWriter(self.sheet, widths, formats["when"])
-        self.repeated = tuple(repeated) or (False,) * len(header)
+        self.writer = RowWriter(self.sheet, [min(len(h), _HEADER_WIDTH) for h in header])
 
     @property
     def rows(self) -> int:
         return self.writer.rows
 
-    def add(self, cells: Sequence[Any]) -> None:
-        self.writer.add(cells, self.repeated)
+    def add(self, built: tuple[str, list[int]]) -> None:
+        self.writer.add(built)
 
     def close(self) -> None:
         for col, width in enumerate(self.writer.widths):
@@ -200,19 +191,18 @@ class XlsxExporter:
         lang = options.lang
         names = SHEETS[lang]
         header = headers(lang, options.timezone)
-        everything, budget, survey = (
-            _Sheet(book, n, header, formats, _REPEATED) for n in names[:3]
-        )
+        everything, budget, survey = (_Sheet(book, n, header, formats) for n in names[:3])
+        school = RowBuilder(len(header), formats["when"], _REPEATED)
         lists = {"measured": budget, "assumed": survey}
         zone = ZoneInfo(options.timezone)
         totals: dict[str, _Totals] = defaultdict(_Totals)
         overall = _Totals()
         for r in rows:
-            cells = _cells(r, zone)
-            everything.add(cells)
+            built = school.build(_cells(r, zone))  # once for both of its sheets
+            everything.add(built)
             chosen = lists.get(str(r[COLUMN["need"]]))
             if chosen is not None:
-                chosen.add(cells)
+                chosen.add(built)
             totals[str(r[COLUMN["province"]] or "")].add(r)
             overall.add(r)
         for sheet in (everything, budget, survey):
@@ -220,9 +210,10 @@ class XlsxExporter:
 
         total_header = [TOTALS_VI[c] if lang == "vi" else c for c in TOTALS_COLUMNS]
         summary = _Sheet(book, names[3], total_header, formats)
+        province_row = RowBuilder(len(total_header), formats["when"])
         provinces = sorted((p for p in totals if p), key=collation_key)
         for province in provinces + ([""] if "" in totals else []):
-            summary.add(totals[province].cells(province or UNREGISTERED[lang]))
+            summary.add(province_row.build(totals[province].cells(province or UNREGISTERED[lang])))
         summary.close()
         summary.sheet.write_row(summary.rows + 1, 0, overall.cells(ALL[lang]), formats["bold"])
         book.close()

@@ -66,23 +66,26 @@ class RowSheet(Worksheet):  # type: ignore[misc]
         self.fh.write(xml)
 
 
-class RowWriter:
-    """Builds one sheet's rows as XML, by the type of each cell, and tracks column widths."""
+# stands for the row number in a built row: the same school's row goes on two sheets
+# (everything, and the budget or the survey), built once; escaped text never holds a NUL
+_ROW = "\0"
 
-    def __init__(self, sheet: RowSheet, widths: list[int], when_format: Any) -> None:
-        self.sheet = sheet
-        self.widths = widths  # the longest content of each column, in characters
-        self.refs = [xl_col_to_name(col) for col in range(len(widths))]
+
+class RowBuilder:
+    """Builds rows as XML by the type of each cell, for sheets with the same columns."""
+
+    def __init__(self, columns: int, when_format: Any, repeated: Sequence[bool] = ()) -> None:
+        self.refs = [xl_col_to_name(col) + _ROW for col in range(columns)]
         self.when = when_format._get_xf_index()  # the style number of the date format
+        self.repeated = tuple(repeated) or (False,) * columns
         self.texts: dict[str, str] = {}  # repeated text (places, vocabularies) escaped once
-        self.rows = 0
 
-    def add(self, cells: Sequence[Any], repeated: Sequence[bool]) -> None:
-        """Append `cells` as the next row; text in a `repeated` column is escaped once."""
-        self.rows += 1
-        n = self.rows + 1  # Excel's row number: the header is row 1
-        refs, widths, texts = self.refs, self.widths, self.texts
-        parts = [f'<row r="{n}">']
+    def build(self, cells: Sequence[Any]) -> tuple[str, list[int]]:
+        """The cells of a row as XML (the row number left as _ROW) and each one's width;
+        text in a `repeated` column is escaped once per export."""
+        refs, repeated, texts = self.refs, self.repeated, self.texts
+        sizes = [0] * len(refs)
+        parts = []
         for col, value in enumerate(cells):
             kind = type(value)
             if kind is str:
@@ -92,26 +95,40 @@ class RowWriter:
                         body = texts[value] = inline_text(value)
                 else:
                     body = inline_text(value)
-                parts.append(f'<c r="{refs[col]}{n}" t="inlineStr">{body}</c>')
-                size = len(value)
+                parts.append(f'<c r="{refs[col]}" t="inlineStr">{body}</c>')
+                sizes[col] = len(value)
             elif kind is int or kind is float:
                 if value - value:  # NaN or infinite: no number a spreadsheet holds; left empty
                     continue
                 text = repr(value)
-                parts.append(f'<c r="{refs[col]}{n}"><v>{text}</v></c>')
-                size = len(text)
+                parts.append(f'<c r="{refs[col]}"><v>{text}</v></c>')
+                sizes[col] = len(text)
             elif value is None:
                 continue
             elif kind is bool:
-                parts.append(f'<c r="{refs[col]}{n}" t="b"><v>{1 if value else 0}</v></c>')
-                size = 5
+                parts.append(f'<c r="{refs[col]}" t="b"><v>{1 if value else 0}</v></c>')
+                sizes[col] = 5
             elif kind is datetime:
                 at = excel_time(value)
-                parts.append(f'<c r="{refs[col]}{n}" s="{self.when}"><v>{at!r}</v></c>')
-                size = 16
+                parts.append(f'<c r="{refs[col]}" s="{self.when}"><v>{at!r}</v></c>')
+                sizes[col] = 16
             else:
                 raise TypeError(f"no XLSX cell for {kind.__name__} {value!r} in column {col}")
-            if size > widths[col]:
-                widths[col] = size
-        parts.append("</row>")
-        self.sheet.append(self.rows, "".join(parts))
+        return "".join(parts), sizes
+
+
+class RowWriter:
+    """Appends built rows to one sheet and keeps its columns' widths (longest content)."""
+
+    def __init__(self, sheet: RowSheet, widths: list[int]) -> None:
+        self.sheet = sheet
+        self.widths = widths
+        self.rows = 0
+
+    def add(self, built: tuple[str, list[int]]) -> None:
+        """Append a row from RowBuilder.build as the sheet's next row."""
+        cells, sizes = built
+        self.rows += 1
+        n = str(self.rows + 1)  # Excel's row number: the header is row 1
+        self.widths = list(map(max, self.widths, sizes))
+        self.sheet.append(self.rows, f'<row r="{n}">{cells.replace(_ROW, n)}</row>')
