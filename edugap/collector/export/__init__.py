@@ -3,8 +3,8 @@
 Each format is one module here exposing `EXPORTER`, an object with one method,
 `write(rows, out, options) -> int`; adding a format is one module and one line in FORMATS. The
 CLI (`edugap export shortages`) and the HTTP API both call `write_shortages`; the columns and
-rows are in `columns`, the filters in `select`. `mapimage` is the other output for reports: the
-coverage map as an image (`edugap map`).
+rows are in `columns`, the filters in `select`; `xlsx_rows` writes XLSX sheets a row of XML at
+a time. `mapimage` is the other output for reports: the coverage map as an image (`edugap map`).
 
 May import: `edugap.protocol`, `edugap.collector.model`, `edugap.collector.registry`
 (place names), `edugap.collector.safetext` (formula neutralisation); never ingest, a store
