@@ -3,8 +3,8 @@
 Each format is one module here exposing `EXPORTER`, an object with one method,
 `write(rows, out, options) -> int`; adding a format is one module and one line in FORMATS. The
 CLI (`edugap export shortages`) and the HTTP API both call `write_shortages`; the columns and
-rows are in `columns`, the filters in `select`. `mapimage` is the other output for reports: the
-coverage map as an image (`edugap map`).
+rows are in `columns`, the filters in `select`; `xlsx_rows` writes XLSX sheets a row of XML at
+a time. `mapimage` is the other output for reports: the coverage map as an image (`edugap map`).
 
 May import: `edugap.protocol`, `edugap.collector.model`, `edugap.collector.registry`
 (place names), `edugap.collector.safetext` (formula neutralisation); never ingest, a store
@@ -149,12 +149,17 @@ Progress = Callable[[int, int], None]  # (rows done, rows total)
 
 
 def _with_progress(rows: Sequence[SchoolStatus], progress: Progress | None) -> Iterator[Row]:
+    if progress is None:
+        return map(row, rows)  # no Python loop of its own: this is every export's hot path
+    return _reporting(rows, progress)
+
+
+def _reporting(rows: Sequence[SchoolStatus], progress: Progress) -> Iterator[Row]:
     total = len(rows)
     step = max(1_000, min(10_000, total // 10))  # about ten lines of progress per export
-    for i, s in enumerate(rows, 1):
-        yield row(s)
-        if progress is not None and (i % step == 0 or i == total):
-            progress(i, total)
+    for start in range(0, total, step):
+        yield from map(row, rows[start : start + step])
+        progress(min(start + step, total), total)
 
 
 def write_shortages(

@@ -109,13 +109,31 @@ def headers(lang: str, timezone: str) -> tuple[str, ...]:
 
 
 def _r2(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
+    """round(value, 2), in half the time for the usual rate: the export's hottest call.
+
+    value * 100 is off the exact product by at most half a unit in its last place; unless that
+    product lies within 1e-9 of its own size from halfway between two integers, rounding it to
+    the nearest integer picks the integer that correct rounding to 0.01 picks, and dividing
+    that integer by 100 gives the float round() gives. Otherwise (and for zero, which keeps
+    its sign, NaN, infinity, and an int, which round() keeps an int) round() decides.
+    tests/collector/test_export_large.py compares the two over a million values."""
+    if value is None:
+        return None
+    if type(value) is not float:
+        return round(value, 2)
+    scaled = value * 100.0
+    try:
+        whole = round(scaled)
+    except (ValueError, OverflowError):  # NaN, infinity
+        return round(value, 2)
+    if whole and abs(scaled - whole) < 0.5 - 1e-9 * abs(scaled):
+        return whole / 100
+    return round(value, 2)
 
 
 def row(s: SchoolStatus) -> Row:
     """One school as a row aligned with COLUMNS (rates and percentages rounded to 0.01)."""
-    # inline rounding: this runs once per school per export
-    down, up, lat, up_pct = s.download_mbps, s.upload_mbps, s.latency_ms, s.uptime_pct
+    r2 = _r2  # this runs once per school per export
     return (
         s.school_id,
         s.name,
@@ -127,16 +145,16 @@ def row(s: SchoolStatus) -> Row:
         s.lon,
         s.registered,
         s.connectivity,
-        None if down is None else round(down, 2),
-        None if up is None else round(up, 2),
-        None if lat is None else round(lat, 2),
+        r2(s.download_mbps),
+        r2(s.upload_mbps),
+        r2(s.latency_ms),
         s.tests_7d,
-        None if s.required_mbps is None else round(s.required_mbps, 2),
-        round(s.bandwidth_gap_mbps, 2),
+        r2(s.required_mbps),
+        r2(s.bandwidth_gap_mbps),
         s.bandwidth_evidence,
-        None if up_pct is None else round(up_pct, 2),
+        r2(s.uptime_pct),
         s.availability_evidence,
-        _r2(s.contracted_mbps),
+        r2(s.contracted_mbps),
         s.isp_compliant,
         s.monitoring,
         s.last_report,

@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 import xlsxwriter
-from xlsxwriter.worksheet import Worksheet
 
 from edugap.collector.export import COLUMN, COLUMNS, ExportOptions, Row, headers
+from edugap.collector.export.xlsx_rows import RowBuilder, RowSheet, RowWriter
 from edugap.collector.model import SHORTFALL_KINDS
 from edugap.collector.registry.places import collation_key
 
@@ -69,6 +68,13 @@ TOTALS_VI = {
 assert set(TOTALS_VI) == set(TOTALS_COLUMNS)
 _MAX_WIDTH = 60
 _HEADER_WIDTH = 22  # a longer header wraps instead of widening its column
+# columns whose text repeats from school to school (places, levels, vocabularies): escaped once
+_REPEATED = tuple(
+    c in ("province", "commune", "level", "connectivity", "bandwidth_evidence",
+          "availability_evidence", "monitoring", "computers_evidence", "shortfalls", "need",
+          "speedtest")
+    for c in COLUMNS
+)  # fmt: skip
 
 
 def _int(r: Row, column: str) -> int:
@@ -133,40 +139,24 @@ class _Totals:
 
 
 class _Sheet:
-    """One worksheet written row by row, remembering how wide each column's contents are."""
+    """One worksheet written row by row, as wide as its contents (see xlsx_rows)."""
 
     def __init__(self, book: Any, name: str, header: Sequence[str], formats: dict[str, Any]):
-        self.sheet: Worksheet = book.add_worksheet(name)
-        self.formats = formats
+        self.sheet: RowSheet = book.add_worksheet(name, worksheet_class=RowSheet)
         self.header = header
-        self.widths = [min(len(h), _HEADER_WIDTH) for h in header]
         self.sheet.freeze_panes(1, 1)
         self.sheet.write_row(0, 0, header, formats["header"])
-        self.rows = 0
+        self.writer = RowWriter(self.sheet, [min(len(h), _HEADER_WIDTH) for h in header])
 
-    def add(self, cells: Sequence[Any]) -> None:
-        self.rows += 1
-        sheet, line, widths = self.sheet, self.rows, self.widths
-        for col, value in enumerate(cells):
-            if value is None:
-                continue
-            if isinstance(value, str):
-                sheet.write_string(line, col, value)
-                size = len(value)
-            elif isinstance(value, bool):
-                sheet.write_boolean(line, col, value)
-                size = 5
-            elif isinstance(value, datetime):
-                sheet.write_datetime(line, col, value, self.formats["when"])
-                size = 16
-            else:
-                sheet.write_number(line, col, value)
-                size = len(str(value))
-            if size > widths[col]:
-                widths[col] = size
+    @property
+    def rows(self) -> int:
+        return self.writer.rows
+
+    def add(self, built: tuple[str, list[int]]) -> None:
+        self.writer.add(built)
 
     def close(self) -> None:
-        for col, width in enumerate(self.widths):
+        for col, width in enumerate(self.writer.widths):
             self.sheet.set_column(col, col, min(width, _MAX_WIDTH) + 2)
         self.sheet.autofilter(0, 0, max(self.rows, 1), len(self.header) - 1)
 
@@ -202,16 +192,17 @@ class XlsxExporter:
         names = SHEETS[lang]
         header = headers(lang, options.timezone)
         everything, budget, survey = (_Sheet(book, n, header, formats) for n in names[:3])
+        school = RowBuilder(len(header), formats["when"], _REPEATED)
         lists = {"measured": budget, "assumed": survey}
         zone = ZoneInfo(options.timezone)
         totals: dict[str, _Totals] = defaultdict(_Totals)
         overall = _Totals()
         for r in rows:
-            cells = _cells(r, zone)
-            everything.add(cells)
+            built = school.build(_cells(r, zone))  # once for both of its sheets
+            everything.add(built)
             chosen = lists.get(str(r[COLUMN["need"]]))
             if chosen is not None:
-                chosen.add(cells)
+                chosen.add(built)
             totals[str(r[COLUMN["province"]] or "")].add(r)
             overall.add(r)
         for sheet in (everything, budget, survey):
@@ -219,9 +210,10 @@ class XlsxExporter:
 
         total_header = [TOTALS_VI[c] if lang == "vi" else c for c in TOTALS_COLUMNS]
         summary = _Sheet(book, names[3], total_header, formats)
+        province_row = RowBuilder(len(total_header), formats["when"])
         provinces = sorted((p for p in totals if p), key=collation_key)
         for province in provinces + ([""] if "" in totals else []):
-            summary.add(totals[province].cells(province or UNREGISTERED[lang]))
+            summary.add(province_row.build(totals[province].cells(province or UNREGISTERED[lang])))
         summary.close()
         summary.sheet.write_row(summary.rows + 1, 0, overall.cells(ALL[lang]), formats["bold"])
         book.close()
