@@ -38,8 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import harness
+import ingest_national
 import paho.mqtt.client as mqtt
-from harness.parts import Mosquitto, mosquitto, postgres_admin_url, postgres_database
+from harness.parts import Mosquitto, mosquitto, postgres_admin_url
+from harness.pgserver import PrivatePostgres
 from harness.procs import python_child
 from harness.runs import wait
 
@@ -303,18 +305,20 @@ def _has_table(conn: sqlite3.Connection) -> bool:
 # --- main ----------------------------------------------------------------------------------
 
 
-def one_run(n: int, messages: list[tuple[str, bytes]], run: int) -> dict[str, float]:
+# MQTT 3.1.1 clients cannot say how many unacknowledged messages they take, so the broker's
+# limit must let a whole batch (2,000) through, as MQTT 5's Receive Maximum does
+LIMITS = "autosave_interval 3600\nmax_inflight_messages 4000\n"
+
+
+def one_run(
+    n: int, messages: list[tuple[str, bytes]], run: int, pg: PrivatePostgres
+) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="edugap-bench-ingest-"))
-    # MQTT 3.1.1 clients cannot say how many unacknowledged messages they take, so the
-    # broker's limit must let a whole batch (2,000) through, as MQTT 5's Receive Maximum does
-    limits = "autosave_interval 3600\nmax_inflight_messages 4000\n"
     try:
-        with mosquitto(work / "mosquitto", limits) as broker:
-            with postgres_database() as pg_url:
-                result = drains(broker, pg_url, work, n, messages, run)
+        with mosquitto(work / "mosquitto", LIMITS) as broker:
+            result = drains(broker, pg.create_database(f"drain{run}"), work, n, messages, run)
             result["sqlite_store"] = store_only(str(work / "store-only.db"), messages)
-            with postgres_database() as pg_url:
-                result["postgres_store"] = store_only(pg_url, messages)
+            result["postgres_store"] = store_only(pg.create_database(f"alone{run}"), messages)
         print(
             f"run {run}: "
             + ", ".join(f"{k} {n / v:,.0f}/s" for k, v in result.items() if k != "publish"),
@@ -360,6 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     def options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--runs", type=int, default=3)
         parser.add_argument("--reports", type=int, default=None)
+        parser.add_argument(
+            "--national-ids", type=int, default=None,
+            help="report ids in the national-size store (default 5,000,000; quick 1,000,000;"
+            " 0 skips the national part)",
+        )  # fmt: skip
 
     parser = harness.arguments("ingest", __doc__, "20,000 reports, 5 s of latency", options)
     args = parser.parse_args(argv)
@@ -367,7 +376,23 @@ def main(argv: list[str] | None = None) -> int:
     seconds = 5.0 if args.quick else 10.0
     messages = backlog(n)
     load_before = harness.load_average()
-    runs = [one_run(n, messages, r + 1) for r in range(args.runs)]
+    with PrivatePostgres() as pg:
+        runs = [one_run(n, messages, r + 1, pg) for r in range(args.runs)]
+    ids = args.national_ids if args.national_ids is not None else (
+        1_000_000 if args.quick else 5_000_000)  # fmt: skip
+    national_runs = (
+        ingest_national.run_all(
+            messages,
+            args.runs,
+            ids,
+            LIMITS,
+            publish_all,
+            lambda s, cid, until: BarePaho(s, cid, 4000).run(until),
+            store_only,
+        )
+        if ids
+        else []
+    )
     keys = (
         "sqlite",
         "postgres",
@@ -393,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         n, args.runs, med, rates, runs, (p50, p99, worst, len(lat), seconds),
         harness.command_line("ingest", argv), load,
     )  # fmt: skip
+    if national_runs:
+        text += "\n".join(["", *ingest_national.national_md(n, ids, national_runs), ""])
     harness.write_result(text, args.out)
     return 0
 

@@ -127,4 +127,3 @@ def test_an_upgrade_keeps_the_ids_stored_per_school_before_it(db_url: str) -> No
         assert store.report_count() == 0  # type: ignore[attr-defined]
     finally:
         store.close()
-
