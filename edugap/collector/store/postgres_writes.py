@@ -95,9 +95,9 @@ class PostgresWrites:
                                 b.school_id,
                                 b.device_id,
                                 b.measured_at,
-                                b.download_mbps,
-                                b.upload_mbps,
-                                b.latency_ms,
+                                _float(b.download_mbps),
+                                _float(b.upload_mbps),
+                                _float(b.latency_ms),
                                 clean(b.error),
                                 b.skipped,
                                 clean(b.backend),
@@ -159,7 +159,7 @@ class PostgresWrites:
                 (
                     [k[0] for k, _ in clocks],
                     [k[1] for k, _ in clocks],
-                    [v[0] for _, v in clocks],
+                    [float(v[0]) for _, v in clocks],
                     [v[1] for _, v in clocks],
                     [to_datetime(v[2]) for _, v in clocks],
                 ),
@@ -192,3 +192,8 @@ class PostgresWrites:
                 " SET last_report = GREATEST(school_reports.last_report, excluded.last_report)",
                 ([s for s, _ in last], [to_datetime(at) for _, at in last]),
             )
+
+
+def _float(x: float | None) -> float | None:
+    # one int among floats would make psycopg pick an integer array for the whole column
+    return None if x is None else float(x)
