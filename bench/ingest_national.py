@@ -115,7 +115,20 @@ def prefill_sqlite(path: str, ids: int, until: datetime) -> None:
 def clone_postgres(pg: PrivatePostgres, template: str, name: str) -> str:
     with psycopg.connect(pg.admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        conn.execute("CHECKPOINT")
+    settle()
     return pg.url(name)
+
+
+def copy_sqlite(template: str, path: str) -> None:
+    shutil.copy(template, path)
+    settle()
+
+
+def settle() -> None:
+    """Write a copy's pages out before a timed drain: otherwise the kernel writes them back
+    during it, and the store's fsyncs at each commit wait behind hundreds of MB."""
+    os.sync()
 
 
 def report_ids(url: str) -> int:
@@ -262,7 +275,7 @@ def national_run(
         "pg_one": pg.create_database(f"one{run}"),
         "pg_two": pg.create_database(f"two{run}"),
     }
-    shutil.copy(sqlite_template, urls["sqlite_national"])
+    copy_sqlite(sqlite_template, urls["sqlite_national"])
     base = {"sqlite_national": ids, "pg_national": ids}
     for key in ("sqlite_empty", "sqlite_national", "pg_empty", "pg_national"):
         ingest_subscribe(urls[key], settings, f"bench-n-{key}")
@@ -305,7 +318,7 @@ def national_run(
         "pg_empty_store": pg.create_database(f"aloneempty{run}"),
         "pg_national_store": clone_postgres(pg, pg_template, f"alonenational{run}"),
     }
-    shutil.copy(sqlite_template, alone["sqlite_national_store"])
+    copy_sqlite(sqlite_template, alone["sqlite_national_store"])
     for name, url in harness.rotated(list(alone.items()), run - 1):
         result[name] = store_only(url, messages)
     for path in work.glob(f"*-{run}.db*"):
