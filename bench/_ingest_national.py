@@ -54,10 +54,11 @@ ingest.start()
 while not ingest.ready() and not done.is_set():
     time.sleep(0.01)
 Path(ready).touch()
-progress = Path(ready + ".count")
-while not done.wait(0.01):  # how many it has stored, for the bench to sum
+progress, part = Path(ready + ".count"), Path(ready + ".part")
+while not done.wait(0.01):  # how many it has stored, for the bench to sum; replaced whole
     m = ingest.stats.messages
-    progress.write_text(str(m["stored"] + m["duplicate"]))
+    part.write_text(str(m["stored"] + m["duplicate"]))
+    part.replace(progress)
 ingest.stop()
 store.close()
 """
