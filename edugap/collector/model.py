@@ -92,11 +92,19 @@ class Received:
     # the measured_at the agent sent, and whether that is off by more than ingest tolerates.
     clock_offset_s: float | None = None
     clock_off: bool = False
+    # The measured_at the agent sent, when ingest clamped it: the store keys report ids on the
+    # time as sent, which a redelivery repeats, and not on the clamp, which moves with receipt.
+    sent_measured_at: datetime | None = None
 
     @property
     def seen(self) -> datetime:
         """The time this report proves its device was alive."""
         return self.received_at if self.seen_at is None else self.seen_at
+
+    @property
+    def measured_as_sent(self) -> datetime:
+        """The report's measured_at as its agent sent it (before any clamp)."""
+        return self.report.measured_at if self.sent_measured_at is None else self.sent_measured_at
 
 
 @dataclass(frozen=True, slots=True)

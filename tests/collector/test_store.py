@@ -322,6 +322,14 @@ def test_text_with_nul_characters_is_stored(store: Store) -> None:
     assert row.error is not None and row.error.startswith("timeout")
 
 
+def test_whole_numbers_among_fractions_are_stored(store: Store) -> None:
+    # a number field may hold an int (a struct built in code, not decoded): one int among the
+    # batch's floats must not make the batch unstorable
+    whole = msgspec.structs.replace(bandwidth(down=None), download_mbps=30, latency_ms=12)
+    assert store.save_batch([received(bandwidth(down=25.5)), received(whole)]) == [True, True]
+    assert sorted(r.download_mbps or 0 for r in store.bandwidth_since(T0)) == [25.5, 30.0]
+
+
 def test_open_store_names_the_url_on_failure(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no-such-dir"):
         open_store(str(tmp_path / "no-such-dir" / "x.db"))

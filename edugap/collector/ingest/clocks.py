@@ -47,9 +47,12 @@ def assess(
         report = msgspec.structs.replace(report, measured_at=received_at)
     if retained:
         seen = EARLIEST_TIME if clamped else min(measured, received_at)
-        return Received(report, received_at, seen_at=seen), clamped
+        sent = measured if clamped else None
+        return Received(report, received_at, seen_at=seen, sent_measured_at=sent), clamped
     if clamped is not None:
-        return Received(report, received_at, clock_offset_s=offset, clock_off=True), clamped
+        item = Received(report, received_at, clock_offset_s=offset, clock_off=True,
+                        sent_measured_at=measured)  # fmt: skip
+        return item, clamped
     if isinstance(report, Status) and report.state == "online":
         off = offset > STATUS_BEHIND_TOLERANCE_S
         return Received(report, received_at, clock_offset_s=offset, clock_off=off), None

@@ -42,8 +42,11 @@ class CommonSql:
         return self._read(self.dialect.sql(sql), params)
 
     def _has_legacy_ids(self, tx: Any) -> bool:
-        # report ids stored before migration 0002 (global, not per school), until pruned
-        row = tx.execute("SELECT EXISTS (SELECT 1 FROM report_ids_v1)").fetchone()
+        # report ids stored before migration 0002 (global, not per school) or 0005 (per
+        # school, keyed on the id), until pruned
+        row = tx.execute(
+            "SELECT EXISTS (SELECT 1 FROM report_ids_v1) OR EXISTS (SELECT 1 FROM report_ids_v2)"
+        ).fetchone()
         return bool(row and row[0])
 
     def schema_version(self) -> int:
@@ -126,6 +129,7 @@ class CommonSql:
                 ("DELETE FROM heartbeat_hours WHERE hour < ?", cutoff),
                 ("DELETE FROM report_ids WHERE received_at < ?", ids_cutoff),
                 ("DELETE FROM report_ids_v1 WHERE received_at < ?", ids_cutoff),
+                ("DELETE FROM report_ids_v2 WHERE received_at < ?", ids_cutoff),
             ):
                 deleted += max(tx.execute(d.sql(sql), (at,)).rowcount, 0)
             self._legacy_ids = self._has_legacy_ids(tx)
@@ -210,11 +214,12 @@ class CommonSql:
         """How many distinct reports are stored (report ids not yet pruned)."""
         rows = self._query(
             "SELECT (SELECT count(*) FROM report_ids) + (SELECT count(*) FROM report_ids_v1)"
+            " + (SELECT count(*) FROM report_ids_v2)"
         )
         return int(rows[0][0])
 
     def has_report(self, school_id: str, report_id: str) -> bool:
-        """True once this school's report with this id is stored (benchmarks poll for it)."""
+        """True once this school's report with this id is stored (a scan: for tests)."""
         rows = self._query(
             "SELECT 1 FROM report_ids WHERE school_id = ? AND report_id = ?",
             (school_id, clean(report_id)),

@@ -1,8 +1,14 @@
 """The PostgreSQL store's batch write: duplicate report ids, then the rows the new reports make.
 
-Idempotency across collectors rests on the primary key of `report_ids` (school, id) and
-`INSERT ... ON CONFLICT DO NOTHING RETURNING`: a second collector inserting the same key waits
-for the first one's transaction and then gets nothing back, so the report counts as a duplicate.
+Idempotency across collectors rests on the primary key of `report_ids` (measured_at, school,
+id) and `INSERT ... ON CONFLICT DO NOTHING RETURNING`: a second collector inserting the same key
+waits for the first one's transaction and then gets nothing back, so the report counts as a
+duplicate.
+
+Fast the way PostgreSQL is fast: every statement takes whole columns as arrays in binary
+(`%b`: psycopg's text form of an array quotes each element with a regex, which cost more than
+the server's work), and the statements after the id insert go in one pipeline, so the server
+runs one while Python builds the next.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from edugap.collector.store.prepare import (
     clean,
     first_occurrences,
     inventory_json,
+    legacy_known,
     prepare,
     to_datetime,
 )
@@ -37,29 +44,33 @@ class PostgresWrites:
         if not batch:
             return []
         indexes, keys = first_occurrences(batch)
-        order = sorted(range(len(keys)), key=keys.__getitem__)
         with self._transaction("write batch") as cur:
-            legacy: set[str] = set()
+            known: set[ReportKey] = set()
             if self._legacy_ids:
+                ids = [rid for _, rid in keys]
                 cur.execute(
-                    "SELECT report_id FROM report_ids_v1 WHERE report_id = ANY(%s::text[])",
-                    ([rid for _, rid in keys],),
+                    "SELECT school_id, report_id FROM report_ids_v2"
+                    " WHERE report_id = ANY(%b::text[]) UNION ALL"
+                    " SELECT NULL, report_id FROM report_ids_v1 WHERE report_id = ANY(%b::text[])",
+                    (ids, ids),
                 )
-                legacy = {r[0] for r in cur.fetchall()}
-            order = [k for k in order if keys[k][1] not in legacy]
+                known = legacy_known(keys, cur.fetchall())
+            # in key order, so that two collectors inserting the same ids cannot deadlock
+            fresh = sorted(
+                (batch[i].measured_as_sent, key[0], key[1], batch[i].received_at)
+                for i, key in zip(indexes, keys, strict=True)
+                if key not in known
+            )
             cur.execute(
-                "INSERT INTO report_ids (school_id, report_id, received_at)"
-                " SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])"
-                " ON CONFLICT DO NOTHING RETURNING school_id, report_id",
-                (
-                    [keys[k][0] for k in order],
-                    [keys[k][1] for k in order],
-                    [batch[indexes[k]].received_at for k in order],
-                ),
+                "INSERT INTO report_ids (measured_at, school_id, report_id, received_at)"
+                " SELECT * FROM unnest(%b::timestamptz[], %b::text[], %b::text[],"
+                " %b::timestamptz[]) ON CONFLICT DO NOTHING RETURNING school_id, report_id",
+                tuple(list(column) for column in zip(*fresh, strict=True)) or ([], [], [], []),
             )
             inserted: set[ReportKey] = {(r[0], r[1]) for r in cur.fetchall()}
             new_indexes = [i for i, key in zip(indexes, keys, strict=True) if key in inserted]
-            self._write_rows(cur, [batch[i] for i in new_indexes])
+            with cur.connection.pipeline():
+                self._write_rows(cur, [batch[i] for i in new_indexes])
         stored = [False] * len(batch)
         for i in new_indexes:
             stored[i] = True
@@ -68,31 +79,41 @@ class PostgresWrites:
     def _write_rows(self, cur: psycopg.Cursor[Any], new: list[Received]) -> None:
         rows = prepare(new)
         if rows.bandwidth:
-            with cur.copy(
-                "COPY bandwidth (report_id, school_id, device_id, measured_at, download_mbps,"
-                " upload_mbps, latency_ms, error, skipped, backend, bytes_used) FROM STDIN"
-            ) as copy:
-                for b, _at in rows.bandwidth:
-                    copy.write_row(
-                        (
-                            clean(b.report_id),
-                            b.school_id,
-                            b.device_id,
-                            b.measured_at,
-                            b.download_mbps,
-                            b.upload_mbps,
-                            b.latency_ms,
-                            clean(b.error),
-                            b.skipped,
-                            clean(b.backend),
-                            bounded(b.bytes_used),
-                        )
+            # not COPY, which a pipeline cannot carry
+            cur.execute(
+                "INSERT INTO bandwidth (report_id, school_id, device_id, measured_at,"
+                " download_mbps, upload_mbps, latency_ms, error, skipped, backend, bytes_used)"
+                " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[],"
+                " %b::float8[], %b::float8[], %b::float8[], %b::text[], %b::boolean[],"
+                " %b::text[], %b::bigint[])",
+                tuple(
+                    list(column)
+                    for column in zip(
+                        *(
+                            (
+                                clean(b.report_id),
+                                b.school_id,
+                                b.device_id,
+                                b.measured_at,
+                                _float(b.download_mbps),
+                                _float(b.upload_mbps),
+                                _float(b.latency_ms),
+                                clean(b.error),
+                                b.skipped,
+                                clean(b.backend),
+                                bounded(b.bytes_used),
+                            )
+                            for b, _at in rows.bandwidth
+                        ),
+                        strict=True,
                     )
+                ),
+            )
         seen = sorted(rows.last_seen.items())
         if seen:
             cur.execute(
                 "INSERT INTO devices (school_id, device_id, last_seen)"
-                " SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])"
+                " SELECT * FROM unnest(%b::text[], %b::text[], %b::timestamptz[])"
                 " ON CONFLICT (school_id, device_id) DO UPDATE"
                 " SET last_seen = GREATEST(devices.last_seen, excluded.last_seen)",
                 (
@@ -131,14 +152,14 @@ class PostgresWrites:
         if clocks:
             cur.execute(
                 "UPDATE devices d SET clock_offset_s = c.offset_s, clock_off = c.off,"
-                " clock_at = c.at FROM unnest(%s::text[], %s::text[], %s::float8[],"
-                " %s::boolean[], %s::timestamptz[]) AS c(school_id, device_id, offset_s, off, at)"
+                " clock_at = c.at FROM unnest(%b::text[], %b::text[], %b::float8[],"
+                " %b::boolean[], %b::timestamptz[]) AS c(school_id, device_id, offset_s, off, at)"
                 " WHERE d.school_id = c.school_id AND d.device_id = c.device_id"
                 " AND (d.clock_at IS NULL OR d.clock_at <= c.at)",
                 (
                     [k[0] for k, _ in clocks],
                     [k[1] for k, _ in clocks],
-                    [v[0] for _, v in clocks],
+                    [float(v[0]) for _, v in clocks],
                     [v[1] for _, v in clocks],
                     [to_datetime(v[2]) for _, v in clocks],
                 ),
@@ -148,8 +169,8 @@ class PostgresWrites:
             # both sides are at most MAX_SUM, so the sum cannot overflow before it saturates
             cur.execute(
                 "INSERT INTO heartbeat_hours (school_id, hour, heartbeats, checks, checks_ok)"
-                " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[],"
-                " %s::bigint[], %s::bigint[])"
+                " SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::bigint[],"
+                " %b::bigint[], %b::bigint[])"
                 " ON CONFLICT (school_id, hour) DO UPDATE SET"
                 f" heartbeats = least(heartbeat_hours.heartbeats + excluded.heartbeats, {MAX_SUM}),"
                 f" checks = least(heartbeat_hours.checks + excluded.checks, {MAX_SUM}),"
@@ -166,8 +187,13 @@ class PostgresWrites:
         if last:
             cur.execute(
                 "INSERT INTO school_reports (school_id, last_report)"
-                " SELECT * FROM unnest(%s::text[], %s::timestamptz[])"
+                " SELECT * FROM unnest(%b::text[], %b::timestamptz[])"
                 " ON CONFLICT (school_id) DO UPDATE"
                 " SET last_report = GREATEST(school_reports.last_report, excluded.last_report)",
                 ([s for s, _ in last], [to_datetime(at) for _, at in last]),
             )
+
+
+def _float(x: float | None) -> float | None:
+    # one int among floats would make psycopg pick an integer array for the whole column
+    return None if x is None else float(x)

@@ -67,6 +67,15 @@ def first_occurrences(batch: list[Received]) -> tuple[list[int], list[ReportKey]
     return indexes, keys
 
 
+def legacy_known(keys: list[ReportKey], found: list[tuple[str | None, str]]) -> set[ReportKey]:
+    """The keys among `keys` that the tables of earlier versions hold: `found` are their rows
+    for the batch's ids, (school, id) from report_ids_v2, (None, id) from report_ids_v1, whose
+    ids had no school (any school's report with that id is a duplicate)."""
+    pairs = {(s, r) for s, r in found if s is not None}
+    bare = {r for s, r in found if s is None}
+    return {key for key in keys if key in pairs or key[1] in bare}
+
+
 @dataclass
 class HourSum:
     """Running sum of one school's heartbeats in one hour."""

@@ -15,6 +15,7 @@ from edugap.collector.store.prepare import (
     clean,
     first_occurrences,
     inventory_json,
+    legacy_known,
     prepare,
 )
 
@@ -36,21 +37,27 @@ class SqliteWrites:
             return []
         indexes, keys = first_occurrences(batch)
         stored = [False] * len(batch)
-        ids = list({rid for _, rid in keys})
+        times = [epoch(batch[i].measured_as_sent) for i in indexes]
         with self._transaction("write batch") as conn:
-            # the id leads the primary key, so each lookup is a key search
-            sql = "SELECT school_id, report_id FROM report_ids WHERE report_id IN"
-            known = set(keys).intersection(_select_in(conn, sql, ids))
-            if self._legacy_ids:  # ids stored before migration 0002 have no school
-                sql = "SELECT report_id FROM report_ids_v1 WHERE report_id IN"
-                stored_ids = {rid for (rid,) in _select_in(conn, sql, ids)}
-                known.update(key for key in keys if key[1] in stored_ids)
-            fresh = [(i, key) for i, key in zip(indexes, keys, strict=True) if key not in known]
+            # the measured time leads the key: look the batch's times up, match school and id
+            sql = "SELECT measured_at, school_id, report_id FROM report_ids WHERE measured_at IN"
+            rows = set(_select_in(conn, sql, list(set(times))))
+            known = {key for key, at in zip(keys, times, strict=True) if (at, *key) in rows}
+            if self._legacy_ids:  # ids stored before migrations 0002 and 0005
+                ids = list({rid for _, rid in keys})
+                found = list(_select_in(conn, _LEGACY, ids, repeat=2))
+                known.update(legacy_known(keys, found))
+            fresh = [
+                (i, key, at)
+                for i, key, at in zip(indexes, keys, times, strict=True)
+                if key not in known
+            ]
             conn.executemany(
-                "INSERT INTO report_ids (school_id, report_id, received_at) VALUES (?, ?, ?)",
-                [(school, rid, epoch(batch[i].received_at)) for i, (school, rid) in fresh],
+                "INSERT INTO report_ids (measured_at, school_id, report_id, received_at)"
+                " VALUES (?, ?, ?, ?)",
+                [(at, school, rid, epoch(batch[i].received_at)) for i, (school, rid), at in fresh],
             )
-            new_indexes = [i for i, _ in fresh]
+            new_indexes = [i for i, _, _ in fresh]
             self._write_rows(conn, [batch[i] for i in new_indexes])
         for i in new_indexes:
             stored[i] = True
@@ -137,8 +144,22 @@ class SqliteWrites:
         )
 
 
-def _select_in(conn: sqlite3.Connection, sql: str, values: list[str]) -> Iterator[tuple[Any, ...]]:
-    """Rows of `sql` + " (?, ?, ...)" over `values`, in chunks below the parameter limit."""
-    for start in range(0, len(values), _CHUNK):
-        chunk = values[start : start + _CHUNK]
-        yield from conn.execute(f"{sql} ({','.join('?' * len(chunk))})", chunk)
+_LEGACY = (
+    "SELECT school_id, report_id FROM report_ids_v2 WHERE report_id IN ({marks})"
+    " UNION ALL SELECT NULL, report_id FROM report_ids_v1 WHERE report_id IN ({marks})"
+)
+
+
+def _select_in(
+    conn: sqlite3.Connection, sql: str, values: list[Any], repeat: int = 1
+) -> Iterator[tuple[Any, ...]]:
+    """Rows of `sql` + " (?, ?, ...)" over `values`, in chunks below the parameter limit; with
+    `repeat`, `sql` holds `{marks}` that many times, each bound to the chunk."""
+    size = _CHUNK // repeat
+    for start in range(0, len(values), size):
+        chunk = values[start : start + size]
+        marks = ",".join("?" * len(chunk))
+        if repeat == 1:
+            yield from conn.execute(f"{sql} ({marks})", chunk)
+        else:
+            yield from conn.execute(sql.format(marks=marks), chunk * repeat)
