@@ -55,6 +55,25 @@ def test_a_report_whose_time_ingest_clamped_is_a_duplicate_on_redelivery(store: 
     assert store.report_count() == 1  # type: ignore[attr-defined]
 
 
+def test_one_id_with_two_measured_times_is_two_reports_in_a_batch_as_across_batches(
+    store: Store,
+) -> None:
+    # a report is (school, id, measured time as sent): whether the two arrive together or
+    # apart, each is stored once, and their redeliveries are duplicates, never a second row
+    a = bandwidth(at=T0, report_id="same-id")
+    b = bandwidth(at=T0 + timedelta(minutes=1), report_id="same-id")
+    assert store.save_batch([received(a, at=T0), received(b, at=T0), received(a, at=T0)]) == [
+        True,
+        True,
+        False,
+    ]
+    c = bandwidth(at=T0 + timedelta(minutes=2), report_id="same-id")
+    later = T0 + timedelta(minutes=3)
+    assert store.save_batch([received(b, at=later), received(c, at=later)]) == [False, True]
+    assert store.report_count() == 3  # type: ignore[attr-defined]
+    assert len(store.bandwidth_since(T0 - timedelta(days=1))) == 3
+
+
 def test_pruning_keeps_every_id_received_inside_the_window(store: Store) -> None:
     # measured 20 days ago but received now (an outbox that waited out a long outage): its id
     # is kept for the window after it arrived, like any other

@@ -64,11 +64,16 @@ class PostgresWrites:
             cur.execute(
                 "INSERT INTO report_ids (measured_at, school_id, report_id, received_at)"
                 " SELECT * FROM unnest(%b::timestamptz[], %b::text[], %b::text[],"
-                " %b::timestamptz[]) ON CONFLICT DO NOTHING RETURNING school_id, report_id",
+                " %b::timestamptz[]) ON CONFLICT DO NOTHING"
+                " RETURNING measured_at, school_id, report_id",
                 tuple(list(column) for column in zip(*fresh, strict=True)) or ([], [], [], []),
             )
-            inserted: set[ReportKey] = {(r[0], r[1]) for r in cur.fetchall()}
-            new_indexes = [i for i, key in zip(indexes, keys, strict=True) if key in inserted]
+            inserted = {(r[0], r[1], r[2]) for r in cur.fetchall()}
+            new_indexes = [
+                i
+                for i, key in zip(indexes, keys, strict=True)
+                if (batch[i].measured_as_sent, *key) in inserted
+            ]
             with cur.connection.pipeline():
                 self._write_rows(cur, [batch[i] for i in new_indexes])
         stored = [False] * len(batch)

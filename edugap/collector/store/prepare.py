@@ -50,18 +50,21 @@ ReportKey = tuple[str, str]  # (school_id, report_id): report ids are unique per
 
 
 def first_occurrences(batch: list[Received]) -> tuple[list[int], list[ReportKey]]:
-    """Indexes and (school, id) keys of the first item with each key; later repeats are
-    duplicates. Ids are cleaned (see `clean`) as every backend stores them."""
-    seen: set[ReportKey] = set()
+    """Indexes and (school, id) keys of the first item of each report; later repeats are
+    duplicates. A report is its school, id and measured time as sent, as the stores key it
+    (a redelivery repeats all three), so the same id with another time is another report here
+    too. Ids are cleaned (see `clean`) as every backend stores them."""
+    seen: set[tuple[str, str, datetime]] = set()
     indexes: list[int] = []
     keys: list[ReportKey] = []
     for i, item in enumerate(batch):
         report = item.report
         rid = report.report_id
         key = (report.school_id, rid if "\x00" not in rid else rid.replace("\x00", "\ufffd"))
-        if key in seen:
+        report_key = (*key, item.measured_as_sent)
+        if report_key in seen:
             continue
-        seen.add(key)
+        seen.add(report_key)
         indexes.append(i)
         keys.append(key)
     return indexes, keys

@@ -11,6 +11,7 @@ from edugap.collector.model import Received
 from edugap.collector.store.dialect import epoch
 from edugap.collector.store.prepare import (
     MAX_SUM,
+    ReportKey,
     bounded,
     clean,
     first_occurrences,
@@ -42,15 +43,15 @@ class SqliteWrites:
             # the measured time leads the key: look the batch's times up, match school and id
             sql = "SELECT measured_at, school_id, report_id FROM report_ids WHERE measured_at IN"
             rows = set(_select_in(conn, sql, list(set(times))))
-            known = {key for key, at in zip(keys, times, strict=True) if (at, *key) in rows}
+            legacy: set[ReportKey] = set()
             if self._legacy_ids:  # ids stored before migrations 0002 and 0005
                 ids = list({rid for _, rid in keys})
                 found = list(_select_in(conn, _LEGACY, ids, repeat=2))
-                known.update(legacy_known(keys, found))
+                legacy = legacy_known(keys, found)
             fresh = [
                 (i, key, at)
                 for i, key, at in zip(indexes, keys, times, strict=True)
-                if key not in known
+                if (at, *key) not in rows and key not in legacy
             ]
             conn.executemany(
                 "INSERT INTO report_ids (measured_at, school_id, report_id, received_at)"
