@@ -1,0 +1,339 @@
+"""The self-hosted test: timed parallel streams each way, the ramp-up left out of the figure.
+
+Each direction runs `streams` connections, opened before the phase and kept for all of it, for
+a fixed `seconds`: download is one `GET download?seconds=S` per connection, a body the server
+ends on its own clock; upload is one chunked `POST upload` per connection that the client
+ends at its deadline. A sampler reads every connection's kernel counters (`TCP_INFO`: bytes
+received, bytes acknowledged by the server) every 100 ms; the figure is the aggregate rate
+after the ramp-up (`stable_rate`). `bytes_used` is what the connections put on the link
+(`tcpinfo`). A phase stops early when the data budget it was given would be exceeded.
+The rule and its reasons are in docs/protocol.md, "The test the agent runs".
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import http.client
+import itertools
+import os
+import socket
+import ssl
+import statistics
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from edugap.agent.probes import tcpinfo
+from edugap.agent.probes.speedtest_client import Latency, describe_error
+
+Direction = Literal["download", "upload"]
+LATENCY_SAMPLES: Final = 5
+SAMPLE_SECONDS: Final = 0.1
+#: The ramp-up ends when the trailing window's rate reaches this share of the stable rate.
+RAMP_WINDOW_SECONDS: Final = 0.5
+RAMP_SHARE: Final = 0.9
+#: Longest wait, after the deadline, for the server's download bodies to end.
+DRAIN_SECONDS: Final = 5.0
+#: Bytes still in flight when a phase stops for the budget: about this long at the last rate.
+_IN_FLIGHT_SECONDS: Final = 0.5
+_BLOCK: Final = 16 * 1024
+_NOTSENT_LOWAT: Final[int | None] = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+_UNSENT_BYTES: Final = 16 * 1024
+
+
+class NotSupported(Exception):
+    """The endpoint has no timed streams (an older collector or a static nginx endpoint)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPlan:
+    """How long each direction runs and on how many connections."""
+
+    seconds: float = 10.0
+    streams: int = 4
+
+
+@dataclass(slots=True)
+class Phase:
+    """One direction's outcome: the figure, the ramp-up left out, whether it stopped early."""
+
+    mbps: float | None
+    ramp_seconds: float = 0.0
+    ran_seconds: float = 0.0
+    stopped_early: bool = False
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+
+def stable_rate(samples: list[tuple[float, int]]) -> tuple[float, float]:
+    """(bytes per second after the ramp-up, seconds of ramp-up left out) from cumulative samples.
+
+    The reference is the aggregate rate over the second half of the phase; the ramp-up ends at
+    the first sample whose trailing `RAMP_WINDOW_SECONDS` reached `RAMP_SHARE` of it (at most
+    half the phase). The figure is the bytes from there to the end over that time.
+    """
+    if len(samples) < 2:
+        return 0.0, 0.0
+    times = [t for t, _ in samples]
+    end_t, end_b = samples[-1]
+
+    def at(t: float) -> int:
+        return samples[max(0, bisect.bisect_right(times, t) - 1)][1]
+
+    def rate(a: float, b: float) -> float:
+        return (at(b) - at(a)) / (b - a) if b > a else 0.0
+
+    half = end_t / 2
+    reference = rate(half, end_t)
+    ramp = half
+    for t in times:
+        if t > half:
+            break
+        if t >= RAMP_WINDOW_SECONDS and rate(t - RAMP_WINDOW_SECONDS, t) >= RAMP_SHARE * reference:
+            ramp = t
+            break
+    if end_t - ramp <= 0:
+        return rate(times[0], end_t), 0.0
+    return (end_b - at(ramp)) / (end_t - ramp), ramp
+
+
+class StreamTest:
+    """One self-hosted test's connections, phases and link bytes."""
+
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        plan: StreamPlan,
+        timeout: float,
+        stop: threading.Event,
+        progress: Callable[[str, float], None],
+    ) -> None:
+        base = server_url.rstrip("/")
+        base = base.removesuffix("/upload.php")
+        parts = urllib.parse.urlsplit(base)
+        self.scheme = parts.scheme
+        self.netloc = parts.netloc
+        self.path = parts.path
+        self.plan = plan
+        self.timeout = timeout
+        self.stop = stop
+        self.progress = progress
+        self.link_bytes = 0  # closed connections' link bytes, both ways
+        self._block = os.urandom(_BLOCK)  # incompressible upload data
+
+    # --- connections ---------------------------------------------------------------------
+
+    def _connect(self, *, upload: bool = False) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection
+        if self.scheme == "https":
+            context = ssl.create_default_context()
+            conn = http.client.HTTPSConnection(self.netloc, timeout=self.timeout, context=context)
+        else:
+            conn = http.client.HTTPConnection(self.netloc, timeout=self.timeout)
+        try:
+            conn.connect()
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            raise ConnectionError(
+                f"cannot reach {self.scheme}://{self.netloc}: {describe_error(e)}"
+            ) from e
+        if upload and _NOTSENT_LOWAT is not None:
+            # bytes count as sent when the server acknowledges them; a small unsent queue
+            # keeps the end of the phase on time on a slow uplink
+            with contextlib.suppress(OSError):
+                conn.sock.setsockopt(socket.IPPROTO_TCP, _NOTSENT_LOWAT, _UNSENT_BYTES)
+        return conn
+
+    def _close(self, conn: http.client.HTTPConnection, sent: int, received: int) -> None:
+        """Close `conn`, adding what it put on the link to `link_bytes`."""
+        counters = tcpinfo.read(conn.sock) if conn.sock is not None else None
+        if counters is not None:
+            self.link_bytes += counters.link_bytes()
+        else:
+            self.link_bytes += tcpinfo.estimate_link_bytes(sent, received)
+        conn.close()
+
+    # --- latency -------------------------------------------------------------------------
+
+    def latency(self) -> Latency:
+        """Round trips of `latency.txt` on one connection; the first (set-up) is not timed."""
+        conn = self._connect()
+        times: list[float] = []
+        received = 0
+        where = f"{self.scheme}://{self.netloc}{self.path}/latency.txt"
+        try:
+            for i in range(LATENCY_SAMPLES + 1):
+                start = time.perf_counter()
+                conn.request("GET", f"{self.path}/latency.txt?x={time.time_ns()}.{i}")
+                response = conn.getresponse()
+                body = response.read()
+                elapsed = time.perf_counter() - start
+                received += len(body) + 200
+                if response.status == 429:
+                    raise ValueError(
+                        f"{where} answered HTTP 429: too many requests from this address "
+                        f"(retry after {response.getheader('Retry-After', '?')} s)"
+                    )
+                if response.status != 200 or not body.startswith(b"test=test"):
+                    raise ValueError(
+                        f"{where} answered HTTP {response.status} {body[:40]!r}: "
+                        "not a speed-test endpoint"
+                    )
+                if i:
+                    times.append(elapsed * 1000.0)
+        except (OSError, http.client.HTTPException) as e:
+            raise ConnectionError(f"cannot reach {where}: {describe_error(e)}") from e
+        finally:
+            self._close(conn, 150 * (LATENCY_SAMPLES + 1), received)
+        jitter = (
+            statistics.fmean(abs(a - b) for a, b in itertools.pairwise(times))
+            if len(times) > 1
+            else None
+        )
+        return Latency(statistics.median(times), jitter)
+
+    # --- phases --------------------------------------------------------------------------
+
+    def phase(self, direction: Direction, seconds: float, cap_bytes: float) -> Phase:
+        """Run one direction for `seconds`, stopping early past `cap_bytes` on the link."""
+        conns: list[http.client.HTTPConnection] = []
+        try:
+            for _ in range(self.plan.streams):
+                conns.append(self._connect(upload=direction == "upload"))
+        except ConnectionError:
+            for conn in conns:
+                self._close(conn, 0, 0)
+            raise
+        state = _Streams(len(conns), time.monotonic() + seconds)
+        worker = self._download if direction == "download" else self._upload
+        threads = [
+            threading.Thread(
+                target=worker, args=(conn, i, seconds, state), name=f"speedtest-{direction}-{i}"
+            )
+            for i, conn in enumerate(conns)
+        ]
+        start = time.monotonic()
+        for thread in threads:
+            thread.daemon = True
+            thread.start()
+        samples: list[tuple[float, int]] = [(0.0, 0)]
+        stopped_early = False
+        self.progress(direction, 0.0)
+        give_up = start + seconds + DRAIN_SECONDS + self.timeout
+        while any(t.is_alive() for t in threads):
+            time.sleep(SAMPLE_SECONDS)
+            now = time.monotonic()
+            if self.stop.is_set() or now > give_up:
+                state.abandon.set()
+            if now >= state.deadline or state.abandon.is_set():
+                continue
+            counted, link = self._counters(conns, direction, state.moved)
+            samples.append((now - start, counted))
+            recent = [s for s in samples if s[0] >= samples[-1][0] - 1.0]
+            span = recent[-1][0] - recent[0][0]
+            last_rate = (recent[-1][1] - recent[0][1]) / span if span > 0 else 0.0
+            if link + last_rate * _IN_FLIGHT_SECONDS >= cap_bytes:
+                stopped_early = True
+                state.deadline = now  # upload streams end their bodies
+                if direction == "download":
+                    state.abandon.set()  # the server would go on sending to its own end
+            self.progress(direction, min(1.0, (now - start) / seconds))
+        for i, conn in enumerate(conns):
+            payload = state.moved[i]
+            if direction == "download":
+                self._close(conn, 400, payload)
+            else:
+                self._close(conn, payload, 400)
+        if state.unsupported:
+            raise NotSupported(state.unsupported[0])
+        if state.errors and not stopped_early:
+            more = f" (and {len(state.errors) - 1} more)" if len(state.errors) > 1 else ""
+            raise ConnectionError(f"{direction} failed: {state.errors[0]}{more}")
+        if self.stop.is_set():
+            raise TimeoutError(f"{direction} stopped by the test's time limit")
+        rate, ramp = stable_rate(samples)
+        return Phase(
+            mbps=rate * 8 / 1e6 if samples[-1][1] > 0 else None,
+            ramp_seconds=ramp,
+            ran_seconds=samples[-1][0],
+            stopped_early=stopped_early,
+            samples=samples,
+        )
+
+    @staticmethod
+    def _counters(
+        conns: list[http.client.HTTPConnection], direction: Direction, moved: list[int]
+    ) -> tuple[int, int]:
+        """(payload the phase moved so far, link bytes so far), from the kernel if it can."""
+        counted = link = 0
+        for i, conn in enumerate(conns):
+            c = tcpinfo.read(conn.sock) if conn.sock is not None else None
+            if c is None:
+                counted += moved[i]
+                link += tcpinfo.estimate_link_bytes(moved[i], 0)
+            else:
+                counted += c.bytes_received if direction == "download" else c.bytes_acked
+                link += c.link_bytes()
+        return counted, link
+
+    def _download(
+        self, conn: http.client.HTTPConnection, i: int, seconds: float, state: _Streams
+    ) -> None:
+        buf = bytearray(64 * 1024)
+        try:
+            conn.request("GET", f"{self.path}/download?seconds={seconds:.3f}&x={time.time_ns()}")
+            response = conn.getresponse()
+            if response.status == 404:
+                state.unsupported.append(f"{self.path}/download answered HTTP 404")
+                return
+            if response.status != 200:
+                state.errors.append(f"HTTP {response.status} {response.reason}")
+                return
+            while not state.abandon.is_set():
+                n = response.readinto(buf)
+                if not n:
+                    break
+                state.moved[i] += n
+        except (OSError, http.client.HTTPException) as e:
+            if not state.abandon.is_set():
+                state.errors.append(describe_error(e))
+
+    def _upload(
+        self, conn: http.client.HTTPConnection, i: int, seconds: float, state: _Streams
+    ) -> None:
+        frame = b"%x\r\n" % len(self._block) + self._block + b"\r\n"
+        try:
+            conn.putrequest("POST", f"{self.path}/upload?x={time.time_ns()}")
+            conn.putheader("Content-Type", "application/octet-stream")
+            conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            while time.monotonic() < state.deadline and not state.abandon.is_set():
+                conn.send(frame)
+                state.moved[i] += len(frame)
+            if state.abandon.is_set():
+                return
+            conn.send(b"0\r\n\r\n")
+            response = conn.getresponse()
+            body = response.read()
+            if response.status == 404:
+                state.unsupported.append(f"{self.path}/upload answered HTTP 404")
+            elif response.status != 200 or not body.startswith(b"bytes="):
+                state.errors.append(f"HTTP {response.status} {body[:60]!r}")
+        except (OSError, http.client.HTTPException) as e:
+            if not state.abandon.is_set():
+                state.errors.append(describe_error(e))
+
+
+class _Streams:
+    """What a phase's stream threads share with it."""
+
+    def __init__(self, n: int, deadline: float) -> None:
+        self.moved = [0] * n
+        self.deadline = deadline  # the phase may bring it forward (the budget)
+        self.abandon = threading.Event()
+        self.errors: list[str] = []
+        self.unsupported: list[str] = []
