@@ -303,9 +303,9 @@ class BandwidthProbe:
             notes.append(f"download stopped after {down.ran_seconds:.1f} s: {self._left()}")
         if self.upload and not test.stop.is_set():
             left = self._budget - test.link_bytes
-            seconds = self._sized("upload", left, last_up, notes)
-            if seconds is not None:
-                up = test.phase("upload", seconds, left)
+            up_seconds = self._sized("upload", left, last_up, notes)
+            if up_seconds is not None:
+                up = test.phase("upload", up_seconds, left)
                 if up.mbps is None:
                     return {"error": "upload moved no data"}
                 fields["upload_mbps"] = up.mbps

@@ -151,6 +151,7 @@ def speedtest_app(
     upload_pacer: Pacer | None = None,
     limiter: RateLimiter | None = None,
     max_stream_seconds: float = DEFAULT_MAX_STREAM_SECONDS,
+    timed_streams: bool = True,
 ) -> SpeedtestApp:
     """Build the endpoint; mount it with `Mount("/speedtest", app=speedtest_app())`.
 
@@ -279,9 +280,12 @@ def speedtest_app(
             Route("/latency.txt", latency),
             Route("/random{width:int}x{height:int}.jpg", download),
             Route("/upload.php", upload, methods=["POST"]),
-            Route("/download", stream_down),
-            Route("/upload", stream_up, methods=["POST"]),
-        ],
+        ]
+        + (
+            [Route("/download", stream_down), Route("/upload", stream_up, methods=["POST"])]
+            if timed_streams
+            else []
+        ),
         middleware=middleware,
     )
     owner.append(app)
