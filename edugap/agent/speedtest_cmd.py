@@ -36,6 +36,12 @@ def cmd_speedtest(args: argparse.Namespace) -> int:
         f"speed test: {backend} {redact(url or '')} (at most {limit:g} s)",
         file=sys.stderr,
     )
+    if backend == "selfhosted":
+        print(
+            f"  {probe.streams.streams} streams each way, {probe.phase_seconds:g} s each way "
+            "(speedtest-cli's fixed files if the endpoint has no timed streams)",
+            file=sys.stderr,
+        )
     interactive = sys.stderr.isatty()
 
     def progress(stage: str, fraction: float) -> None:
@@ -58,8 +64,10 @@ def cmd_speedtest(args: argparse.Namespace) -> int:
     print(f"upload:    {mbps(report.upload_mbps)}")
     latency = f"{report.latency_ms:.1f} ms" if report.latency_ms is not None else "-"
     print(f"latency:   {latency}")
-    print(f"data used: {report.bytes_used / 1e6:.1f} MB")
+    print(f"data used: {report.bytes_used / 1e6:.1f} MB ({report.bytes_used} bytes on the link)")
     print(f"server:    {report.server}")
+    if report.note:
+        print(f"note:      {report.note}")
     if report.error:
         print(f"error:     {speedtest_advice(report.error)}")
     if args.json:

@@ -61,6 +61,8 @@ def read(sock: socket.socket) -> TcpCounters | None:
         return None
     (retrans_segs,) = struct.unpack_from("I", raw, _TOTAL_RETRANS)
     acked, received = struct.unpack_from("QQ", raw, _BYTES_ACKED)
+    # both count the SYN's one sequence number once the handshake is done
+    acked, received = max(0, acked - 1), max(0, received - 1)
     segs_out, segs_in = struct.unpack_from("II", raw, _SEGS_OUT)
     if len(raw) >= _BYTES_RETRANS + 8:
         sent, retrans = struct.unpack_from("QQ", raw, _BYTES_SENT)
