@@ -1,264 +1,500 @@
-"""Benchmark: how close the self-hosted speed test comes to a known link rate.
+"""Benchmark: the self-hosted speed test against iperf3 on a shaped link, with delay and loss.
 
-The collector's speed-test endpoint runs locally behind a token-bucket limiter (one bucket per
-direction, shared by all connections, like a link) at 5, 20 and 100 Mbps. The agent's bandwidth
-probe (speedtest-cli's own threads, the production plan) measures it several times; the medians
-are compared with the configured rate. Side by side: what the limiter actually delivered
-(measured at the server), and a plain single-stream urllib download of a fixed size through
-the same limiter.
+Each condition is a school's link built by linklab (three network namespaces, tbf rate limits
+per direction with a 100 ms queue, a one-way delay and random loss from its delayline; see
+its README): `edugap serve` runs in `<name>_srv` (10.211.77.1), the agent's own command
+`edugap-agent speedtest --backend selfhosted --server-url http://10.211.77.1:8080/speedtest/`
+runs in `<name>_cli`. In the same run, on the same link, the reference: `iperf3 -P 4` (four
+streams, `-R` for download, the first 2 s omitted so that the figure is the link's rate, not
+TCP's start). Recorded per condition (medians of the runs): download and upload as ratios to
+iperf3, latency against the TCP connect time (one round trip: the same measure as a ping,
+without needing ping), and the test's `bytes_used` against what the client's interface carried
+(`ip -n <name>_cli -s -j link`, received + sent bytes, Ethernet headers included).
 
-    .venv/bin/python bench/speedtest_accuracy.py            # full run (~4 minutes)
-    .venv/bin/python bench/speedtest_accuracy.py --quick    # smaller run (~1 minute)
+A condition is `DOWN[:UP]/RTT[/LOSS%]`: `100/40` is 100 Mbit/s both ways at 40 ms round-trip
+time, `20:5/40` is 20 down and 5 up, `20/40/0.5` adds 0.5 % random loss each way.
 
-Writes bench/results/speedtest_accuracy.md.
+    .venv/bin/python bench/speedtest_accuracy.py                # all 22 conditions (~60 min)
+    .venv/bin/python bench/speedtest_accuracy.py --quick        # 4 conditions, 1 run (~5 min)
+    .venv/bin/python bench/speedtest_accuracy.py --conditions 100/40,200/80 --runs 2
+    .venv/bin/python bench/speedtest_accuracy.py --resume       # finish an interrupted run
+
+Root only (network namespaces). linklab is `$EDUGAP_LINKLAB`, else the first of
+../shared/linklab/linklab, ../../shared/linklab/linklab (from the repository) or `linklab` on
+PATH. The linklab name is `--name` (default `bench`), so a bench never touches another lab.
+
+Writes bench/results/speedtest_accuracy.md, and the raw runs to
+bench/results/speedtest_accuracy.json after each condition (`--resume` keeps the conditions
+already there). `--save-before` also keeps the run as speedtest_accuracy.before.json, the
+"before" figures every later result shows beside its own.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import multiprocessing
+import json
+import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import harness
+from harness import linklab
+from harness.linklab import SERVER, netns
+from harness.procs import Child, env_for_child
 
-from edugap.agent.probes import BandwidthProbe, Identity
-from edugap.agent.probes.speedtest_client import SelfhostedPlan, download_bytes
-from edugap.collector.serving.speedtest import TokenBucket, serve_in_thread, speedtest_app
+NAME = "speedtest_accuracy"
+HTTP_PORT = 8080
+IPERF_PORT = 5201
+RATES = (2, 10, 50, 100, 200)
+RTTS = (0, 20, 40, 80)
+FULL = (
+    *(f"{rate}/{rtt}" for rate in RATES for rtt in RTTS),
+    "20/40/0.5",
+    "20:5/40",
+)
+QUICK = ("100/0", "20/40", "100/40", "20/40/0.5")
+# Goals: ratio to iperf3 within 5 % up to 100 Mbit/s and 40 ms RTT, within 10 % beyond
+# (200 Mbit/s, 80 ms); bytes_used within 2 % of the bytes the link carried.
+NEAR, FAR, BYTES = 0.05, 0.10, 0.02
+IPERF_SECONDS, IPERF_OMIT = 10, 2
+AGENT_TIMEOUT = 300.0  # the bench's own limit on one agent run; the agent has its own
 
-RATES_MBPS = (5.0, 20.0, 100.0)
-TARGET = 0.10  # within 10% of the true rate
-CHUNK_BYTES = 16 * 1024  # the limiter's granularity: 64 KiB chunks are too bursty at 5 Mbps
-# A fixed server receive buffer stands in for the bottleneck queue of a real uplink; with
-# loopback's autotuned buffers (megabytes) a shaped upload would hide in the kernel.
-RCVBUF = 128 * 1024
-ME = Identity(school_id="bench", device_id="bench", agent_version="bench")
 
+@dataclass(frozen=True)
+class Condition:
+    down: float
+    up: float
+    rtt_ms: float
+    loss_pct: float = 0.0
 
-class MeteredBucket(TokenBucket):
-    """A token bucket that also records what it let through, as the server saw it."""
+    @classmethod
+    def parse(cls, spec: str) -> Condition:
+        match = re.fullmatch(r"([\d.]+)(?::([\d.]+))?/([\d.]+)(?:/([\d.]+)%?)?", spec.strip())
+        if not match:
+            raise ValueError(f"condition {spec!r}: expected DOWN[:UP]/RTT[/LOSS%], e.g. 100/40")
+        down, up, rtt, loss = match.groups()
+        return cls(float(down), float(up or down), float(rtt), float(loss or 0))
 
-    def __init__(self, mbps: float) -> None:
-        super().__init__(mbps)
-        self.nbytes = 0
-        self.first: float | None = None
-        self.last = 0.0
+    @property
+    def key(self) -> str:
+        rates = f"{self.down:g}" if self.up == self.down else f"{self.down:g}:{self.up:g}"
+        return f"{rates}/{self.rtt_ms:g}" + (f"/{self.loss_pct:g}" if self.loss_pct else "")
 
-    async def take(self, nbytes: int) -> None:
-        if self.first is None:
-            self.first = time.monotonic()
-        await super().take(nbytes)
-        self.nbytes += nbytes
-        self.last = time.monotonic()
+    def label(self) -> str:
+        rates = f"{self.down:g}" if self.up == self.down else f"{self.down:g} down / {self.up:g} up"
+        loss = f", {self.loss_pct:g} % loss" if self.loss_pct else ""
+        return f"{rates} Mbit/s, {self.rtt_ms:g} ms{loss}"
 
-    def delivered_mbps(self) -> float | None:
-        if self.first is None or self.last <= self.first:
-            return None
-        return self.nbytes * 8 / (self.last - self.first) / 1e6
+    def tolerance(self) -> float:
+        return NEAR if max(self.down, self.up) <= 100 and self.rtt_ms <= 40 else FAR
 
 
 @dataclass
 class Run:
-    download: float | None
-    upload: float | None
-    delivered_down: float | None
-    delivered_up: float | None
-    bytes_used: int
-    server_bytes: int
-    seconds: float
-    error: str | None
+    """One run on one condition: the reference and the agent's test, side by side."""
+
+    iperf_down: float | None = None
+    iperf_up: float | None = None
+    down: float | None = None
+    up: float | None = None
+    latency_ms: float | None = None
+    bytes_used: int | None = None
+    link_bytes: int | None = None
+    seconds: float | None = None
+    error: str | None = None
 
 
-# The plain baseline downloads one file sized for its duration: 62.5 MB at 100 Mbps for 5 s.
-MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
+@dataclass
+class Result:
+    condition: str
+    connect_ms: float | None = None
+    runs: list[Run] = field(default_factory=list)
 
 
-def _serve(rate: float, conn: Connection) -> None:
-    """Child process: the limited endpoint; sends its URL, then its counters when told to stop."""
-    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
-    down, up = MeteredBucket(rate), MeteredBucket(rate)
-    app = speedtest_app(
-        download_pacer=down,
-        upload_pacer=up,
-        chunk_bytes=CHUNK_BYTES,
-        max_download_bytes=MAX_DOWNLOAD_BYTES,
-    )
-    with serve_in_thread(app, rcvbuf=RCVBUF) as url:
-        conn.send(url)
-        conn.recv()
-        conn.send(
-            {
-                "delivered_down": down.delivered_mbps(),
-                "delivered_up": up.delivered_mbps(),
-                "server_bytes": app.bytes_served + app.bytes_received,
-            }
-        )
+# --- the lab ---------------------------------------------------------------------------------
 
 
 @contextmanager
-def limited_server(rate: float) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The endpoint behind the limiter in its own process (as a real server would be), so the
-    client's threads and the server's event loop do not share one interpreter lock."""
-    parent, child = multiprocessing.get_context("spawn").Pipe()
-    process = multiprocessing.get_context("spawn").Process(target=_serve, args=(rate, child))
-    process.start()
-    stats: dict[str, Any] = {}
+def servers(name: str, workdir: Path) -> Iterator[None]:
+    """iperf3 -s and `edugap serve` (no broker needed for /speedtest/) in `<name>_srv`."""
+    env = env_for_child(
+        PYTHONUNBUFFERED="1",
+        EDUGAP_SPEEDTEST_REQUESTS_PER_MINUTE="0",  # one client makes many tests here
+    )
+    children = [
+        Child("iperf3", netns(name, "srv", "iperf3", "-s", "-p", str(IPERF_PORT)),
+              workdir / "iperf3.log"),
+        Child("collector", netns(name, "srv", sys.executable, "-m", "edugap.collector.cli",
+              "serve", "--broker", "mqtt://127.0.0.1:1883", "--db", str(workdir / "edugap.db"),
+              "--listen", f"{SERVER}:{HTTP_PORT}"), workdir / "collector.log", env=env),
+    ]  # fmt: skip
     try:
-        if not parent.poll(30):
-            raise RuntimeError("benchmark server did not start")
-        yield parent.recv(), stats
-        parent.send("stop")
-        stats.update(parent.recv())
+        for child in children:
+            child.start()
+        problem = linklab.wait_ports(name, "cli", SERVER, IPERF_PORT, HTTP_PORT)
+        if problem:
+            tails = "\n".join(f"{c.name}: {c.log_tail()}" for c in children)
+            raise RuntimeError(f"servers did not start: {problem}\n{tails}")
+        yield
     finally:
-        process.join(15)
-        if process.is_alive():
-            process.kill()
+        for child in reversed(children):
+            child.stop()
 
 
-def probe_run(rate: float, plan: SelfhostedPlan) -> Run:
-    with limited_server(rate) as (url, stats):
-        probe = BandwidthProbe(
-            backend="selfhosted", server_url=url, timeout_s=plan.seconds * 3 + 5, plan=plan
+def in_client(name: str, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return linklab.in_ns(name, "cli", code, *args)
+
+
+def connect_ms(name: str) -> float | None:
+    """The median TCP connect time to the collector (one round trip), over 10 connects."""
+    done = in_client(
+        name,
+        "import socket,statistics,sys,time\n"
+        "t=[]\n"
+        "for _ in range(10):\n"
+        "    s=time.perf_counter(); socket.create_connection((sys.argv[1], int(sys.argv[2])), 5)"
+        ".close(); t.append((time.perf_counter()-s)*1000); time.sleep(0.05)\n"
+        "print(statistics.median(t))\n",
+        SERVER, str(HTTP_PORT),
+    )  # fmt: skip
+    try:
+        return float(done.stdout.strip())
+    except ValueError:
+        return None
+
+
+# --- one run ---------------------------------------------------------------------------------
+
+
+def iperf(name: str, reverse: bool) -> float | None:
+    """iperf3 -P 4 on the link: the received Mbit/s after the first IPERF_OMIT seconds."""
+    argv = ["iperf3", "-c", SERVER, "-p", str(IPERF_PORT), "-P", "4", "-J", "-t",
+            str(IPERF_SECONDS), "-O", str(IPERF_OMIT), *(["-R"] if reverse else [])]  # fmt: skip
+    try:
+        done = subprocess.run(
+            netns(name, "cli", *argv), capture_output=True, text=True, timeout=60, check=False
         )
-        start = time.monotonic()
-        report = probe.collect(ME)
-        elapsed = time.monotonic() - start
+        bps = json.loads(done.stdout)["end"]["sum_received"]["bits_per_second"]
+        return float(bps) / 1e6
+    except (subprocess.TimeoutExpired, ValueError, KeyError, TypeError) as e:
+        print(f"  iperf3 {'-R ' if reverse else ''}failed: {e}", file=sys.stderr, flush=True)
+        return None
+
+
+def parse_agent(stdout: str) -> dict[str, Any]:
+    """The agent's report: its JSON (`--json`) where printed, else its `name: value` lines."""
+    start = stdout.find("\n{")
+    if stdout.startswith("{"):
+        start = 0
+    if start >= 0:
+        try:
+            found = json.JSONDecoder().raw_decode(stdout[start:].lstrip())[0]
+            if isinstance(found, dict):
+                return dict(found)
+        except ValueError:
+            pass
+    report: dict[str, Any] = {}
+    units = {"download": "download_mbps", "upload": "upload_mbps", "latency": "latency_ms"}
+    for line in stdout.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip().lower(), value.strip()
+        number = re.match(r"[\d.]+", value)
+        if key in units and number:
+            report[units[key]] = float(number.group())
+        elif key == "data used" and number:
+            report["bytes_used"] = int(float(number.group()) * 1e6)
+        elif key == "error":
+            report["error"] = value
+    return report
+
+
+def agent_test(name: str, workdir: Path) -> Run:
+    """One `edugap-agent speedtest` in `<name>_cli`, a fresh state directory (today's budget
+    unspent), the client interface's byte counters read around it."""
+    state = Path(tempfile.mkdtemp(prefix="agent-", dir=workdir))
+    env = env_for_child(EDUGAP_AGENT_STATE_DIR=str(state))
+    argv = [sys.executable, "-m", "edugap.agent.cli", "speedtest", "--backend", "selfhosted",
+            "--server-url", f"http://{SERVER}:{HTTP_PORT}/speedtest/", "--json"]  # fmt: skip
+    before = linklab.link_bytes(name)[0]
+    start = time.monotonic()
+    try:
+        done = subprocess.run(
+            netns(name, "cli", *argv), capture_output=True, text=True, env=env,
+            timeout=AGENT_TIMEOUT, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return Run(error=f"no answer in {AGENT_TIMEOUT:g} s", seconds=AGENT_TIMEOUT)
+    seconds = time.monotonic() - start
+    carried = linklab.link_bytes(name)[0] - before
+    report = parse_agent(done.stdout)
+    error = report.get("error")
+    if not report:
+        error = f"exit {done.returncode}: {done.stderr.strip()[-300:]}"
+    used = report.get("bytes_used")
     return Run(
-        report.download_mbps,
-        report.upload_mbps,
-        stats["delivered_down"],
-        stats["delivered_up"],
-        report.bytes_used,
-        stats["server_bytes"],
-        elapsed,
-        report.error,
+        down=report.get("download_mbps"),
+        up=report.get("upload_mbps"),
+        latency_ms=report.get("latency_ms"),
+        bytes_used=int(used) if used is not None else None,
+        link_bytes=carried,
+        seconds=seconds,
+        error=str(error) if error else None,
     )
 
 
-def plain_download(rate: float, seconds: float) -> float:
-    """Baseline: one urllib GET of a file sized for `seconds` at `rate`, timed to the last byte."""
-    side = int((rate * 1e6 / 8 * seconds / 2) ** 0.5)
-    with limited_server(rate) as (url, _):
-        start = time.perf_counter()
-        with urllib.request.urlopen(f"{url}/random{side}x{side}.jpg", timeout=60) as response:
-            nbytes = 0
-            while chunk := response.read(65536):
-                nbytes += len(chunk)
-        elapsed = time.perf_counter() - start
-    assert nbytes == download_bytes(side), f"baseline download cut short: {nbytes} bytes"
-    return nbytes * 8 / elapsed / 1e6
+def measure(lab_path: str, name: str, cond: Condition, runs: int, workdir: Path) -> Result:
+    result = Result(cond.key)
+    lab = linklab.link(lab_path, name, cond.down, cond.up, cond.rtt_ms, cond.loss_pct / 100)
+    with lab, servers(name, workdir):
+        result.connect_ms = connect_ms(name)
+        for i in range(runs):
+            reference = (iperf(name, reverse=True), iperf(name, reverse=False))
+            run = agent_test(name, workdir)
+            run.iperf_down, run.iperf_up = reference
+            result.runs.append(run)
+            print(f"  {cond.key} run {i + 1}: {asdict(run)}", flush=True)
+    return result
 
 
-def median(values: list[float | None]) -> float | None:
+# --- the table -------------------------------------------------------------------------------
+
+
+def med(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
 
 
-def fmt(value: float | None, digits: int = 2) -> str:
+@dataclass
+class Row:
+    cond: Condition
+    iperf_down: float | None
+    iperf_up: float | None
+    down: float | None
+    up: float | None
+    latency: float | None
+    connect: float | None
+    bytes_ratio: float | None
+    used_mb: float | None
+    failed: int
+    runs: int
+
+    @classmethod
+    def of(cls, result: Result) -> Row:
+        rs = result.runs
+        ratios = [r.bytes_used / r.link_bytes for r in rs if r.bytes_used and r.link_bytes]
+        return cls(
+            Condition.parse(result.condition),
+            med([r.iperf_down for r in rs]),
+            med([r.iperf_up for r in rs]),
+            med([r.down for r in rs]),
+            med([r.up for r in rs]),
+            med([r.latency_ms for r in rs]),
+            result.connect_ms,
+            statistics.median(ratios) if ratios else None,
+            med([r.link_bytes / 1e6 if r.link_bytes else None for r in rs]),
+            sum(1 for r in rs if r.error or r.down is None or r.up is None),
+            len(rs),
+        )
+
+    def down_ratio(self) -> float | None:
+        return ratio(self.down, self.iperf_down)
+
+    def up_ratio(self) -> float | None:
+        return ratio(self.up, self.iperf_up)
+
+    def met(self) -> bool:
+        tol = self.cond.tolerance()
+        speeds = [self.down_ratio(), self.up_ratio()]
+        return (
+            self.failed == 0
+            and all(r is not None and abs(r - 1) <= tol for r in speeds)
+            and self.bytes_ratio is not None
+            and abs(self.bytes_ratio - 1) <= BYTES
+        )
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    return None if value is None or not reference else value / reference
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def ratio(value: float | None, true: float) -> str:
-    return "n/a" if value is None else f"{value / true:.3f}"
+def pct(r: float | None) -> str:
+    return "n/a" if r is None else f"{(r - 1) * 100:+.1f} %"
 
 
-def within(value: float | None, true: float) -> bool:
-    return value is not None and abs(value / true - 1) <= TARGET
+def render_table(results: list[Result]) -> tuple[str, bool]:
+    rows = [Row.of(r) for r in results]
+    body = [
+        [
+            row.cond.label(),
+            f"{fmt(row.down)} / {fmt(row.iperf_down)} ({pct(row.down_ratio())})",
+            f"{fmt(row.up)} / {fmt(row.iperf_up)} ({pct(row.up_ratio())})",
+            f"{fmt(row.latency)} / {fmt(row.connect)}",
+            f"{pct(row.bytes_ratio)} of {fmt(row.used_mb)} MB",
+            f"{row.failed} of {row.runs}",
+            "yes" if row.met() else "**no**",
+        ]
+        for row in rows
+    ]
+    header = (
+        "link (Mbit/s, RTT)",
+        "download edugap / iperf3",
+        "upload edugap / iperf3",
+        "latency / TCP connect (ms)",
+        "bytes_used vs link bytes",
+        "tests failed",
+        "within goal",
+    )
+    return harness.table(header, body), all(row.met() for row in rows)
+
+
+def code_version() -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(harness.ROOT), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    commit = git("log", "-1", "--format=%h of %cs")
+    branch = git("rev-parse", "--abbrev-ref", "HEAD")
+    dirty = ", with uncommitted changes" if git("status", "--porcelain", "--", "edugap") else ""
+    return f"commit {commit} (branch {branch}{dirty})" if commit else "unknown"
+
+
+def render(state: dict[str, Any], before: dict[str, Any] | None, load: tuple[float, float]) -> str:
+    results = [result_of(r) for r in state["results"]]
+    table, met = render_table(results)
+    before_text = ""
+    if before is not None:
+        before_table, _ = render_table([result_of(r) for r in before["results"]])
+        before_text = f"""
+### Before: {before["version"]}
+
+Command: `{before["command"]}` ({runs_text(before["runs"])}); {before["when"]}.
+
+{before_table}
+"""
+    return f"""## Speed-test accuracy (self-hosted backend, on a shaped link)
+
+What: on linklab's shaped link (tbf per direction with a 100 ms queue, one-way delay RTT/2 and
+random loss from its delayline; three network namespaces), `edugap-agent speedtest --backend
+selfhosted` in the client namespace against `edugap serve`'s /speedtest/ in the server
+namespace, each run next to the reference on the same link: iperf3 -P 4 for {IPERF_SECONDS} s,
+the first {IPERF_OMIT} s omitted (`-R` for download). Latency is compared with the TCP connect
+time (one round trip, like a ping); `bytes_used` with the bytes the client's interface received
+and sent during the test (Ethernet headers included).
+
+Code measured: {state["version"]}.
+
+Machine: {harness.machine_line()}, {_iperf_version()};
+{harness.shared_note(*load)} (delayline forwards every packet in user space, so at
+200 Mbit/s the link itself needs CPU).
+
+Command: `{state["command"]}` ({runs_text(state["runs"])}); {state["when"]}.
+
+{table}
+
+Goal: download and upload within {NEAR:.0%} of iperf3 up to 100 Mbit/s and 40 ms RTT, within
+{FAR:.0%} at 200 Mbit/s or 80 ms; `bytes_used` within {BYTES:.0%} of the bytes on the link; no
+failed test. {harness.verdict(met)} for the conditions above.
+{before_text}"""
+
+
+def runs_text(runs: int) -> str:
+    return "1 run per condition" if runs == 1 else f"{runs} runs per condition; medians"
+
+
+def _iperf_version() -> str:
+    done = subprocess.run(["iperf3", "--version"], capture_output=True, text=True, check=False)
+    words = done.stdout.split()
+    return f"iperf {words[1]}" if len(words) > 1 else "iperf3"
+
+
+def result_of(raw: dict[str, Any]) -> Result:
+    return Result(raw["condition"], raw.get("connect_ms"), [Run(**r) for r in raw["runs"]])
+
+
+# --- main ------------------------------------------------------------------------------------
 
 
 def options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", type=int, help="runs per rate (default 3, quick 2)")
+    parser.add_argument("--runs", type=int, help="runs per condition (default 3, quick 1)")
+    parser.add_argument(
+        "--conditions",
+        help="comma-separated DOWN[:UP]/RTT[/LOSS%%] (default all 22; quick: "
+        + ",".join(QUICK) + ")",
+    )  # fmt: skip
+    parser.add_argument("--name", default="bench", help="the linklab name (default bench)")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the conditions already in the .json"
+    )
+    parser.add_argument(
+        "--save-before",
+        action="store_true",
+        help="also keep this run as the before figures (speedtest_accuracy.before.json)",
+    )
 
 
 def main() -> int:
-    parser = harness.arguments("speedtest_accuracy", __doc__, "shorter tests, fewer runs", options)
+    parser = harness.arguments(NAME, __doc__, "4 conditions, 1 run", options)
     args = parser.parse_args()
+    try:
+        specs = args.conditions.split(",") if args.conditions else (QUICK if args.quick else FULL)
+        conditions = [Condition.parse(s) for s in specs]
+    except ValueError as e:
+        parser.error(str(e))
+    lab_path = linklab.require(("iperf3", "iperf3"))
+    runs = args.runs or (1 if args.quick else 3)
+    raw_path = args.out.with_suffix(".json")
+    before_path = args.out.with_suffix(".before.json")
+    state: dict[str, Any] = {
+        "version": code_version(),
+        "command": harness.command_line(NAME),
+        "runs": runs,
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "results": [],
+    }
+    if args.resume and raw_path.exists():
+        previous = json.loads(raw_path.read_text())
+        previous["command"] += f"`, resumed with `{state['command']}"
+        state = previous
+    done = {r["condition"] for r in state["results"]}
     load_before = harness.load_average()
-    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
-    runs = args.runs or (2 if args.quick else 3)
-    plan = SelfhostedPlan(seconds=4.0) if args.quick else SelfhostedPlan()  # production: 10 s
-    baseline_seconds = 2.0 if args.quick else 5.0
-
-    rows: list[str] = []
-    met = True
-    for rate in RATES_MBPS:
-        results = [probe_run(rate, plan) for _ in range(runs)]
-        plain = [plain_download(rate, baseline_seconds) for _ in range(runs)]
-        errors = [r.error for r in results if r.error]
-        down = median([r.download for r in results])
-        up = median([r.upload for r in results])
-        plain_med = median(list(plain))
-        used = median([float(r.bytes_used) for r in results])
-        served = median([float(r.server_bytes) for r in results])
-        ok = within(down, rate) and within(up, rate) and not errors
-        met = met and ok
-        rows.append(
-            f"| {rate:g} | {fmt(down)} ({ratio(down, rate)}) | {fmt(up)} ({ratio(up, rate)}) "
-            f"| {fmt(median([r.delivered_down for r in results]))} "
-            f"/ {fmt(median([r.delivered_up for r in results]))} "
-            f"| {fmt(plain_med)} ({ratio(plain_med, rate)}) "
-            f"| {fmt(used and used / 1e6, 1)} / {fmt(served and served / 1e6, 1)} "
-            f"| {fmt(median([r.seconds for r in results]), 1)} "
-            f"| {'yes' if ok else 'NO'}{' (errors: ' + '; '.join(errors) + ')' if errors else ''} |"
-        )
-        print(rows[-1], flush=True)
-
-    command = harness.command_line("speedtest_accuracy")
-    header = (
-        "| true Mbps | probe download Mbps (ratio) | probe upload Mbps (ratio) "
-        "| limiter delivered down / up | plain download Mbps (ratio) "
-        f"| bytes used by probe / counted by server (MB) | test seconds | within {TARGET:.0%} |"
-    )
-    text = f"""## Speed-test accuracy (self-hosted backend)
-
-What: the agent's bandwidth probe (speedtest-cli 2.1.3's own download/upload threads; the
-self-hosted plan: {plan.seconds:g} s per direction, {plan.download_threads} download and \
-{plan.upload_threads} upload threads) against the collector's speed-test endpoint behind a
-token-bucket limiter at a known rate. The endpoint runs in its own process; one bucket per
-direction is shared by all connections, paced in {CHUNK_BYTES // 1024} KiB chunks, and a
-{RCVBUF // 1024} KiB server receive buffer stands in for a bottleneck queue. Baselines side by
-side: the configured rate (the truth), what the limiter actually delivered as measured at the
-server, and a plain single-stream urllib download of a file sized for {baseline_seconds:g} s
-through the same limiter.
-
-Machine: {harness.machine_line()}; everything on 127.0.0.1;
-{harness.shared_note(load_before, harness.load_average())}.
-
-Command: `{command}` ({runs} runs per rate; medians).
-
-{header}
-| --- | --- | --- | --- | --- | --- | --- | --- |
-{chr(10).join(rows)}
-
-Target: download and upload medians within {TARGET:.0%} of the true rate at every rate up to
-100 Mbps. **{"Met" if met else "NOT met"}.**
-
-Notes:
-
-- A ratio is measured / true. The probe's `bytes_used` counts HTTP bodies; the server's count
-  is the bodies it served and received (the difference is latency probes, upload answers and,
-  for uploads cut off by the time limit, bytes still in flight).
-- Two choices in the probe came from this bench (4 s per direction, while it was developed).
-  Without TCP_NOTSENT_LOWAT on the test connections, the kernel accepted all 7.3 MB of upload
-  bodies at once, so the 5 Mbps upload phase ran about 12 s instead of 4 s and the test
-  overran its time limit. With speedtest-cli's own 8 upload threads, a 5 Mbps upload read
-  about 15% high, because each connection's bytes in flight count as sent when time runs
-  out; with the plan's 4 it read 5.03.
-- At 100 Mbps the test ends by size (the plan's caps: 93.7 MB down, 7.3 MB up), not by time.
-- Upload bodies are read from one shared 64 KB block instead of being pre-allocated by
-  speedtest-cli (same bytes, about 7 MB less memory per test); these figures are with it.
-- Limits of this bench: loopback has no propagation delay or loss, and a token bucket at the
-  server is not a real access link; TCP_NOTSENT_LOWAT does not exist on Windows, so Windows
-  agents' uploads on slow links were not measured here.
-"""
-    harness.write_result(text, args.out)
+    with tempfile.TemporaryDirectory(prefix="edugap-speedtest-bench-") as tmp:
+        for cond in conditions:
+            if cond.key in done:
+                print(f"{cond.key}: kept from the previous run", flush=True)
+                continue
+            print(f"{cond.key}: {cond.label()}", flush=True)
+            workdir = Path(tmp) / cond.key.replace("/", "_").replace(":", "x")
+            workdir.mkdir()
+            try:
+                result = measure(lab_path, args.name, cond, runs, workdir)
+            except (RuntimeError, subprocess.CalledProcessError) as e:
+                print(f"{cond.key}: not measured: {e}", file=sys.stderr, flush=True)
+                continue
+            state["results"].append(asdict(result))
+            raw_path.parent.mkdir(parents=True, exist_ok=True)
+            raw_path.write_text(json.dumps(state, indent=1) + "\n")
+            if args.save_before:
+                before_path.write_text(json.dumps(state, indent=1) + "\n")
+            before = json.loads(before_path.read_text()) if before_path.exists() else None
+            if args.save_before:
+                before = None  # this run is the before: shown once
+            text = render(state, before, (load_before, harness.load_average()))
+            args.out.write_text(text)
+    harness.write_result(args.out.read_text() if args.out.exists() else "", args.out)
     return 0
 
 

@@ -245,7 +245,7 @@ def _once_probe(name: str, config: AgentConfig, identity: Any) -> protocol.Repor
     from edugap.agent.probes import AvailabilityProbe, TrafficProbe
 
     availability = AvailabilityProbe(
-        list(config.availability.targets), timeout_s=config.availability.timeout_seconds
+        list(config.availability_targets), timeout_s=config.availability.timeout_seconds
     )
     traffic = TrafficProbe()
     traffic.rates()
@@ -294,6 +294,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"  inventory every {s.inventory_hours:g} h, heartbeat every {s.heartbeat_minutes:g} "
         f"min, availability every {s.availability_minutes:g} min"
     )
+    source = "" if config.availability.targets else " (the broker's)"
+    print(f"  availability targets {', '.join(config.availability_targets)}{source}")
     if config.bandwidth.role:
         hours = "-".join(t.strftime("%H:%M") for t in s.school_hours)
         print(

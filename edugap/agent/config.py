@@ -164,8 +164,9 @@ class BandwidthConfig:
 
 @dataclass(frozen=True, slots=True)
 class AvailabilityConfig:
+    # none: the broker's host:port, the school's own collector side, not third parties
     targets: tuple[str, ...] = key(
-        ("8.8.8.8:53", "1.1.1.1:53"), targets, "host:port targets for availability checks."
+        (), targets, "host:port targets for availability checks; none = the broker's."
     )
     timeout_seconds: float = key(3.0, positive, "Timeout of one availability check.")
 
@@ -204,6 +205,16 @@ class AgentConfig:
     @property
     def enrolled(self) -> bool:
         return self.school.school_id is not None
+
+    @property
+    def availability_targets(self) -> tuple[str, ...]:
+        """What the availability probe connects to: `availability.targets`, or when none are
+        set the broker's host:port (every agent knows it, and it is the school's own side)."""
+        if self.availability.targets:
+            return self.availability.targets
+        broker = self.broker.settings()
+        host = f"[{broker.host}]" if ":" in broker.host else broker.host
+        return (f"{host}:{broker.port}",)
 
 
 SECTIONS: dict[str, type[Any]] = {

@@ -313,7 +313,7 @@ class Service:
             from edugap.agent.probes import AvailabilityProbe
 
             self._availability = AvailabilityProbe(
-                list(self.config.availability.targets),
+                list(self.config.availability_targets),
                 timeout_s=self.config.availability.timeout_seconds,
             )
         return self._availability

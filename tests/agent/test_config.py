@@ -128,6 +128,28 @@ def test_check_config_reports_every_problem_and_unknown_keys() -> None:
     assert len(e.value.problems) == 4
 
 
+def test_availability_checks_the_broker_unless_targets_are_set(tmp_path: Path) -> None:
+    broker = {"url": "mqtts://broker.example:8883"}
+    config = parse({"broker": broker}, env={})
+    assert config.availability.targets == ()
+    assert config.availability_targets == ("broker.example:8883",)  # no third party by default
+    v6 = parse({"broker": {"url": "mqtt://[2001:db8::1]:1883"}}, env={})
+    assert v6.availability_targets == ("[2001:db8::1]:1883",)
+    chosen = parse({"broker": broker, "availability": {"targets": ["8.8.8.8:53"]}}, env={})
+    assert chosen.availability_targets == ("8.8.8.8:53",)  # third parties by choice
+    emptied = parse(
+        {"availability": {"targets": ["8.8.8.8:53"]}},
+        env={"EDUGAP_AGENT_AVAILABILITY_TARGETS": ""},
+    )
+    assert emptied.availability_targets == ("127.0.0.1:1883",)  # the default broker
+
+    path = tmp_path / "agent.toml"
+    path.write_text('[broker]\nurl = "mqtts://broker.example:8883"\n')
+    done = agent_command("check-config", "--config", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "availability targets broker.example:8883 (the broker's)" in done.stdout
+
+
 def test_selfhosted_backend_needs_a_server_url() -> None:
     with pytest.raises(ConfigError, match=r"bandwidth\.server_url"):
         parse({"bandwidth": {"backend": "selfhosted", "role": True}}, env={})

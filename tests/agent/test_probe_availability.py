@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from edugap.agent.probes import AvailabilityProbe
+from edugap.protocol import messages as protocol
 from edugap.protocol.messages import TargetCheck
+from tests.agent.agentproc import agent_command, clean_env
 
 
 @pytest.fixture
@@ -77,3 +81,21 @@ def test_bad_targets_fail_at_start_naming_the_value(target: str) -> None:
 
 def test_ipv6_literal_target_parses() -> None:
     assert AvailabilityProbe(["[::1]:443"]).targets == ["[::1]:443"]
+
+
+def test_by_default_the_heartbeat_checks_the_broker(listening: str, tmp_path: Path) -> None:
+    """No targets configured: the checks go to the broker's host:port (the school's own
+    collector side), not to third-party servers."""
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[broker]\nurl = "mqtt://{listening}"\n')
+    env = clean_env(EDUGAP_AGENT_STATE_DIR=str(tmp_path / "state"))
+    done = agent_command("once", "--probe", "heartbeat", "--config", str(config), env=env)
+    assert done.returncode == 0, done.stderr
+    [item] = json.loads(done.stdout)
+    heartbeat = protocol.decode(
+        protocol.topic_for(item["school_id"], item["device_id"], "heartbeat"),
+        json.dumps(item).encode(),
+    )
+    assert isinstance(heartbeat, protocol.Heartbeat)
+    assert heartbeat.reachable is True
+    assert [(t.target, t.checks, t.ok) for t in heartbeat.targets] == [(listening, 1, 1)]
