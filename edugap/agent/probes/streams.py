@@ -36,8 +36,10 @@ SAMPLE_SECONDS: Final = 0.1
 #: The ramp-up ends when the trailing window's rate reaches this share of the stable rate.
 RAMP_WINDOW_SECONDS: Final = 0.5
 RAMP_SHARE: Final = 0.9
-#: Longest wait, after the deadline, for the server's download bodies to end.
-DRAIN_SECONDS: Final = 5.0
+#: Longest wait, after the deadline, for the server's download bodies to end. On a slow link
+#: the server's send buffers would take seconds to cross it: the streams are closed instead,
+#: and the bytes then still on their way are estimated (`_in_flight`).
+DRAIN_SECONDS: Final = 1.0
 #: Bytes still in flight when a phase stops for the budget: about this long at the last rate.
 _IN_FLIGHT_SECONDS: Final = 0.5
 _BLOCK: Final = 16 * 1024
@@ -123,6 +125,7 @@ class StreamTest:
         self.stop = stop
         self.progress = progress
         self.link_bytes = 0  # closed connections' link bytes, both ways
+        self.base_rtt = 0.0  # seconds, from the latency phase
         self._block = os.urandom(_BLOCK)  # incompressible upload data
 
     # --- connections ---------------------------------------------------------------------
@@ -148,14 +151,33 @@ class StreamTest:
                 conn.sock.setsockopt(socket.IPPROTO_TCP, _NOTSENT_LOWAT, _UNSENT_BYTES)
         return conn
 
-    def _close(self, conn: http.client.HTTPConnection, sent: int, received: int) -> None:
-        """Close `conn`, adding what it put on the link to `link_bytes`."""
+    def _close(
+        self, conn: http.client.HTTPConnection, sent: int, received: int, cut_at: float = 0.0
+    ) -> None:
+        """Close `conn`, adding what it put on the link to `link_bytes`.
+
+        `cut_at` is the rate (bytes/s) of a download closed before its body ended: what the
+        server had sent by then still crosses the link, and each segment is answered by a reset.
+        """
         counters = tcpinfo.read(conn.sock) if conn.sock is not None else None
         if counters is not None:
             self.link_bytes += counters.link_bytes()
         else:
             self.link_bytes += tcpinfo.estimate_link_bytes(sent, received)
+        if cut_at > 0:
+            self.link_bytes += self._in_flight(cut_at, counters)
         conn.close()
+
+    def _in_flight(self, rate: float, counters: tcpinfo.TcpCounters | None) -> int:
+        """Bytes that reach a download stream after it is closed: its rate times the time data
+        takes to arrive (the receiver's round trip, queues included), and half a round trip
+        more for what the ACKs already on their way to the server release (measured on
+        linklab: 2 to 10 Mbit/s, 40 and 80 ms)."""
+        rtt = counters.rcv_rtt_us / 1e6 if counters is not None and counters.rcv_rtt_us else 0.0
+        arriving = max(rtt, self.base_rtt) + self.base_rtt / 2
+        data = rate * arriving
+        segments = data / tcpinfo.MSS
+        return int(data + segments * (tcpinfo.SEGMENT_OVERHEAD + tcpinfo.RESET_BYTES))
 
     # --- latency -------------------------------------------------------------------------
 
@@ -194,6 +216,7 @@ class StreamTest:
             if len(times) > 1
             else None
         )
+        self.base_rtt = statistics.median(times) / 1000.0
         return Latency(statistics.median(times), jitter)
 
     # --- phases --------------------------------------------------------------------------
@@ -224,10 +247,13 @@ class StreamTest:
         stopped_early = False
         self.progress(direction, 0.0)
         give_up = start + seconds + DRAIN_SECONDS + self.timeout
+        last_rate = 0.0
         while any(t.is_alive() for t in threads):
             time.sleep(SAMPLE_SECONDS)
             now = time.monotonic()
             if self.stop.is_set() or now > give_up:
+                state.abandon.set()
+            if direction == "download" and now > state.deadline + DRAIN_SECONDS:
                 state.abandon.set()
             if now >= state.deadline or state.abandon.is_set():
                 continue
@@ -235,7 +261,7 @@ class StreamTest:
             samples.append((now - start, counted))
             recent = [s for s in samples if s[0] >= samples[-1][0] - 1.0]
             span = recent[-1][0] - recent[0][0]
-            last_rate = (recent[-1][1] - recent[0][1]) / span if span > 0 else 0.0
+            last_rate = (recent[-1][1] - recent[0][1]) / span if span > 0 else last_rate
             if link + last_rate * _IN_FLIGHT_SECONDS >= cap_bytes:
                 stopped_early = True
                 state.deadline = now  # upload streams end their bodies
@@ -245,7 +271,8 @@ class StreamTest:
         for i, conn in enumerate(conns):
             payload = state.moved[i]
             if direction == "download":
-                self._close(conn, 400, payload)
+                cut = 0.0 if state.ended[i] else last_rate / len(conns)
+                self._close(conn, 400, payload, cut_at=cut)
             else:
                 self._close(conn, payload, 400)
         if state.unsupported:
@@ -296,6 +323,7 @@ class StreamTest:
             while not state.abandon.is_set():
                 n = response.readinto(buf)
                 if not n:
+                    state.ended[i] = True
                     break
                 state.moved[i] += n
         except (OSError, http.client.HTTPException) as e:
@@ -333,6 +361,7 @@ class _Streams:
 
     def __init__(self, n: int, deadline: float) -> None:
         self.moved = [0] * n
+        self.ended = [False] * n  # download bodies read to their end
         self.deadline = deadline  # the phase may bring it forward (the budget)
         self.abandon = threading.Event()
         self.errors: list[str] = []
