@@ -44,18 +44,22 @@ def cmd_speedtest(args: argparse.Namespace) -> int:
         )
     interactive = sys.stderr.isatty()
 
+    rates: dict[str, float] = {}
+
     def progress(stage: str, fraction: float) -> None:
         if stage == "done":
             return  # said below, once the outcome is known
         line = f"  {stage:<9} {fraction * 100:5.1f}%"
+        if stage in rates:
+            line += f"  {rates[stage]:8.1f} Mbps"
         if interactive:
             print(f"\r{line}", end="", file=sys.stderr, flush=True)
         elif fraction in (0.0, 1.0):
             print(line, file=sys.stderr)
 
-    report = probe.collect(_identity(config), progress=progress)
+    report = probe.collect(_identity(config), progress=progress, rate=rates.__setitem__)
     outcome = "  failed" if report.error else "  done      100.0%"
-    print(f"\r{outcome:<20}" if interactive else outcome, file=sys.stderr)
+    print(f"\r{outcome:<36}" if interactive else outcome, file=sys.stderr)
 
     def mbps(value: float | None) -> str:
         return f"{value:.1f} Mbps" if value is not None else "-"

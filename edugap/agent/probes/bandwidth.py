@@ -97,6 +97,7 @@ class BandwidthProbe:
         self._last_mbps: tuple[float, float] | None = None
         self._test: StreamTest | None = None
         self._budget = math.inf
+        self._rate: Progress | None = None
 
     # --- data budget ---------------------------------------------------------------------
 
@@ -141,15 +142,18 @@ class BandwidthProbe:
         progress: Progress | None = None,
         *,
         budget_bytes: float | None = None,
+        rate: Progress | None = None,
     ) -> Bandwidth:
         """Run one test; never raises: a failure is a report with `error` and no speeds.
 
         `budget_bytes` is what today's data budget has left: the self-hosted test sizes and
-        stops its phases to stay within it, and says so (`partial`, `note`).
+        stops its phases to stay within it, and says so (`partial`, `note`). `rate` hears the
+        self-hosted test's current rate (stage, Mbps) every sample, for a live display.
         """
         report = progress or (lambda stage, fraction: None)
         self._budget = math.inf if budget_bytes is None else budget_bytes
         self._test = None
+        self._rate = rate
         log = TransferLog()
         shutdown = Shutdown()
         timer = threading.Timer(self.timeout_s, shutdown.set)
@@ -265,7 +269,12 @@ class BandwidthProbe:
         self, url: str, timeout: float, shutdown: Shutdown, progress: Progress
     ) -> dict[str, Any]:
         test = self._test = StreamTest(
-            url, plan=self.streams, timeout=timeout, stop=shutdown, progress=progress
+            url,
+            plan=self.streams,
+            timeout=timeout,
+            stop=shutdown,
+            progress=progress,
+            rate=self._rate,
         )
         try:
             latency = test.latency()

@@ -113,6 +113,7 @@ class StreamTest:
         timeout: float,
         stop: threading.Event,
         progress: Callable[[str, float], None],
+        rate: Callable[[str, float], None] | None = None,
     ) -> None:
         base = server_url.rstrip("/")
         base = base.removesuffix("/upload.php")
@@ -124,6 +125,7 @@ class StreamTest:
         self.timeout = timeout
         self.stop = stop
         self.progress = progress
+        self.rate = rate  # the current aggregate rate each sample, in Mbps (a live display)
         self.link_bytes = 0  # closed connections' link bytes, both ways
         self.base_rtt = 0.0  # seconds, from the latency phase
         self._block = os.urandom(_BLOCK)  # incompressible upload data
@@ -267,6 +269,8 @@ class StreamTest:
                 state.deadline = now  # upload streams end their bodies
                 if direction == "download":
                     state.abandon.set()  # the server would go on sending to its own end
+            if self.rate is not None:
+                self.rate(direction, last_rate * 8 / 1e6)
             self.progress(direction, min(1.0, (now - start) / seconds))
         for i, conn in enumerate(conns):
             payload = state.moved[i]
@@ -283,6 +287,9 @@ class StreamTest:
         if self.stop.is_set():
             raise TimeoutError(f"{direction} stopped by the test's time limit")
         rate, ramp = stable_rate(samples)
+        if self.rate is not None:
+            self.rate(direction, rate * 8 / 1e6)
+        self.progress(direction, 1.0)
         return Phase(
             mbps=rate * 8 / 1e6 if samples[-1][1] > 0 else None,
             ramp_seconds=ramp,
