@@ -40,6 +40,11 @@ RAMP_SHARE: Final = 0.9
 #: the server's send buffers would take seconds to cross it: the streams are closed instead,
 #: and the bytes then still on their way are estimated (`_in_flight`).
 DRAIN_SECONDS: Final = 1.0
+#: A stream that has not ended this long after the phase was abandoned is shut down, so that a
+#: stream TCP is holding back (a retransmission timeout on a lossy, slow link) ends the phase.
+_SHUTDOWN_AFTER_SECONDS: Final = 0.5
+#: How long upload streams may take, after the deadline, to deliver their last bytes and answer.
+_ANSWER_SECONDS: Final = 5.0
 #: Bytes still in flight when a phase stops for the budget: about this long at the last rate.
 _IN_FLIGHT_SECONDS: Final = 0.5
 _BLOCK: Final = 16 * 1024
@@ -154,14 +159,21 @@ class StreamTest:
         return conn
 
     def _close(
-        self, conn: http.client.HTTPConnection, sent: int, received: int, cut_at: float = 0.0
+        self,
+        conn: http.client.HTTPConnection,
+        sent: int,
+        received: int,
+        cut_at: float = 0.0,
+        counters: tcpinfo.TcpCounters | None = None,
     ) -> None:
         """Close `conn`, adding what it put on the link to `link_bytes`.
 
         `cut_at` is the rate (bytes/s) of a download closed before its body ended: what the
         server had sent by then still crosses the link, and each segment is answered by a reset.
+        `counters`, if given, were read when the stream was shut down.
         """
-        counters = tcpinfo.read(conn.sock) if conn.sock is not None else None
+        if counters is None and conn.sock is not None:
+            counters = tcpinfo.read(conn.sock)
         if counters is not None:
             self.link_bytes += counters.link_bytes()
         else:
@@ -233,6 +245,10 @@ class StreamTest:
             for conn in conns:
                 self._close(conn, 0, 0)
             raise
+        for conn in conns:
+            # A slow stream is not a failed one: a read or write may wait as long as the phase
+            # lasts. The phase itself ends its streams (deadline, drain, time limit).
+            conn.sock.settimeout(seconds + DRAIN_SECONDS + _ANSWER_SECONDS + self.timeout)
         state = _Streams(len(conns), time.monotonic() + seconds)
         worker = self._download if direction == "download" else self._upload
         threads = [
@@ -248,16 +264,21 @@ class StreamTest:
         samples: list[tuple[float, int]] = [(0.0, 0)]
         stopped_early = False
         self.progress(direction, 0.0)
-        give_up = start + seconds + DRAIN_SECONDS + self.timeout
         last_rate = 0.0
+        abandoned_at: float | None = None
+        shut: dict[int, tcpinfo.TcpCounters | None] = {}
+        grace = DRAIN_SECONDS if direction == "download" else _ANSWER_SECONDS
         while any(t.is_alive() for t in threads):
             time.sleep(SAMPLE_SECONDS)
             now = time.monotonic()
-            if self.stop.is_set() or now > give_up:
+            if self.stop.is_set() or now > state.deadline + grace:
                 state.abandon.set()
-            if direction == "download" and now > state.deadline + DRAIN_SECONDS:
-                state.abandon.set()
-            if now >= state.deadline or state.abandon.is_set():
+            if state.abandon.is_set():
+                abandoned_at = abandoned_at or now
+                if now - abandoned_at >= _SHUTDOWN_AFTER_SECONDS:
+                    self._shut_down(conns, threads, shut)
+                continue
+            if now >= state.deadline:
                 continue
             counted, link = self._counters(conns, direction, state.moved)
             samples.append((now - start, counted))
@@ -276,9 +297,9 @@ class StreamTest:
             payload = state.moved[i]
             if direction == "download":
                 cut = 0.0 if state.ended[i] else last_rate / len(conns)
-                self._close(conn, 400, payload, cut_at=cut)
+                self._close(conn, 400, payload, cut_at=cut, counters=shut.get(i))
             else:
-                self._close(conn, payload, 400)
+                self._close(conn, payload, 400, counters=shut.get(i))
         if state.unsupported:
             raise NotSupported(state.unsupported[0])
         if state.errors and not stopped_early:
@@ -297,6 +318,21 @@ class StreamTest:
             stopped_early=stopped_early,
             samples=samples,
         )
+
+    @staticmethod
+    def _shut_down(
+        conns: list[http.client.HTTPConnection],
+        threads: list[threading.Thread],
+        shut: dict[int, tcpinfo.TcpCounters | None],
+    ) -> None:
+        """Shut down the sockets of streams still running (a blocked read or write returns),
+        keeping their counters as they were."""
+        for i, (conn, thread) in enumerate(zip(conns, threads, strict=True)):
+            if i in shut or not thread.is_alive() or conn.sock is None:
+                continue
+            shut[i] = tcpinfo.read(conn.sock)
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
 
     @staticmethod
     def _counters(
@@ -330,7 +366,7 @@ class StreamTest:
             while not state.abandon.is_set():
                 n = response.readinto(buf)
                 if not n:
-                    state.ended[i] = True
+                    state.ended[i] = not state.abandon.is_set()  # not a shut-down socket
                     break
                 state.moved[i] += n
         except (OSError, http.client.HTTPException) as e:
