@@ -18,6 +18,7 @@ time, `20:5/40` is 20 down and 5 up, `20/40/0.5` adds 0.5 % random loss each way
     .venv/bin/python bench/speedtest_accuracy.py --quick        # 4 conditions, 1 run (~5 min)
     .venv/bin/python bench/speedtest_accuracy.py --conditions 100/40,200/80 --runs 2
     .venv/bin/python bench/speedtest_accuracy.py --resume       # finish an interrupted run
+    .venv/bin/python bench/speedtest_accuracy.py --render       # rewrite the .md from the .json
 
 Root only (network namespaces). linklab is `$EDUGAP_LINKLAB`, else the first of
 ../shared/linklab/linklab, ../../shared/linklab/linklab (from the repository) or `linklab` on
@@ -107,7 +108,8 @@ class Run:
     up: float | None = None
     latency_ms: float | None = None
     bytes_used: int | None = None
-    link_bytes: int | None = None
+    link_bytes: int | None = None  # Ethernet frames, both ways
+    link_packets: int | None = None
     seconds: float | None = None
     error: str | None = None
 
@@ -223,7 +225,7 @@ def agent_test(name: str, workdir: Path) -> Run:
     env = env_for_child(EDUGAP_AGENT_STATE_DIR=str(state))
     argv = [sys.executable, "-m", "edugap.agent.cli", "speedtest", "--backend", "selfhosted",
             "--server-url", f"http://{SERVER}:{HTTP_PORT}/speedtest/", "--json"]  # fmt: skip
-    before = linklab.link_bytes(name)[0]
+    before, before_packets = linklab.link_bytes(name)
     start = time.monotonic()
     try:
         done = subprocess.run(
@@ -233,7 +235,8 @@ def agent_test(name: str, workdir: Path) -> Run:
     except subprocess.TimeoutExpired:
         return Run(error=f"no answer in {AGENT_TIMEOUT:g} s", seconds=AGENT_TIMEOUT)
     seconds = time.monotonic() - start
-    carried = linklab.link_bytes(name)[0] - before
+    after, after_packets = linklab.link_bytes(name)
+    carried, packets = after - before, after_packets - before_packets
     report = parse_agent(done.stdout)
     error = report.get("error")
     if not report:
@@ -245,6 +248,7 @@ def agent_test(name: str, workdir: Path) -> Run:
         latency_ms=report.get("latency_ms"),
         bytes_used=int(used) if used is not None else None,
         link_bytes=carried,
+        link_packets=packets,
         seconds=seconds,
         error=str(error) if error else None,
     )
@@ -333,8 +337,26 @@ def pct(r: float | None) -> str:
     return "n/a" if r is None else f"{(r - 1) * 100:+.1f} %"
 
 
-def render_table(results: list[Result]) -> tuple[str, bool]:
-    rows = [Row.of(r) for r in results]
+def order(row: Row) -> tuple[bool, float, float, float, float]:
+    """Symmetric links by rate then round-trip time; loss and asymmetric links last."""
+    c = row.cond
+    return (bool(c.loss_pct) or c.up != c.down, c.down, c.up, c.rtt_ms, c.loss_pct)
+
+
+def render_table(results: list[Result], before: list[Result] | None = None) -> tuple[str, bool]:
+    """The table, and whether every row met the goal; with `before`, a column of the before
+    figures of the same conditions (download, upload and bytes, as differences)."""
+    rows = sorted((Row.of(r) for r in results), key=order)
+    then = {r.condition: Row.of(r) for r in before or []}
+
+    def was(row: Row) -> list[str]:
+        if before is None:
+            return []
+        old = then.get(row.cond.key)
+        if old is None:
+            return ["not measured"]
+        return [f"{pct(old.down_ratio())} / {pct(old.up_ratio())} / {pct(old.bytes_ratio)}"]
+
     body = [
         [
             row.cond.label(),
@@ -344,6 +366,7 @@ def render_table(results: list[Result]) -> tuple[str, bool]:
             f"{pct(row.bytes_ratio)} of {fmt(row.used_mb)} MB",
             f"{row.failed} of {row.runs}",
             "yes" if row.met() else "**no**",
+            *was(row),
         ]
         for row in rows
     ]
@@ -355,8 +378,44 @@ def render_table(results: list[Result]) -> tuple[str, bool]:
         "bytes_used vs link bytes",
         "tests failed",
         "within goal",
+        *(["before: download / upload / bytes"] if before is not None else []),
     )
     return harness.table(header, body), all(row.met() for row in rows)
+
+
+def tally(results: list[Result]) -> str:
+    """How many conditions met each part of the goal, in a sentence."""
+    rows = [Row.of(r) for r in results]
+
+    def speeds_ok(row: Row) -> bool:
+        tol = row.cond.tolerance()
+        return all(r is not None and abs(r - 1) <= tol for r in (row.down_ratio(), row.up_ratio()))
+
+    speeds = sum(speeds_ok(row) for row in rows)
+    nbytes = sum(row.bytes_ratio is not None and abs(row.bytes_ratio - 1) <= BYTES for row in rows)
+    failed = sum(row.failed for row in rows)
+    runs = sum(row.runs for row in rows)
+    return (
+        f"download and upload within the goal in {speeds} of {len(rows)} conditions, "
+        f"`bytes_used` within {BYTES:.0%} in {nbytes} of {len(rows)}; {failed} of {runs} tests "
+        "failed."
+    )
+
+
+def header_share(results: list[Result]) -> str:
+    """What the Ethernet headers were of the link bytes, when the packets were counted."""
+    shares = [
+        14 * r.link_packets / r.link_bytes
+        for result in results
+        for r in result.runs
+        if r.link_packets and r.link_bytes
+    ]
+    if not shares:
+        return ""
+    return (
+        f" Of the link bytes, the 14-byte Ethernet headers were {min(shares):.1%} to "
+        f"{max(shares):.1%} (IP bytes are the rest)."
+    )
 
 
 def code_version() -> str:
@@ -366,24 +425,32 @@ def code_version() -> str:
         )
         return done.stdout.strip()
 
-    commit = git("log", "-1", "--format=%h of %cs")
+    code = git("log", "-1", "--format=%h of %cs", "--", "edugap")
+    head = git("log", "-1", "--format=%h")
     branch = git("rev-parse", "--abbrev-ref", "HEAD")
     dirty = ", with uncommitted changes" if git("status", "--porcelain", "--", "edugap") else ""
-    return f"commit {commit} (branch {branch}{dirty})" if commit else "unknown"
+    if not code:
+        return "unknown"
+    return f"edugap/ as of commit {code} (its last change; checkout {head}, branch {branch}{dirty})"
 
 
-def render(state: dict[str, Any], before: dict[str, Any] | None, load: tuple[float, float]) -> str:
+def render(state: dict[str, Any], before: dict[str, Any] | None) -> str:
     results = [result_of(r) for r in state["results"]]
-    table, met = render_table(results)
+    load = state.get("load") or (harness.load_average(), harness.load_average())
+    earlier = [result_of(r) for r in before["results"]] if before is not None else None
+    table, met = render_table(results, earlier)
     before_text = ""
     if before is not None:
-        before_table, _ = render_table([result_of(r) for r in before["results"]])
+        before_results = [result_of(r) for r in before["results"]]
+        before_table, _ = render_table(before_results)
         before_text = f"""
 ### Before: {before["version"]}
 
 Command: `{before["command"]}` ({runs_text(before["runs"])}); {before["when"]}.
 
 {before_table}
+
+Before: {tally(before_results)}
 """
     return f"""## Speed-test accuracy (self-hosted backend, on a shaped link)
 
@@ -393,7 +460,7 @@ selfhosted` in the client namespace against `edugap serve`'s /speedtest/ in the 
 namespace, each run next to the reference on the same link: iperf3 -P 4 for {IPERF_SECONDS} s,
 the first {IPERF_OMIT} s omitted (`-R` for download). Latency is compared with the TCP connect
 time (one round trip, like a ping); `bytes_used` with the bytes the client's interface received
-and sent during the test (Ethernet headers included).
+and sent during the test (Ethernet headers included).{header_share(results)}
 
 Code measured: {state["version"]}.
 
@@ -407,7 +474,9 @@ Command: `{state["command"]}` ({runs_text(state["runs"])}); {state["when"]}.
 
 Goal: download and upload within {NEAR:.0%} of iperf3 up to 100 Mbit/s and 40 ms RTT, within
 {FAR:.0%} at 200 Mbit/s or 80 ms; `bytes_used` within {BYTES:.0%} of the bytes on the link; no
-failed test. {harness.verdict(met)} for the conditions above.
+failed test.
+
+Against the goal: {harness.verdict(met)}; {tally(results)}
 {before_text}"""
 
 
@@ -440,6 +509,11 @@ def options(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="keep the conditions already in the .json"
     )
     parser.add_argument(
+        "--render",
+        action="store_true",
+        help="measure nothing: write the results file again from the .json files",
+    )
+    parser.add_argument(
         "--save-before",
         action="store_true",
         help="also keep this run as the before figures (speedtest_accuracy.before.json)",
@@ -454,7 +528,7 @@ def main() -> int:
         conditions = [Condition.parse(s) for s in specs]
     except ValueError as e:
         parser.error(str(e))
-    lab_path = linklab.require(("iperf3", "iperf3"))
+    lab_path = "" if args.render else linklab.require(("iperf3", "iperf3"))
     runs = args.runs or (1 if args.quick else 3)
     raw_path = args.out.with_suffix(".json")
     before_path = args.out.with_suffix(".before.json")
@@ -469,8 +543,10 @@ def main() -> int:
         previous = json.loads(raw_path.read_text())
         previous["command"] += f"`, resumed with `{state['command']}"
         state = previous
+    if args.render:
+        return write(state_of(raw_path), args)
     done = {r["condition"] for r in state["results"]}
-    load_before = harness.load_average()
+    load_before = (state.get("load") or [harness.load_average()])[0]
     with tempfile.TemporaryDirectory(prefix="edugap-speedtest-bench-") as tmp:
         for cond in conditions:
             if cond.key in done:
@@ -485,16 +561,34 @@ def main() -> int:
                 print(f"{cond.key}: not measured: {e}", file=sys.stderr, flush=True)
                 continue
             state["results"].append(asdict(result))
+            state["load"] = [load_before, harness.load_average()]
             raw_path.parent.mkdir(parents=True, exist_ok=True)
             raw_path.write_text(json.dumps(state, indent=1) + "\n")
             if args.save_before:
                 before_path.write_text(json.dumps(state, indent=1) + "\n")
-            before = json.loads(before_path.read_text()) if before_path.exists() else None
-            if args.save_before:
-                before = None  # this run is the before: shown once
-            text = render(state, before, (load_before, harness.load_average()))
-            args.out.write_text(text)
-    harness.write_result(args.out.read_text() if args.out.exists() else "", args.out)
+            write(state, args, quiet=True)
+    return write(state, args)
+
+
+def state_of(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise SystemExit(f"{path} does not exist: nothing to render")
+    return dict(json.loads(path.read_text()))
+
+
+def write(state: dict[str, Any], args: argparse.Namespace, quiet: bool = False) -> int:
+    """The results file from `state`, with the before figures unless this run is them."""
+    before_path = args.out.with_suffix(".before.json")
+    before = None
+    if before_path.exists() and not args.save_before:
+        before = json.loads(before_path.read_text())
+        if before and (before["when"], before["command"]) == (state["when"], state["command"]):
+            before = None  # this run is the before: shown once
+    text = render(state, before)
+    if quiet:
+        args.out.write_text(text)
+    else:
+        harness.write_result(text, args.out)
     return 0
 
 

@@ -72,3 +72,33 @@ def test_systemd_unit_is_valid() -> None:
         assert hardening in text
     problems = realparts.systemd_verify(unit, "/opt/edugap-agent/bin/edugap-agent")
     assert not problems, problems
+
+
+def _traffic_section() -> str:
+    start = DOC.index("## Traffic")
+    end = DOC.find("\n## ", start + 1)
+    return DOC[start : end if end > 0 else None]
+
+
+def test_traffic_figures_follow_the_default_schedule() -> None:
+    """docs/agent.md's daily traffic: each row's count is what the default of the key it names
+    gives in a day, its daily figure is bytes x count, and the total is their sum."""
+    defaults = {k.dotted: k.default for k in KEYS}
+    per_day_of = {"minutes": 24 * 60, "hours": 24, "seconds": 24 * 60 * 60}
+    rows = re.findall(
+        r"^\| [^|]+ \| ([\d,]+) B \| `([a-z_.]+)` = ([\d.]+)[^|]*?: ([\d,]+) a day \| "
+        r"([\d.]+) MB \|$",
+        _traffic_section(),
+        flags=re.M,
+    )
+    assert len(rows) >= 4, "the traffic table has a row per kind of traffic"
+    total = 0.0
+    for each, key, shown, count, megabytes in rows:
+        assert float(shown) == float(defaults[key]), f"{key}'s default is {defaults[key]}"
+        unit = key.rsplit("_", 1)[-1] if key != "broker.keepalive" else "seconds"
+        assert int(count.replace(",", "")) == round(per_day_of[unit] / float(shown)), key
+        daily = int(each.replace(",", "")) * int(count.replace(",", "")) / 1e6
+        assert abs(daily - float(megabytes)) <= 0.006, f"{key}: {daily:.3f} MB a day"
+        total += float(megabytes)
+    match = re.search(r"about ([\d.]+) MB a day\*\*", _traffic_section())
+    assert match and abs(float(match.group(1)) - total) <= 0.03, f"rows sum to {total:.2f} MB"
