@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from edugap.agent.probes import tcpinfo
-from edugap.agent.probes.streams import stable_rate
+from edugap.agent.probes.ramp import stable_rate
 
 
 def cumulative(rates: list[float], step: float = 0.1) -> list[tuple[float, int]]:

@@ -5,14 +5,13 @@ a fixed `seconds`: download is one `GET download?seconds=S` per connection, a bo
 ends on its own clock; upload is one chunked `POST upload` per connection that the client
 ends at its deadline. A sampler reads every connection's kernel counters (`TCP_INFO`: bytes
 received, bytes acknowledged by the server) every 100 ms; the figure is the aggregate rate
-after the ramp-up (`stable_rate`). `bytes_used` is what the connections put on the link
+after the ramp-up (`ramp.stable_rate`). `bytes_used` is what the connections put on the link
 (`tcpinfo`). A phase stops early when the data budget it was given would be exceeded.
 The rule and its reasons are in docs/protocol.md, "The test the agent runs".
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import http.client
 import itertools
@@ -28,14 +27,12 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from edugap.agent.probes import tcpinfo
+from edugap.agent.probes.ramp import stable_rate
 from edugap.agent.probes.speedtest_client import Latency, describe_error
 
 Direction = Literal["download", "upload"]
 LATENCY_SAMPLES: Final = 5
 SAMPLE_SECONDS: Final = 0.1
-#: The ramp-up ends when the trailing window's rate reaches this share of the stable rate.
-RAMP_WINDOW_SECONDS: Final = 0.5
-RAMP_SHARE: Final = 0.9
 #: Longest wait, after the deadline, for the server's download bodies to end. On a slow link
 #: the server's send buffers would take seconds to cross it: the streams are closed instead,
 #: and the bytes then still on their way are estimated (`_in_flight`).
@@ -73,38 +70,6 @@ class Phase:
     ran_seconds: float = 0.0
     stopped_early: bool = False
     samples: list[tuple[float, int]] = field(default_factory=list)
-
-
-def stable_rate(samples: list[tuple[float, int]]) -> tuple[float, float]:
-    """(bytes per second after the ramp-up, seconds of ramp-up left out) from cumulative samples.
-
-    The reference is the aggregate rate over the second half of the phase; the ramp-up ends at
-    the first sample whose trailing `RAMP_WINDOW_SECONDS` reached `RAMP_SHARE` of it (at most
-    half the phase). The figure is the bytes from there to the end over that time.
-    """
-    if len(samples) < 2:
-        return 0.0, 0.0
-    times = [t for t, _ in samples]
-    end_t, end_b = samples[-1]
-
-    def at(t: float) -> int:
-        return samples[max(0, bisect.bisect_right(times, t) - 1)][1]
-
-    def rate(a: float, b: float) -> float:
-        return (at(b) - at(a)) / (b - a) if b > a else 0.0
-
-    half = end_t / 2
-    reference = rate(half, end_t)
-    ramp = half
-    for t in times:
-        if t > half:
-            break
-        if t >= RAMP_WINDOW_SECONDS and rate(t - RAMP_WINDOW_SECONDS, t) >= RAMP_SHARE * reference:
-            ramp = t
-            break
-    if end_t - ramp <= 0:
-        return rate(times[0], end_t), 0.0
-    return (end_b - at(ramp)) / (end_t - ramp), ramp
 
 
 class StreamTest:
