@@ -77,6 +77,64 @@ def test_upload_needs_post(endpoint: tuple[httpx.Client, SpeedtestApp]) -> None:
     assert client.get("/upload.php").status_code == 405
 
 
+def test_timed_download_streams_until_its_seconds_are_up_then_ends(
+    endpoint: tuple[httpx.Client, SpeedtestApp],
+) -> None:
+    client, app = endpoint
+    response = client.get("/download", params={"seconds": "0.2", "x": "1"})
+    assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+    # far over the fixed-size cap of this endpoint: the stream is bounded by time, not size
+    assert len(response.content) == app.bytes_served > 2 * 1000 * 1000
+    assert len(set(response.content[:4096])) > 200
+    assert app.downloads == 1
+
+
+@pytest.mark.parametrize("seconds", ["", "0", "-1", "31", "nan", "inf", "ten"])
+def test_timed_download_outside_the_contract_is_400(
+    endpoint: tuple[httpx.Client, SpeedtestApp], seconds: str
+) -> None:
+    client, app = endpoint
+    assert client.get("/download", params={"seconds": seconds}).status_code == 400
+    assert app.bytes_served == 0 and app.rejected == 1
+
+
+def test_timed_upload_takes_a_chunked_body_of_any_length(
+    endpoint: tuple[httpx.Client, SpeedtestApp],
+) -> None:
+    client, app = endpoint
+    chunks = [bytes(range(256)) * 256] * 40  # 2.6 MB: over the fixed-size upload cap
+
+    response = client.post("/upload", content=iter(chunks))  # an iterator goes chunked
+
+    assert response.status_code == 200 and response.text == f"bytes={len(chunks) * 65536}"
+    assert (app.bytes_received, app.uploads) == (len(chunks) * 65536, 1)
+
+
+def test_timed_upload_longer_than_the_stream_limit_is_cut_off() -> None:
+    import time
+
+    app = speedtest_app(max_stream_seconds=0.2)
+
+    def slow() -> Iterator[bytes]:
+        for _ in range(100):
+            time.sleep(0.1)
+            yield b"x" * 1000
+
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        try:
+            status = client.post("/upload", content=slow()).status_code
+        except httpx.HTTPError:
+            status = 413  # the server answered and closed while the body was still going
+    assert status == 413 and app.rejected == 1 and app.uploads == 0
+
+
+def test_an_endpoint_without_timed_streams_answers_404_like_a_static_server() -> None:
+    app = speedtest_app(timed_streams=False)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        assert client.get("/download", params={"seconds": "1"}).status_code == 404
+        assert client.get("/random350x350.jpg").status_code == 200
+
+
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         speedtest_app(max_upload_bytes=0)

@@ -42,9 +42,11 @@ from edugap.agent.config_values import (
     optional_path,
     optional_text,
     path,
+    phase_seconds,
     positive,
     positive_int,
     school_id,
+    stream_count,
     targets,
     time_range,
     zone,
@@ -152,6 +154,12 @@ class BandwidthConfig:
     server_url: str | None = key(None, http_url, "Self-hosted speed-test server URL.")
     daily_budget_mb: float = key(1000.0, positive, "Most speed-test traffic per day, in MB.")
     timeout_seconds: float = key(30.0, positive, "Longest time one speed test may take.")
+    seconds: float = key(
+        10.0, phase_seconds, "Self-hosted test: seconds each way (1 to 30; within timeout)."
+    )
+    streams: int = key(
+        4, stream_count, "Self-hosted test: parallel connections each way (1 to 16)."
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,6 +194,20 @@ def load_zone(name: str) -> tzinfo:
         ) from None
 
 
+def phase_seconds(value: object) -> float:
+    number = _number(value)
+    if not 1 <= number <= 30:  # the endpoint serves streams of at most 30 s
+        raise ValueError("must be a number of seconds from 1 to 30")
+    return number
+
+
+def stream_count(value: object) -> int:
+    number = positive_int(value)
+    if number > 16:
+        raise ValueError("must be a whole number from 1 to 16")
+    return number
+
+
 def backend(value: object) -> str:
     name = text(value).strip().lower()
     if name not in BACKENDS:

@@ -68,6 +68,7 @@ def bandwidth_probe(
     """The configured speed-test probe; `backend`/`server_url` override the config's."""
     # imported only now: speedtest-cli is the agent's heaviest module
     from edugap.agent.probes import BandwidthProbe, TrafficProbe
+    from edugap.agent.probes.streams import StreamPlan
 
     bw = config.bandwidth
     return BandwidthProbe(
@@ -75,6 +76,7 @@ def bandwidth_probe(
         server_url=server_url or bw.server_url,
         timeout_s=bw.timeout_seconds,
         traffic=TrafficProbe(),
+        streams=StreamPlan(seconds=bw.seconds, streams=bw.streams),
     )
 
 
@@ -368,9 +370,12 @@ class Service:
             self._enqueue(probe.skipped_report(self.identity, reason))
             return
 
+        left = budget * 1_000_000 - usage.bytes_used
+
         def work() -> None:
             try:
-                report = probe.collect(self.identity)
+                # the test sizes its phases to what the day's budget has left
+                report = probe.collect(self.identity, budget_bytes=left)
             except Exception as e:  # collect() promises not to raise; be safe anyway
                 log.exception("speed test crashed")
                 report = probe.skipped_report(self.identity, f"speed test crashed: {e}")

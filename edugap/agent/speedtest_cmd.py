@@ -36,20 +36,30 @@ def cmd_speedtest(args: argparse.Namespace) -> int:
         f"speed test: {backend} {redact(url or '')} (at most {limit:g} s)",
         file=sys.stderr,
     )
+    if backend == "selfhosted":
+        print(
+            f"  {probe.streams.streams} streams each way, {probe.phase_seconds:g} s each way "
+            "(speedtest-cli's fixed files if the endpoint has no timed streams)",
+            file=sys.stderr,
+        )
     interactive = sys.stderr.isatty()
+
+    rates: dict[str, float] = {}
 
     def progress(stage: str, fraction: float) -> None:
         if stage == "done":
             return  # said below, once the outcome is known
         line = f"  {stage:<9} {fraction * 100:5.1f}%"
+        if stage in rates:
+            line += f"  {rates[stage]:8.1f} Mbps"
         if interactive:
             print(f"\r{line}", end="", file=sys.stderr, flush=True)
         elif fraction in (0.0, 1.0):
             print(line, file=sys.stderr)
 
-    report = probe.collect(_identity(config), progress=progress)
+    report = probe.collect(_identity(config), progress=progress, rate=rates.__setitem__)
     outcome = "  failed" if report.error else "  done      100.0%"
-    print(f"\r{outcome:<20}" if interactive else outcome, file=sys.stderr)
+    print(f"\r{outcome:<36}" if interactive else outcome, file=sys.stderr)
 
     def mbps(value: float | None) -> str:
         return f"{value:.1f} Mbps" if value is not None else "-"
@@ -58,8 +68,10 @@ def cmd_speedtest(args: argparse.Namespace) -> int:
     print(f"upload:    {mbps(report.upload_mbps)}")
     latency = f"{report.latency_ms:.1f} ms" if report.latency_ms is not None else "-"
     print(f"latency:   {latency}")
-    print(f"data used: {report.bytes_used / 1e6:.1f} MB")
+    print(f"data used: {report.bytes_used / 1e6:.1f} MB ({report.bytes_used} bytes on the link)")
     print(f"server:    {report.server}")
+    if report.note:
+        print(f"note:      {report.note}")
     if report.error:
         print(f"error:     {speedtest_advice(report.error)}")
     if args.json:

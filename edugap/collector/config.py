@@ -224,7 +224,7 @@ SETTINGS: tuple[Setting, ...] = (
             "requests per minute one client address may make to /speedtest/ once its burst is "
             "spent (0: no limit)"),
     Setting("speedtest", "burst", _int_at_least(1), 120,
-            "requests one client address may make to /speedtest/ at once (a test makes 34)"),
+            "requests one client address may make to /speedtest/ at once (a test makes 14)"),
     Setting("policy", "file", _existing_file, None,
             "shortfall policy TOML (empty: the documented defaults)", "--policy"),
     Setting("snapshot", "interval_seconds", _positive_float, 60.0,

@@ -187,6 +187,10 @@ class Bandwidth(Report, kw_only=True, tag="edugap.bandwidth/1"):
     server: ShortStr
     error: Annotated[str, Meta(max_length=2048)] | None = None
     skipped: bool = False
+    # the test stopped before its full length to stay within the daily data budget; the
+    # speeds are from the part that ran, and `note` says what was cut
+    partial: bool = False
+    note: Annotated[str, Meta(max_length=512)] | None = None
     # how busy the school's link was while the test ran (traffic probe), in Mbps
     link_rx_mbps: Mbps | None = None
     link_tx_mbps: Mbps | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,13 @@ def test_once_bandwidth_and_speedtest_against_the_selfhosted_server(
         {"state_dir": str(tmp_path / "state")},
         {
             "school": {"school_id": "79000001"},
-            "bandwidth": {"backend": "selfhosted", "server_url": url, "timeout_seconds": 3},
+            "bandwidth": {
+                "backend": "selfhosted",
+                "server_url": url,
+                "timeout_seconds": 10,
+                "seconds": 1,
+                "streams": 2,
+            },
             "availability": {"targets": ["127.0.0.1:9"]},
         },
     )
@@ -91,6 +98,10 @@ def test_once_bandwidth_and_speedtest_against_the_selfhosted_server(
     assert done.returncode == 0, done.stderr
     assert "download:" in done.stdout and "Mbps" in done.stdout
     assert "download" in done.stderr  # the progress display
+    assert "2 streams each way, 1 s each way" in done.stderr
+    # each direction's end shows its figure
+    assert re.search(r"download +100\.0% +[\d.]+ Mbps", done.stderr), done.stderr
+    assert "bytes on the link" in done.stdout
 
     done = agent_command("speedtest", "--config", str(config), "--server-url", "http://127.0.0.1:9")
     assert done.returncode == 1

@@ -152,7 +152,14 @@ def test_scheduled_speed_tests_are_reported_and_the_daily_budget_skips_them(
         "timezone": "UTC",
         "max_start_delay_seconds": 0,
     }
-    bandwidth = {"role": True, "backend": "selfhosted", "server_url": url, "timeout_seconds": 3}
+    bandwidth = {
+        "role": True,
+        "backend": "selfhosted",
+        "server_url": url,
+        "timeout_seconds": 4,
+        "seconds": 1,
+        "streams": 2,
+    }
     tester = run_agent("tester", schedule=often, bandwidth={**bandwidth, "daily_budget_mb": 1e5})
     frugal = run_agent("frugal", schedule=often, bandwidth={**bandwidth, "daily_budget_mb": 0.01})
     tester_id, frugal_id = device_of(tester), device_of(frugal)

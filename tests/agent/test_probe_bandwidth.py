@@ -1,4 +1,5 @@
-"""Bandwidth probe: speedtest-cli's own threads against the real self-hosted endpoint."""
+"""Bandwidth probe: the agent's timed-stream test (and speedtest-cli's fallback) against the
+real self-hosted endpoint."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ from datetime import UTC, datetime
 import pytest
 
 from edugap.agent.probes import BandwidthProbe, Identity, TrafficProbe
-from edugap.agent.probes.speedtest_client import SelfhostedPlan, download_bytes
+from edugap.agent.probes.speedtest_client import SelfhostedPlan
+from edugap.agent.probes.streams import StreamPlan
+from edugap.collector.serving.speedtest import TokenBucket
 from edugap.protocol import messages as protocol
 from tests import realparts
 from tests.agent.conftest import StartServer
 
 ME = Identity(school_id="79-001", device_id="dev-1", agent_version="0.1.0")
 CLOCK = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
-# Small enough that a localhost test finishes by size, not by time: then every byte the client
-# counted is a byte the server counted, with nothing left in flight.
+STREAMS = StreamPlan(seconds=1.5, streams=2)
+# speedtest-cli's fixed files, for endpoints without timed streams. Small enough that a
+# localhost test finishes by size, not by time.
 PLAN = SelfhostedPlan(
     download_sides=(350, 500, 750),
     download_repeats=2,
@@ -26,8 +30,18 @@ PLAN = SelfhostedPlan(
 )
 
 
+def paced(mbps: float = 100.0) -> dict[str, object]:
+    """Endpoint options that hold it to `mbps` each way (a loopback test would use a core)."""
+    return {"download_pacer": TokenBucket(mbps), "upload_pacer": TokenBucket(mbps)}
+
+
 def probe(url: str, **kwargs: object) -> BandwidthProbe:
-    options: dict[str, object] = {"timeout_s": 25.0, "plan": PLAN, "clock": lambda: CLOCK}
+    options: dict[str, object] = {
+        "timeout_s": 25.0,
+        "plan": PLAN,
+        "streams": STREAMS,
+        "clock": lambda: CLOCK,
+    }
     options.update(kwargs)
     return BandwidthProbe(backend="selfhosted", server_url=url, **options)  # type: ignore[arg-type]
 
@@ -52,7 +66,7 @@ class FailAfter:
 def test_selfhosted_test_measures_and_counts_bytes_like_the_server(
     speedtest_server: StartServer,
 ) -> None:
-    url, app = speedtest_server()
+    url, app = speedtest_server(**paced())
     stages: list[str] = []
     bandwidth = probe(url, traffic=TrafficProbe())
 
@@ -63,14 +77,57 @@ def test_selfhosted_test_measures_and_counts_bytes_like_the_server(
     assert report.upload_mbps and report.upload_mbps > 0
     assert report.latency_ms is not None and report.latency_ms >= 0
     assert report.backend == "selfhosted" and report.server == url
+    assert not report.partial and report.note is None
+    # timed streams, one request per connection each way
+    assert (app.downloads, app.uploads) == (STREAMS.streams, STREAMS.streams)
+    # every payload byte the server moved, plus the headers of the segments that carried them
     server_bytes = app.bytes_served + app.bytes_received
-    assert server_bytes == PLAN.max_download_bytes() + PLAN.max_upload_bytes()
-    assert abs(report.bytes_used - server_bytes) <= 0.10 * server_bytes
+    assert server_bytes < report.bytes_used <= 1.10 * server_bytes
     assert report.link_rx_mbps is not None and report.link_tx_mbps is not None
     assert stages[0] == "latency" and stages[-1] == "done"
     assert {"download", "upload"} <= set(stages)
     assert report.measured_at == CLOCK
     assert_valid_on_the_wire(report)
+
+
+def test_endpoint_without_timed_streams_gets_speedtest_clis_fixed_files(
+    speedtest_server: StartServer,
+) -> None:
+    # an older collector, or nginx serving the files statically
+    url, app = speedtest_server(timed_streams=False)
+    report = probe(url).collect(ME)
+    assert report.error is None, report.error
+    assert report.download_mbps and report.upload_mbps
+    assert app.bytes_served == PLAN.max_download_bytes()
+    assert app.bytes_received == PLAN.max_upload_bytes()
+    server_bytes = app.bytes_served + app.bytes_received
+    assert server_bytes < report.bytes_used <= 1.10 * server_bytes
+
+
+def test_a_test_stops_early_within_the_daily_budget_and_says_so(
+    speedtest_server: StartServer,
+) -> None:
+    url, app = speedtest_server(**paced(20.0))  # 2.5 MB/s: a 1.5 s phase would move 3.75 MB
+    budget = 2_000_000
+
+    report = probe(url, upload=False).collect(ME, budget_bytes=budget)
+
+    assert report.error is None, report.error
+    assert report.partial and report.note and "daily data budget" in report.note
+    assert report.download_mbps and report.download_mbps > 0
+    assert app.bytes_served < budget and report.bytes_used <= budget
+    assert_valid_on_the_wire(report)
+
+
+def test_a_budget_too_small_for_a_phase_skips_the_test(speedtest_server: StartServer) -> None:
+    url, _ = speedtest_server(**paced(20.0))
+    bandwidth = probe(url, upload=False)
+    assert bandwidth.collect(ME).error is None  # now the agent knows the link's rate
+
+    report = bandwidth.collect(ME, budget_bytes=500_000)
+
+    assert report.skipped and report.error and "daily data budget" in report.error
+    assert report.download_mbps is None and report.bytes_used < 50_000
 
 
 def test_download_only_when_upload_is_off(speedtest_server: StartServer) -> None:
@@ -87,17 +144,17 @@ def test_endpoint_mounted_under_a_prefix(speedtest_server: StartServer) -> None:
 
     from edugap.collector.serving.speedtest import serve_in_thread, speedtest_app
 
-    endpoint = speedtest_app()
+    endpoint = speedtest_app(**paced())  # type: ignore[arg-type]
     with serve_in_thread(Starlette(routes=[Mount("/speedtest", app=endpoint)])) as base:
         report = probe(base + "/speedtest").collect(ME)
     assert report.error is None, report.error
-    assert endpoint.bytes_served == PLAN.max_download_bytes()
+    assert endpoint.downloads == STREAMS.streams and endpoint.bytes_served > 0
 
 
 def test_download_cut_off_mid_test_is_an_error_without_speeds(
     speedtest_server: StartServer,
 ) -> None:
-    url, _ = speedtest_server(download_pacer=FailAfter(download_bytes(500)))
+    url, _ = speedtest_server(download_pacer=FailAfter(500_000))
     report = probe(url).collect(ME)
     assert report.error is not None and report.error.startswith("download failed")
     assert report.download_mbps is None and report.upload_mbps is None
@@ -109,7 +166,7 @@ def test_download_cut_off_mid_test_is_an_error_without_speeds(
 def test_upload_server_error_mid_test_is_an_error_without_speeds(
     speedtest_server: StartServer,
 ) -> None:
-    url, _ = speedtest_server(upload_pacer=FailAfter(300_000))
+    url, _ = speedtest_server(upload_pacer=FailAfter(300_000), download_pacer=TokenBucket(100))
     report = probe(url).collect(ME)
     assert report.error is not None and report.error.startswith("upload failed")
     assert report.download_mbps is None and report.upload_mbps is None
@@ -164,14 +221,15 @@ def test_skipped_report_says_why() -> None:
 
 
 def test_estimated_bytes_bounds_what_a_test_uses(speedtest_server: StartServer) -> None:
-    url, _ = speedtest_server()
+    url, _ = speedtest_server(**paced(50.0))
     bandwidth = probe(url)
-    before = bandwidth.estimated_bytes()
-    assert before >= PLAN.max_download_bytes() + PLAN.max_upload_bytes()
     report = bandwidth.collect(ME)
-    assert report.bytes_used <= before
-    assert bandwidth.estimated_bytes() <= before
-    assert probe(url, upload=False).estimated_bytes() < PLAN.max_download_bytes() + 100_000
+    assert report.error is None, report.error
+    # from the measured rates, with headroom: the next test's bytes, bounded
+    assert report.bytes_used <= bandwidth.estimated_bytes() <= 3 * report.bytes_used
+    download_only = probe(url, upload=False)
+    download_only.collect(ME)
+    assert download_only.estimated_bytes() < bandwidth.estimated_bytes()
 
 
 @pytest.mark.parametrize(
@@ -197,31 +255,21 @@ def test_unused_port_really_is_closed(free_port: int) -> None:
     assert realparts.free_port() > 0
 
 
-# The default plan's request count (6 latency, 16 downloads, 12 uploads) with small bodies.
-COUNT_PLAN = SelfhostedPlan(download_sides=(350,) * 8, upload_sizes=(65_536,) * 3, seconds=8.0)
-
-
-def test_a_whole_test_is_34_requests_and_the_default_limit_allows_three(
+def test_a_whole_test_is_14_requests_and_the_default_limit_allows_eight(
     speedtest_server: StartServer,
 ) -> None:
     from edugap.collector.config import SETTINGS_BY_NAME
     from edugap.collector.serving.speedtest import RateLimiter
 
     frozen = lambda: 1000.0  # noqa: E731 (no refill: only the burst counts)
-    # one request short: the last upload is refused (the client, still sending its body,
-    # sees the connection cut rather than the 429)
-    url, _ = speedtest_server(limiter=RateLimiter(60, 33, clock=frozen))
-    assert "upload" in (probe(url, plan=COUNT_PLAN).collect(ME).error or "")
-    url, _ = speedtest_server(limiter=RateLimiter(60, 34, clock=frozen))
-    assert probe(url, plan=COUNT_PLAN).collect(ME).error is None
-    assert "HTTP 429: too many requests" in (probe(url, plan=COUNT_PLAN).collect(ME).error or "")
+    # 6 latency requests, then one request per stream each way
+    requests = 6 + 2 * STREAMS.streams
+    url, _ = speedtest_server(limiter=RateLimiter(60, requests - 1, clock=frozen), **paced())
+    assert "upload failed" in (probe(url).collect(ME).error or "")
+    url, _ = speedtest_server(limiter=RateLimiter(60, requests, clock=frozen), **paced())
+    assert probe(url).collect(ME).error is None
+    assert "HTTP 429: too many requests" in (probe(url).collect(ME).error or "")
 
+    # the default: 4 streams each way
     burst = SETTINGS_BY_NAME["speedtest.burst"].default
-    assert isinstance(burst, int)
-    url, app = speedtest_server(limiter=RateLimiter(60, burst, clock=frozen))
-    for _ in range(3):  # a school behind one address running tests back to back
-        report = probe(url, plan=COUNT_PLAN).collect(ME)
-        assert report.error is None, report.error
-    failed = probe(url, plan=COUNT_PLAN).collect(ME)
-    assert failed.error is not None and "429" in failed.error and failed.download_mbps is None
-    assert app.limited > 0
+    assert isinstance(burst, int) and burst // (6 + 2 * StreamPlan().streams) == 8

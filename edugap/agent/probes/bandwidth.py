@@ -1,5 +1,8 @@
-"""Bandwidth probe: one speed test by speedtest-cli, against speedtest.net or a self-hosted server.
+"""Bandwidth probe: one speed test, against the self-hosted endpoint or speedtest.net.
 
+The self-hosted backend runs the agent's own test (`streams`: timed parallel streams each way,
+the ramp-up left out); against an endpoint without timed streams (an older collector, a
+static nginx endpoint) it falls back to speedtest-cli's fixed files, as does speedtest.net.
 A test that fails (server down, an HTTP error or a cut connection mid-test, the time limit, a
 speedtest.net configuration failure) still yields a report: `error` set, no speeds, and the
 bytes it used, because those count against the school's data budget.
@@ -24,6 +27,8 @@ from edugap.agent.probes.speedtest_client import (
     measure_latency,
     upload_url,
 )
+from edugap.agent.probes.streams import NotSupported, StreamPlan, StreamTest
+from edugap.agent.probes.tcpinfo import estimate_link_bytes
 from edugap.agent.probes.traffic import TrafficProbe
 from edugap.protocol.messages import Bandwidth, new_report_id, utcnow
 
@@ -32,8 +37,19 @@ Progress = Callable[[str, float], None]
 BACKENDS: tuple[Backend, ...] = ("selfhosted", "speedtest.net")
 #: Upper estimate of one speedtest.net test (its own config: up to ~10 s each way on fast links).
 SPEEDTEST_NET_ESTIMATE_BYTES = 300_000_000
+#: Before the first self-hosted test: 40 Mbps each way for 10 s, with headers (the phases also
+#: stop themselves at the budget, so this only decides whether a test starts).
+SELFHOSTED_FIRST_ESTIMATE_BYTES = 107_000_000
 #: Headroom over the last measured speed when estimating the next test's bytes.
 _ESTIMATE_HEADROOM = 1.5
+#: Headroom when sizing a phase to the budget that is left.
+_PHASE_HEADROOM = 1.15
+#: Time a test needs besides its two phases: latency, connections, the download's drain.
+_SETUP_SECONDS = 8.0
+#: A phase shorter than this measures too little to report.
+_MIN_PHASE_SECONDS = 1.0
+#: Connections one speedtest-cli test opens (requests, each its own), for its header estimate.
+_LEGACY_CONNECTIONS = 40
 #: Latency probes, upload answers and the like: small bodies on top of the test payload.
 _OVERHEAD_BYTES = 64 * 1024
 
@@ -54,6 +70,7 @@ class BandwidthProbe:
         clock: Callable[[], datetime] = utcnow,
         plan: SelfhostedPlan | None = None,
         session_factory: Callable[..., Session] = Session,
+        streams: StreamPlan | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"bandwidth backend {backend!r} is not one of {', '.join(BACKENDS)}")
@@ -74,27 +91,31 @@ class BandwidthProbe:
         seconds = min(10.0, timeout_s / 3)
         self.plan = plan or SelfhostedPlan(seconds=seconds)
         self._session_factory = session_factory
+        self.streams = streams or StreamPlan()
+        # both phases and the set-up fit in timeout_s
+        self.phase_seconds = min(self.streams.seconds, max(1.0, (timeout_s - _SETUP_SECONDS) / 2))
         self._last_mbps: tuple[float, float] | None = None
+        self._test: StreamTest | None = None
+        self._budget = math.inf
+        self._rate: Progress | None = None
 
     # --- data budget ---------------------------------------------------------------------
 
     def estimated_bytes(self) -> int:
         """Upper estimate of the bytes one test moves, for the daily data budget."""
         if self.backend == "speedtest.net":
-            cap = SPEEDTEST_NET_ESTIMATE_BYTES
+            cap = SPEEDTEST_NET_ESTIMATE_BYTES + _OVERHEAD_BYTES
             seconds = 10.0
         else:
-            cap = self.plan.max_download_bytes() + (
-                self.plan.max_upload_bytes() if self.upload else 0
-            )
-            seconds = self.plan.seconds
-        cap += _OVERHEAD_BYTES
+            cap = SELFHOSTED_FIRST_ESTIMATE_BYTES
+            seconds = self.phase_seconds
         if self._last_mbps is None:
             return cap
         down, up = self._last_mbps
         rate_mbps = down + (up if self.upload else 0.0)
-        by_rate = rate_mbps * _ESTIMATE_HEADROOM * 1e6 / 8 * seconds
-        return min(cap, math.ceil(by_rate) + _OVERHEAD_BYTES)
+        by_rate = math.ceil(rate_mbps * _ESTIMATE_HEADROOM * 1e6 / 8 * seconds) + _OVERHEAD_BYTES
+        # with a measured rate, the timed test moves what the link carries in its time
+        return by_rate if self.backend == "selfhosted" else min(cap, by_rate)
 
     # --- reports -------------------------------------------------------------------------
 
@@ -115,9 +136,24 @@ class BandwidthProbe:
         """A report for a test that was not run (e.g. the daily data budget is spent)."""
         return self._report(identity, skipped=True, error=reason[:2048])
 
-    def collect(self, identity: Identity, progress: Progress | None = None) -> Bandwidth:
-        """Run one test; never raises: a failure is a report with `error` and no speeds."""
+    def collect(
+        self,
+        identity: Identity,
+        progress: Progress | None = None,
+        *,
+        budget_bytes: float | None = None,
+        rate: Progress | None = None,
+    ) -> Bandwidth:
+        """Run one test; never raises: a failure is a report with `error` and no speeds.
+
+        `budget_bytes` is what today's data budget has left: the self-hosted test sizes and
+        stops its phases to stay within it, and says so (`partial`, `note`). `rate` hears the
+        self-hosted test's current rate (stage, Mbps) every sample, for a live display.
+        """
         report = progress or (lambda stage, fraction: None)
+        self._budget = math.inf if budget_bytes is None else budget_bytes
+        self._test = None
+        self._rate = rate
         log = TransferLog()
         shutdown = Shutdown()
         timer = threading.Timer(self.timeout_s, shutdown.set)
@@ -137,11 +173,15 @@ class BandwidthProbe:
             fields.pop("download_mbps", None)
             fields.pop("upload_mbps", None)
         else:
-            self._last_mbps = (fields["download_mbps"], fields.get("upload_mbps") or 0.0)
+            earlier_up = self._last_mbps[1] if self._last_mbps else 0.0
+            self._last_mbps = (fields["download_mbps"], fields.get("upload_mbps") or earlier_up)
         if self.traffic is not None:
             fields["link_rx_mbps"], fields["link_tx_mbps"] = self.traffic.rates()
         report("done", 1.0)
-        return self._report(identity, bytes_used=log.total, **fields)
+        used = estimate_link_bytes(log.sent, log.received, _LEGACY_CONNECTIONS) if log.total else 0
+        if self._test is not None:
+            used += self._test.link_bytes
+        return self._report(identity, bytes_used=used, **fields)
 
     # --- the test itself -----------------------------------------------------------------
 
@@ -151,6 +191,10 @@ class BandwidthProbe:
         fields: dict[str, Any] = {}
         if self.backend == "selfhosted":
             assert self.server_url is not None
+            try:
+                return self._run_streams(self.server_url, socket_timeout, shutdown, progress)
+            except NotSupported:
+                pass  # an endpoint without timed streams: speedtest-cli's files below
             try:
                 latency: Latency = measure_latency(self.server_url, log, timeout=socket_timeout)
             except (ConnectionError, ValueError) as e:
@@ -220,6 +264,87 @@ class BandwidthProbe:
                 return {"error": "upload moved no data"}
             fields["upload_mbps"] = bits / 1e6
         return fields
+
+    def _run_streams(
+        self, url: str, timeout: float, shutdown: Shutdown, progress: Progress
+    ) -> dict[str, Any]:
+        test = self._test = StreamTest(
+            url,
+            plan=self.streams,
+            timeout=timeout,
+            stop=shutdown,
+            progress=progress,
+            rate=self._rate,
+        )
+        try:
+            latency = test.latency()
+        except (ConnectionError, ValueError) as e:
+            return {"error": str(e)}
+        fields: dict[str, Any] = {"latency_ms": latency.median_ms, "jitter_ms": latency.jitter_ms}
+        notes: list[str] = []
+        last_down, last_up = self._last_mbps or (None, None)
+        left = self._budget - test.link_bytes
+        reserve = 0.0
+        if self.upload:
+            reserve = left / 2 if last_up is None else min(left / 2, self._bytes_for(last_up))
+        seconds = self._sized("download", left - reserve, last_down, notes)
+        if seconds is None:
+            return {"skipped": True, "error": notes[0]}
+        try:
+            return self._phases(test, fields, seconds, left - reserve, last_up, notes)
+        except (ConnectionError, TimeoutError) as e:
+            return {"error": str(e)[:2048]}
+
+    def _phases(
+        self,
+        test: StreamTest,
+        fields: dict[str, Any],
+        seconds: float,
+        cap: float,
+        last_up: float | None,
+        notes: list[str],
+    ) -> dict[str, Any]:
+        down = test.phase("download", seconds, cap)
+        if down.mbps is None:
+            return {"error": "download moved no data"}
+        fields["download_mbps"] = down.mbps
+        if down.stopped_early:
+            notes.append(f"download stopped after {down.ran_seconds:.1f} s: {self._left()}")
+        if self.upload and not test.stop.is_set():
+            left = self._budget - test.link_bytes
+            up_seconds = self._sized("upload", left, last_up, notes)
+            if up_seconds is not None:
+                up = test.phase("upload", up_seconds, left)
+                if up.mbps is None:
+                    return {"error": "upload moved no data"}
+                fields["upload_mbps"] = up.mbps
+                if up.stopped_early:
+                    notes.append(f"upload stopped after {up.ran_seconds:.1f} s: {self._left()}")
+        if notes:
+            fields.update(partial=True, note="; ".join(notes)[:512])
+        return fields
+
+    def _bytes_for(self, mbps: float, seconds: float | None = None) -> float:
+        """Link bytes a phase of `seconds` at `mbps` is expected to move, with headroom."""
+        return mbps * 1e6 / 8 * (seconds or self.phase_seconds) * _PHASE_HEADROOM
+
+    def _left(self) -> str:
+        spent = self._test.link_bytes if self._test else 0
+        return f"daily data budget ({max(0.0, self._budget - spent) / 1e6:.1f} MB left)"
+
+    def _sized(
+        self, stage: str, cap: float, last_mbps: float | None, notes: list[str]
+    ) -> float | None:
+        """The phase's seconds within `cap` bytes at the last rate; None if it cannot run."""
+        seconds = self.phase_seconds
+        if last_mbps and self._bytes_for(last_mbps) > cap:
+            seconds = cap / self._bytes_for(last_mbps, 1.0)
+            if seconds >= _MIN_PHASE_SECONDS:
+                notes.append(f"{stage} shortened to {seconds:.1f} s: {self._left()}")
+        if seconds < _MIN_PHASE_SECONDS or cap <= 0:
+            notes.append(f"{stage} not run: {self._left()}")
+            return None
+        return seconds
 
     @staticmethod
     def _failed(stage: str, log: TransferLog, since: int) -> dict[str, Any]:

@@ -5,6 +5,11 @@ Routes (relative to where the app is mounted, normally `/speedtest`):
 - `GET latency.txt` -> `test=test`
 - `GET random{N}x{N}.jpg` -> 2*N*N incompressible bytes, streamed (never held in memory)
 - `POST upload.php` -> reads and discards the body, answers `size=<bytes received>`
+- `GET download?seconds=S` -> incompressible bytes for S seconds on one response, then its end
+- `POST upload` -> reads and discards a body of any length (chunked), answers `bytes=<received>`
+
+The first three are the fixed-size dialect of speedtest-cli (old agents, nginx); the last two
+are the timed streams of the agent's own test (docs/protocol.md).
 
 Every request is bounded: download bodies over `max_download_bytes` are 404 (as a static server
 without that file would answer), upload bodies over `max_upload_bytes` are 413. With a
@@ -36,6 +41,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 DEFAULT_MAX_DOWNLOAD_BYTES: Final = 2 * 4000 * 4000  # random4000x4000.jpg, speedtest.net's largest
 DEFAULT_MAX_UPLOAD_BYTES: Final = 8 * 1024 * 1024
+#: Longest timed stream either way; an upload body may run this long plus a few seconds.
+DEFAULT_MAX_STREAM_SECONDS: Final = 30.0
+_STREAM_GRACE_SECONDS: Final = 5.0
 CHUNK_BYTES: Final = 64 * 1024
 _NO_CACHE: Final = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
 
@@ -142,6 +150,8 @@ def speedtest_app(
     download_pacer: Pacer | None = None,
     upload_pacer: Pacer | None = None,
     limiter: RateLimiter | None = None,
+    max_stream_seconds: float = DEFAULT_MAX_STREAM_SECONDS,
+    timed_streams: bool = True,
 ) -> SpeedtestApp:
     """Build the endpoint; mount it with `Mount("/speedtest", app=speedtest_app())`.
 
@@ -149,7 +159,7 @@ def speedtest_app(
     some bytes); production runs without them. `limiter` caps requests per client address
     (`edugap serve` sets one from `speedtest.*`).
     """
-    if max_upload_bytes <= 0 or max_download_bytes <= 0 or chunk_bytes <= 0:
+    if min(max_upload_bytes, max_download_bytes, chunk_bytes, max_stream_seconds) <= 0:
         raise ValueError("speed-test limits must be positive byte counts")
     # One random block, repeated: incompressible, so no proxy or codec can shrink the test.
     block = os.urandom(chunk_bytes)
@@ -211,9 +221,54 @@ def speedtest_app(
         app.uploads += 1
         return PlainTextResponse(f"size={received}", headers=_NO_CACHE)
 
+    async def stream_down(request: Request) -> Response:
+        seconds = _seconds(request.query_params.get("seconds", ""), max_stream_seconds)
+        if seconds is None:
+            app.rejected += 1
+            return PlainTextResponse(
+                f"download needs ?seconds= between 0 and {max_stream_seconds:g}\n",
+                status_code=400,
+                headers=_NO_CACHE,
+            )
+        app.downloads += 1
+
+        async def body() -> AsyncIterator[bytes]:
+            # The server ends the body on its own clock, so the client reads to the end and
+            # every byte that crossed the link is one it counted; no connection is cut.
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                if download_pacer is not None:
+                    await download_pacer.take(chunk_bytes)
+                app.bytes_served += chunk_bytes
+                yield block
+
+        return StreamingResponse(body(), media_type="application/octet-stream", headers=_NO_CACHE)
+
+    async def stream_up(request: Request) -> Response:
+        received = 0
+        end = time.monotonic() + max_stream_seconds + _STREAM_GRACE_SECONDS
+        try:
+            async for chunk in request.stream():
+                received += len(chunk)
+                app.bytes_received += len(chunk)
+                if time.monotonic() > end:
+                    app.rejected += 1
+                    return PlainTextResponse(
+                        f"upload longer than {max_stream_seconds:g} s\n",
+                        status_code=413,
+                        headers={**_NO_CACHE, "Connection": "close"},
+                    )
+                if upload_pacer is not None and chunk:
+                    await upload_pacer.take(len(chunk))
+        except ClientDisconnect:
+            return Response(status_code=400)
+        app.uploads += 1
+        return PlainTextResponse(f"bytes={received}", headers=_NO_CACHE)
+
     async def index(request: Request) -> Response:
         return PlainTextResponse(
-            "edugap speed-test endpoint: latency.txt, random{N}x{N}.jpg, upload.php\n",
+            "edugap speed-test endpoint: latency.txt, download?seconds=S, upload, "
+            "random{N}x{N}.jpg, upload.php\n",
             headers=_NO_CACHE,
         )
 
@@ -225,11 +280,25 @@ def speedtest_app(
             Route("/latency.txt", latency),
             Route("/random{width:int}x{height:int}.jpg", download),
             Route("/upload.php", upload, methods=["POST"]),
-        ],
+        ]
+        + (
+            [Route("/download", stream_down), Route("/upload", stream_up, methods=["POST"])]
+            if timed_streams
+            else []
+        ),
         middleware=middleware,
     )
     owner.append(app)
     return app
+
+
+def _seconds(text: str, most: float) -> float | None:
+    """`text` as a stream length in seconds, if it is a number in (0, most]."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    return seconds if 0 < seconds <= most else None
 
 
 def _too_large(limit: int) -> Response:
