@@ -20,9 +20,9 @@ time, `20:5/40` is 20 down and 5 up, `20/40/0.5` adds 0.5 % random loss each way
     .venv/bin/python bench/speedtest_accuracy.py --resume       # finish an interrupted run
     .venv/bin/python bench/speedtest_accuracy.py --render       # rewrite the .md from the .json
 
-Root only (network namespaces). linklab is `$EDUGAP_LINKLAB`, else the first of
-../shared/linklab/linklab, ../../shared/linklab/linklab (from the repository) or `linklab` on
-PATH. The linklab name is `--name` (default `bench`), so a bench never touches another lab.
+Root only (network namespaces). linklab is `$EDUGAP_LINKLAB`, else the copy in the tree,
+tests/linklab/linklab. The linklab name is `--name` (default `bench`), so a bench never
+touches another lab.
 
 Writes bench/results/speedtest_accuracy.md, and the raw runs to
 bench/results/speedtest_accuracy.json after each condition (`--resume` keeps the conditions

@@ -1,6 +1,6 @@
 """A school's link on this machine: linklab's three network namespaces, from a bench.
 
-linklab (../shared/linklab, see its README) makes `<name>_srv` (10.211.77.1), `<name>_rt` (the
+linklab (tests/linklab, see its README) makes `<name>_srv` (10.211.77.1), `<name>_rt` (the
 shaped link: tbf per direction, a one-way delay and loss) and `<name>_cli` (10.211.77.2). A
 bench brings one up per condition with `link(...)`, runs its server side and client side with
 `netns(...)` argv, and reads what crossed the client's interface with `link_bytes(...)`.
@@ -26,21 +26,10 @@ CLIENT = "10.211.77.2"
 
 
 def linklab_path() -> str:
-    """`$EDUGAP_LINKLAB`, else ../shared/linklab/linklab or ../../shared/... from the repository
-    (a checkout or a worktree beside it), else `linklab` on PATH; a missing part otherwise."""
+    """`$EDUGAP_LINKLAB`, else the copy in the tree (tests/linklab/linklab)."""
     if given := os.environ.get("EDUGAP_LINKLAB"):
         return given
-    for candidate in (
-        ROOT.parent / "shared" / "linklab" / "linklab",
-        ROOT.parent.parent / "shared" / "linklab" / "linklab",
-    ):
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which("linklab")
-    if found is None:
-        missing("linklab", "set EDUGAP_LINKLAB to the linklab script (../shared/linklab)")
-        raise AssertionError("unreachable")
-    return found
+    return str(ROOT / "tests" / "linklab" / "linklab")
 
 
 def require(*tools: tuple[str, str]) -> str:

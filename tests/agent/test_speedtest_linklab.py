@@ -1,6 +1,6 @@
 """The self-hosted test across a real shaped, delayed link (linklab), as a school's link is.
 
-linklab (`../shared/linklab/linklab` from the repository, or `EDUGAP_LINKLAB`) joins three
+linklab (`tests/linklab/linklab`, or `EDUGAP_LINKLAB`) joins three
 network namespaces with tbf rate limits and a one-way delay. The collector's speed-test endpoint
 runs in the server namespace under uvicorn, `edugap-agent speedtest` in the client namespace.
 tbf limits IP packets; TCP's payload is 1448 of every 1514 bytes a full segment puts on the
@@ -29,10 +29,8 @@ PAYLOAD_SHARE = 1448 / 1514
 
 
 def linklab_path() -> Path:
-    # beside the repository (../shared), or beside the folder of its worktrees (../../shared)
-    nearby = [up / "shared/linklab/linklab" for up in (ROOT.parent, ROOT.parent.parent)]
-    found = next((p for p in nearby if p.is_file()), nearby[0])
-    path = Path(os.environ.get("EDUGAP_LINKLAB") or found)
+    # the copy in the tree (tests/linklab), unless EDUGAP_LINKLAB names another
+    path = Path(os.environ.get("EDUGAP_LINKLAB") or ROOT / "tests" / "linklab" / "linklab")
     if os.geteuid() != 0:
         realparts.missing("linklab", "network namespaces and tc need root (CI runs as root)")
     if not path.is_file():
