@@ -244,7 +244,9 @@ def ingest_drain(
 
 
 def ingest_subscribe(store_url: str, settings: BrokerSettings, client_id: str) -> None:
+    """Create a collector's persistent session (connect, subscribe, leave)."""
     store = open_store(store_url)
+    # its own share group: two sessions in one group would split the backlog between them
     ingest = Ingest(store, settings, client_id=client_id, group=client_id, shared=True)
     ingest.start()
     wait(ingest.ready, 10, f"{client_id} to subscribe")

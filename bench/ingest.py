@@ -117,15 +117,7 @@ def publish_all(settings: BrokerSettings, messages: list[tuple[str, bytes]]) -> 
 # --- the consumers -----------------------------------------------------------------------
 
 
-def ingest_session(store_url: str, settings: BrokerSettings, client_id: str) -> None:
-    """Create the collector's persistent session (connect, subscribe, leave)."""
-    store = open_store(store_url)
-    # its own share group: two sessions in one group would split the backlog between them
-    ingest = Ingest(store, settings, client_id=client_id, group=client_id, shared=True)
-    ingest.start()
-    wait(ingest.ready, 10, f"{client_id} to subscribe")
-    ingest.stop()
-    store.close()
+ingest_session = ingest_national.ingest_subscribe
 
 
 def drain_ingest(store_url: str, settings: BrokerSettings, client_id: str, n: int) -> float:

@@ -192,13 +192,17 @@ def require_tool(name: str, package: str) -> str:
 
 
 class CountingProxy:
-    """A TCP forwarder that counts the connections made through it (each one a connect try)."""
+    """A TCP forwarder that counts the connections made through it (each one a connect try).
+    It can stand for a network that fails: cut() drops every connection through it and refuses
+    new ones (still counted) until restore()."""
 
     def __init__(self, target_port: int) -> None:
         self.target = target_port
         self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
+        self.port: int = self.server.getsockname()[1]
         self.connections = 0
+        self.up = True
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -209,10 +213,13 @@ class CountingProxy:
                 return
             self.connections += 1
             try:
+                if not self.up:
+                    raise OSError("link cut")
                 upstream = socket.create_connection(("127.0.0.1", self.target))
             except OSError:
                 client.close()
                 continue
+            self.pairs.append((client, upstream))
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -228,5 +235,19 @@ class CountingProxy:
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
 
+    def cut(self) -> None:
+        """Drop every connection through the proxy and refuse new ones until restore()."""
+        self.up = False
+        for pair in self.pairs:
+            for s in pair:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+        self.pairs.clear()
+
+    def restore(self) -> None:
+        self.up = True
+
     def close(self) -> None:
+        self.cut()
         self.server.close()

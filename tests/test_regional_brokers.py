@@ -17,10 +17,8 @@ import csv
 import getpass
 import os
 import queue
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -52,62 +50,8 @@ def run_generator(where: Path, regions_toml: str, *extra: str) -> subprocess.Com
     )  # fmt: skip
 
 
-class Link:
-    """A TCP forwarder standing for the network between a regional and the central broker."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target = target_port
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.server.getsockname()[1]
-        self.up = True
-        self.pairs: list[tuple[socket.socket, socket.socket]] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            try:
-                if not self.up:
-                    raise OSError("link cut")
-                upstream = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
-                client.close()
-                continue
-            self.pairs.append((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        """Drop every connection through the link and refuse new ones until restore()."""
-        self.up = False
-        for pair in self.pairs:
-            for s in pair:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-        self.pairs.clear()
-
-    def restore(self) -> None:
-        self.up = True
-
-    def close(self) -> None:
-        self.cut()
-        self.server.close()
+# the network between a regional and the central broker: a forwarder the test can cut
+Link = realparts.CountingProxy
 
 
 class GeneratedBroker(ShippedBroker):
