@@ -125,7 +125,15 @@ class AgentProcess:
     def signal(self, signum: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(signum)
-        self.proc.wait(15)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # not left behind; the log says where it was
+            tail = self.log.read_text(errors="replace").splitlines()[-30:]
+            raise AssertionError(
+                f"agent did not exit within 15 s of signal {signum}; its log ends:\n"
+                + "\n".join(tail)
+            ) from None
 
     def kill(self) -> None:
         """SIGKILL: no goodbye, no flush; what is on disk is all that survives."""

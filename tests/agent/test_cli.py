@@ -121,6 +121,9 @@ def test_status_shows_outbox_last_publish_and_broker(
     assert "report(s) waiting" in done.stdout
 
     broker.stop()
+    # once the agent has seen the broker go, no acknowledgement is left to read from its socket:
+    # a report waiting from then on stays waiting
+    wait_for(lambda: "disconnected from broker" in agent.log.read_text(), what="the disconnect")
     wait_for(lambda: agent.outbox(), what="reports waiting while the broker is down")
     done = agent_command("status", "--config", str(agent.config), "--timeout", "2")
     assert done.returncode == 1
