@@ -1,7 +1,7 @@
 """Benchmark: `/metrics` of 60,000 schools next to prometheus_client's own `generate_latest`.
 
-Builds a snapshot of 60,000 schools in 34 provinces (about 1.4 million samples), then times,
-several runs each:
+Builds a snapshot of 60,000 schools in 34 provinces (about 0.37 million samples with the default
+series, 1.4 million with `metrics.school_detail`), then times, several runs each:
 
   measured (cold)  the first scrape after a new snapshot: render every school and province
                    series into per-province byte chunks and join them (what `edugap serve`
