@@ -205,21 +205,33 @@ def speedtest_app(
             if int(declared) > max_upload_bytes:
                 app.rejected += 1
                 return _too_large(max_upload_bytes)
+        got = await receive(
+            request, lambda n: _too_large(max_upload_bytes) if n > max_upload_bytes else None
+        )
+        if isinstance(got, Response):
+            return got
+        app.uploads += 1
+        return PlainTextResponse(f"size={got}", headers=_NO_CACHE)
+
+    async def receive(
+        request: Request, refuse: Callable[[int], Response | None]
+    ) -> int | Response:
+        """Read and discard a body, counting it; the bytes received, or the answer when
+        `refuse` (asked after every chunk with the count so far) gives one."""
         received = 0
         try:
             async for chunk in request.stream():
                 received += len(chunk)
                 app.bytes_received += len(chunk)
-                if received > max_upload_bytes:
+                if (answer := refuse(received)) is not None:
                     app.rejected += 1
-                    return _too_large(max_upload_bytes)
+                    return answer
                 if upload_pacer is not None and chunk:
                     await upload_pacer.take(len(chunk))
         except ClientDisconnect:
             # the client's upload time ran out mid-body: normal for a time-bounded test
             return Response(status_code=400)
-        app.uploads += 1
-        return PlainTextResponse(f"size={received}", headers=_NO_CACHE)
+        return received
 
     async def stream_down(request: Request) -> Response:
         seconds = _seconds(request.query_params.get("seconds", ""), max_stream_seconds)
@@ -245,25 +257,19 @@ def speedtest_app(
         return StreamingResponse(body(), media_type="application/octet-stream", headers=_NO_CACHE)
 
     async def stream_up(request: Request) -> Response:
-        received = 0
         end = time.monotonic() + max_stream_seconds + _STREAM_GRACE_SECONDS
-        try:
-            async for chunk in request.stream():
-                received += len(chunk)
-                app.bytes_received += len(chunk)
-                if time.monotonic() > end:
-                    app.rejected += 1
-                    return PlainTextResponse(
-                        f"upload longer than {max_stream_seconds:g} s\n",
-                        status_code=413,
-                        headers={**_NO_CACHE, "Connection": "close"},
-                    )
-                if upload_pacer is not None and chunk:
-                    await upload_pacer.take(len(chunk))
-        except ClientDisconnect:
-            return Response(status_code=400)
+        got = await receive(request, lambda _n: _too_long() if time.monotonic() > end else None)
+        if isinstance(got, Response):
+            return got
         app.uploads += 1
-        return PlainTextResponse(f"bytes={received}", headers=_NO_CACHE)
+        return PlainTextResponse(f"bytes={got}", headers=_NO_CACHE)
+
+    def _too_long() -> Response:
+        return PlainTextResponse(
+            f"upload longer than {max_stream_seconds:g} s\n",
+            status_code=413,
+            headers={**_NO_CACHE, "Connection": "close"},
+        )
 
     async def index(request: Request) -> Response:
         return PlainTextResponse(
