@@ -27,7 +27,7 @@ from edugap.agent.probes.speedtest_client import (
     measure_latency,
     upload_url,
 )
-from edugap.agent.probes.streams import NotSupported, StreamPlan, StreamTest
+from edugap.agent.probes.streams import Direction, NotSupported, StreamPlan, StreamTest
 from edugap.agent.probes.tcpinfo import estimate_link_bytes
 from edugap.agent.probes.traffic import TrafficProbe
 from edugap.protocol.messages import Bandwidth, new_report_id, utcnow
@@ -304,25 +304,36 @@ class BandwidthProbe:
         last_up: float | None,
         notes: list[str],
     ) -> dict[str, Any]:
-        down = test.phase("download", seconds, cap)
-        if down.mbps is None:
-            return {"error": "download moved no data"}
-        fields["download_mbps"] = down.mbps
-        if down.stopped_early:
-            notes.append(f"download stopped after {down.ran_seconds:.1f} s: {self._left()}")
+        if error := self._phase(test, "download", seconds, cap, fields, notes):
+            return {"error": error}
         if self.upload and not test.stop.is_set():
             left = self._budget - test.link_bytes
             up_seconds = self._sized("upload", left, last_up, notes)
-            if up_seconds is not None:
-                up = test.phase("upload", up_seconds, left)
-                if up.mbps is None:
-                    return {"error": "upload moved no data"}
-                fields["upload_mbps"] = up.mbps
-                if up.stopped_early:
-                    notes.append(f"upload stopped after {up.ran_seconds:.1f} s: {self._left()}")
+            if up_seconds is not None and (
+                error := self._phase(test, "upload", up_seconds, left, fields, notes)
+            ):
+                return {"error": error}
         if notes:
             fields.update(partial=True, note="; ".join(notes)[:512])
         return fields
+
+    def _phase(
+        self,
+        test: StreamTest,
+        direction: Direction,
+        seconds: float,
+        cap: float,
+        fields: dict[str, Any],
+        notes: list[str],
+    ) -> str | None:
+        """Run one direction into `fields`; the error when it moved no data."""
+        result = test.phase(direction, seconds, cap)
+        if result.mbps is None:
+            return f"{direction} moved no data"
+        fields[f"{direction}_mbps"] = result.mbps
+        if result.stopped_early:
+            notes.append(f"{direction} stopped after {result.ran_seconds:.1f} s: {self._left()}")
+        return None
 
     def _bytes_for(self, mbps: float, seconds: float | None = None) -> float:
         """Link bytes a phase of `seconds` at `mbps` is expected to move, with headroom."""
