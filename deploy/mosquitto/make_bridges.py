@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import re
-import shutil
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -262,12 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-queued-bytes", type=int, default=None,
                         help="the same limit in bytes of payload (default: the shipped "
                              "config's, 0: none)")
-    parser.add_argument("--mosquitto-passwd", default=shutil.which("mosquitto_passwd"),
-                        help="path of mosquitto_passwd")  # fmt: skip
+    creds.passwd_tool_option(parser)
     args = parser.parse_args(argv)
     if not args.mosquitto_passwd:
-        print("mosquitto_passwd not found: install the package 'mosquitto'", file=sys.stderr)
-        return 2
+        return creds.no_passwd_tool()
     plan = load_regions(args.regions)
     schools = assign(plan, args.registry)
     base = (HERE / "mosquitto.conf").read_text(encoding="utf-8")

@@ -156,6 +156,17 @@ def credentials_csv(entries: list[tuple[str, str]]) -> str:
     return out.getvalue()
 
 
+def passwd_tool_option(parser: argparse.ArgumentParser) -> None:
+    """--mosquitto-passwd, found on PATH by default (this script and make_bridges.py)."""
+    parser.add_argument("--mosquitto-passwd", default=shutil.which("mosquitto_passwd"),
+                        help="path of mosquitto_passwd")  # fmt: skip
+
+
+def no_passwd_tool() -> int:
+    print("mosquitto_passwd not found: install the package 'mosquitto'", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--registry", type=Path, help="registry CSV with a school_id column")
@@ -163,12 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="CSV of new plaintext passwords")
     parser.add_argument("--collector", action="append", default=[],
                         help="also create this collector user (repeatable)")  # fmt: skip
-    parser.add_argument("--mosquitto-passwd", default=shutil.which("mosquitto_passwd"),
-                        help="path of mosquitto_passwd")  # fmt: skip
+    passwd_tool_option(parser)
     args = parser.parse_args(argv)
     if not args.mosquitto_passwd:
-        print("mosquitto_passwd not found: install the package 'mosquitto'", file=sys.stderr)
-        return 2
+        return no_passwd_tool()
     wanted = (read_school_ids(args.registry) if args.registry else []) + args.collector
     current = read_private(args.passwd)
     have = existing_users(current)
